@@ -1,0 +1,57 @@
+# SMail developer tasks. Every target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast interop exe smoke bench lint catalogs update-catalogs typecheck clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,build]'
+	touch $@
+
+catalogs: $(STAMP)
+	$(PY) build/catalogs.py compile
+
+update-catalogs: $(STAMP)
+	$(PY) build/catalogs.py update
+
+demo: catalogs
+	$(PY) examples/demo.py
+
+# The whole suite: unit, contract and CLI tests, the Postfix interop suite, then the
+# frozen binary built from spec/ and smoke-tested.
+test: catalogs
+	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory exe smoke
+
+test-fast: catalogs
+	$(PY) -m pytest -q -m "not interop" -x
+
+interop: catalogs
+	$(PY) -m pytest -q -m interop
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+exe: catalogs
+	$(PY) ci/build_exe.py native
+
+smoke:
+	$(PY) ci/smoke.py dist/SMail
+
+exe-x86 exe-x64: catalogs
+	$(PY) ci/build_exe.py $(@:exe-%=%)
+
+bench: catalogs
+	$(PY) bench/bench.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check smail build ci tests bench
+	$(PY) ci/actionlint.py
+
+clean:
+	rm -rf $(VENV) dist .pyinstaller smail/_locales .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,85 @@
+"""Secrets as a type, and the filter that keeps their values out of every output."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+MASK = "****"
+_registry: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password, client secret or token: never shown by str() or repr()."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK})"
+
+
+def _variants(value: str) -> set[str]:
+    """The forms under which a secret may travel: raw, URL-encoded, base64."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+    forms.add(base64.b64encode(value.encode("utf-8")).decode("ascii"))
+    return {form for form in forms if len(form) >= 3}
+
+
+def remember(*values: str | Secret | None) -> None:
+    """Register secret values (options, token file content, tokens obtained at run time)."""
+    for value in values:
+        text = value.reveal() if isinstance(value, Secret) else value
+        if text and text.strip():
+            _registry.update(_variants(text))
+            _registry.update(_variants(text.strip()))
+
+
+def forget_all() -> None:
+    """Empty the registry (between runs of main() in one process)."""
+    _registry.clear()
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by ****, longest first."""
+    for value in sorted(_registry, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+_AUTH_LINE = re.compile(r"^(AUTH\s+\S+)(\s+.*)?$", re.IGNORECASE | re.DOTALL)
+
+
+def mask_auth_command(line: str) -> str:
+    """`AUTH PLAIN dXNlcg...` -> `AUTH PLAIN ****`: masks by structure, not by value."""
+    match = _AUTH_LINE.match(line.strip())
+    if not match:
+        return line
+    return match.group(1) + (" " + MASK if match.group(2) else "")
+
+
+class RedactingFilter(logging.Filter):
+    """Sits on every handler, so it also sees records of msal, urllib3 and requests."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            formatter = logging.Formatter()
+            record.exc_text = formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
