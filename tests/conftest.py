@@ -52,6 +52,8 @@ def run_smail(tmp_path: Path) -> RunSmail:
             argv.append(f"/LOG={log_path}")
             if not any(a.upper().startswith("/LOG_LEVEL=") for a in argv):
                 argv.append("/LOG_LEVEL=DEBUG")
+        if not any(a.upper().startswith("/TIMEOUT=") for a in argv):
+            argv.append("/TIMEOUT=10")  # a test that hangs fails fast instead
         environ = {"LANG": "en_US.UTF-8"} if env is None else env
         stdout, stderr = io.StringIO(), io.StringIO()
         code = main(argv, environ, stdout, stderr)

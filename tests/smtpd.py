@@ -78,7 +78,7 @@ class RecordingHandler:
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             self.logins.append(f"{mechanism} {user}")
-            return AuthResult(success=self.passwords.get(user) == password)
+            return AuthResult(success=self.passwords.get(user) == password, handled=False)
         return AuthResult(success=False)
 
     @auth_mechanism("CRAM-MD5")
@@ -91,11 +91,11 @@ class RecordingHandler:
         password = self.passwords.get(user, "")
         expected = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
         self.logins.append(f"CRAM-MD5 {user}")
-        return AuthResult(success=hmac.compare_digest(expected, digest))
+        return AuthResult(success=hmac.compare_digest(expected, digest), handled=False)
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) > 2:
-            blob = base64.b64decode(args[2])
+        if len(args) > 1:
+            blob = base64.b64decode(args[1])
         else:
             answer = await server.challenge_auth(b"", encode_to_b64=False)
             if not isinstance(answer, bytes):
@@ -111,8 +111,8 @@ class RecordingHandler:
                                  "scope": "https://mail.google.com/"}).encode()
             empty = await server.challenge_auth(reason)
             if empty != b"":
-                return AuthResult(success=False, handled=True, message="501 5.5.2 expected an empty response")
-        return AuthResult(success=ok)
+                return AuthResult(success=False, handled=False, message="501 5.5.2 expected an empty response")
+        return AuthResult(success=ok, handled=False)
 
 
 class DSNServer(SMTP):

@@ -137,7 +137,11 @@ class SMTPTransport:
                 client = _SMTPS(local_hostname=helo, timeout=s.timeout, context=self.context)
             else:
                 client = _SMTP(local_hostname=helo, timeout=s.timeout)
-            client.connect(s.server, s.port)
+            client._host = s.server  # smtplib sets it only when the constructor connects
+            code, greeting = client.connect(s.server, s.port)
+            if code != 220:  # smtplib checks the greeting only when its constructor connects
+                _close(client)
+                raise smtplib.SMTPConnectError(code, greeting)
         except smtplib.SMTPConnectError as exc:  # the greeting was not 220
             raise ConnectError(_("{where} refused the session: {reply}").format(
                 where=self.where, reply=f"{exc.smtp_code} {_text(exc.smtp_error)}"),
@@ -256,8 +260,8 @@ class SMTPTransport:
             def xoauth2(challenge: bytes | None) -> bytes | None:
                 # The 334 error challenge carries a JSON reason; the client answers with an
                 # empty line so that the server ends the exchange with 535 (Google's protocol).
-                if challenge is None:
-                    return initial
+                if challenge is None or not challenge.strip():
+                    return initial  # no challenge yet: the server ignored the initial response
                 reasons.append(challenge.decode("utf-8", "replace"))
                 return b""
             return xoauth2, reasons
