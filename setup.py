@@ -1,6 +1,7 @@
 """Compiles the FR/EN message catalogs into the package when it is built (pip install .)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -15,6 +16,7 @@ class BuildWithCatalogs(build_py):
         spec = importlib.util.spec_from_file_location("catalogs", ROOT / "build" / "catalogs.py")
         assert spec and spec.loader
         catalogs = importlib.util.module_from_spec(spec)
+        sys.modules["catalogs"] = catalogs  # dataclasses resolve annotations through it
         spec.loader.exec_module(catalogs)
         catalogs.compile_all(Path(self.build_lib) / "smail" / "_locales")
 

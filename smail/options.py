@@ -330,9 +330,9 @@ def find(name: str) -> Option:
 
 
 class Source(Enum):
-    COMMAND_LINE = N_("command line")
-    ENVIRONMENT = N_("environment")
-    CONFIG_FILE = N_("configuration file")
+    COMMAND_LINE = "command line"
+    ENVIRONMENT = "environment"
+    CONFIG_FILE = "configuration file"
 
 
 @dataclass
@@ -397,7 +397,9 @@ def read_text_file(path: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _expand_response_files(argv: Sequence[str], depth: int = 0) -> list[str]:
+def _expand_response_files(argv: Sequence[str], depth: int = 0,
+                           base: Path | None = None) -> list[str]:
+    """Replace each @file by its lines; nested @files are relative to the file naming them."""
     tokens: list[str] = []
     for token in argv:
         if not token.startswith("@") or len(token) == 1:
@@ -406,11 +408,13 @@ def _expand_response_files(argv: Sequence[str], depth: int = 0) -> list[str]:
         if depth >= 8:
             raise ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:]))
         path = Path(_unquote(token[1:]))
+        if base is not None and not path.is_absolute():
+            path = base / path
         if not path.is_file():
             raise FileMissingError(_("Response file not found: {path}").format(path=path))
         lines = [line.strip() for line in read_text_file(path).splitlines()]
         lines = [line for line in lines if line and not line.startswith(("#", ";"))]
-        tokens.extend(_expand_response_files(lines, depth + 1))
+        tokens.extend(_expand_response_files(lines, depth + 1, path.parent))
     return tokens
 
 

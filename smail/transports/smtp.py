@@ -219,9 +219,10 @@ class SMTPTransport:
             return None
         client = session.client
         if not client.has_extn("auth"):
-            hint = "" if session.tls_version else " " + _("Many servers offer authentication only over TLS: try /SSL_VERSION=TLSV1_2.")
-            raise AuthError(_("{where} does not offer authentication (AUTH).").format(
-                where=self.where) + hint)
+            if session.tls_version:
+                raise AuthError(_("{where} does not offer authentication (AUTH).").format(where=self.where))
+            raise AuthError(_("{where} does not offer authentication (AUTH) without TLS; many servers offer it only over TLS: try /SSL_VERSION=TLSV1_2.").format(
+                where=self.where))
         offered = client.esmtp_features["auth"].upper().split()
         if s.auth is AuthType.XOAUTH2:
             mechanism = "XOAUTH2"
@@ -240,11 +241,14 @@ class SMTPTransport:
             self._sasl(client, mechanism, responder)
         except smtplib.SMTPAuthenticationError as exc:
             reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+            transient = 400 <= exc.smtp_code < 500
             if reasons:
-                reply += " " + _("(reason given by the server: {reason})").format(reason=reasons[-1])
+                raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply} (reason given by the server: {reason})").format(
+                    where=self.where, user=s.username, mechanism=mechanism, reply=reply,
+                    reason=reasons[-1]), transient=transient) from exc
             raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply}").format(
                 where=self.where, user=s.username, mechanism=mechanism, reply=reply),
-                transient=400 <= exc.smtp_code < 500) from exc
+                transient=transient) from exc
         log.info(_("Authenticated as {user} with {mechanism}.").format(user=s.username, mechanism=mechanism))
         return mechanism
 
