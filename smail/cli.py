@@ -55,9 +55,9 @@ class ErrorFile:
             return
         try:
             self.path.write_text(redact.redact(text) + "\n", encoding="utf-8")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL character
             console.err(_("The error file {path} could not be written: {reason}").format(
-                path=self.path, reason=exc.strerror or exc))
+                path=self.path, reason=getattr(exc, "strerror", None) or exc))
 
     def success(self, console: Console) -> None:
         if self.path is None:
@@ -67,18 +67,18 @@ class ErrorFile:
                 self.path.write_bytes(b"")
             else:
                 self.path.unlink(missing_ok=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             console.err(_("The error file {path} could not be cleared: {reason}").format(
-                path=self.path, reason=exc.strerror or exc))
+                path=self.path, reason=getattr(exc, "strerror", None) or exc))
 
 
 def _save_eml(path: Path, rendered: mime.Rendered) -> None:
     try:
         with path.open("wb") as stream:
             rendered.write_to(stream)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise SMailError(_("The message could not be saved to {path}: {reason}").format(
-            path=path, reason=exc.strerror or exc)) from None
+            path=path, reason=getattr(exc, "strerror", None) or exc)) from None
     logger.info(_("Message saved to {path}.").format(path=path))
 
 
@@ -137,9 +137,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         error_file = ErrorFile(raw.get("ERROR_FILE"))
         try:
             log_path = log.configure(log_settings(raw))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             console.err(_("The log file could not be opened: {reason}").format(
-                reason=exc.strerror or exc))
+                reason=getattr(exc, "strerror", None) or exc))
         logger.info(_("SMail {version} started.").format(version=__version__))
         config = validate(raw)
         redact.remember(*config.secrets)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from smail.errors import FileMissingError, ParamError, SMailError, AuthError
 from smail.i18n import _
-from smail.options import (OPTIONS, AuthType, Cloud, ConversionError, ErrorFileOnSuccess,
+from smail.options import (OPTIONS, AuthType, Cloud, ErrorFileOnSuccess, convert,
                            LogLevel, Mode, Option, Priority, RawOptions, TLSMode, TLSVersion,
-                           expand_wildcards, read_text_file, split_list, BY_NAME)
+                           expand_wildcards, is_dir, is_file, read_text_file, split_list, BY_NAME)
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 
@@ -117,15 +117,6 @@ class Config:
     secrets: tuple[Secret, ...] = field(default=())
 
 
-def _convert(option: Option, value: str) -> object:
-    try:
-        return option.convert(value)
-    except ConversionError as exc:
-        shown = "****" if option.secret else value[:80]
-        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-            value=shown, name=option.name, reason=exc)) from None
-
-
 def _check_header_text(name: str, value: str) -> None:
     """CR, LF or NUL in a header value would let a value inject headers: refuse them."""
     if any(ch in value for ch in "\r\n\0"):
@@ -140,7 +131,7 @@ class _Values:
         self.converted: dict[str, object] = {}
         mode_option = BY_NAME["MODE"]
         if raw.given("MODE"):  # an invalid mode is exit 9 whatever else is wrong
-            self.converted["MODE"] = _convert(mode_option, raw.get("MODE") or "")
+            self.converted["MODE"] = convert(mode_option, raw.get("MODE") or "")
         for option in OPTIONS:
             if option.name in self.converted or not raw.given(option.name):
                 continue
@@ -151,7 +142,7 @@ class _Values:
                 else:
                     self.converted[option.name] = tuple(items)
             else:
-                self.converted[option.name] = _convert(option, raw.get(option.name) or "")
+                self.converted[option.name] = convert(option, raw.get(option.name) or "")
 
     def __getitem__(self, name: str) -> object:
         return self.converted.get(name)
@@ -169,10 +160,10 @@ def _files(name: str, items: list[str]) -> tuple[Path, ...]:
     paths: list[Path] = []
     for item in split_list(items):
         for path in expand_wildcards(item):
-            if path.is_dir():
-                raise FileMissingError(_("/{name}: {path} is a folder, not a file.").format(
-                    name=name, path=path))
-            if not path.is_file():
+            if not is_file(path):
+                if is_dir(path):
+                    raise FileMissingError(_("/{name}: {path} is a folder, not a file.").format(
+                        name=name, path=path))
                 raise FileMissingError(_("File not found: {path}").format(path=path))
             paths.append(path)
     return tuple(paths)

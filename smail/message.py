@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from smail.config import MessageSettings
 from smail.errors import FileMissingError, ParamError
 from smail.i18n import _
-from smail.options import Priority
+from smail.options import Priority, is_dir
 
 log = logging.getLogger("smail")
 
@@ -271,7 +271,7 @@ def _file_part(path: Path, content_id: str | None = None) -> FilePart:
     except OSError as exc:
         raise FileMissingError(_("Cannot read {path}: {reason}").format(
             path=path, reason=exc.strerror or exc)) from None
-    if path.is_dir():
+    if is_dir(path):
         raise FileMissingError(_("{path} is a folder, not a file.").format(path=path))
     return FilePart(path=path, filename=path.name, content_type=content_type_of(path),
                     size=size, content_id=content_id)

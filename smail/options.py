@@ -148,20 +148,38 @@ def text(value: str) -> str:
     return value
 
 
+def is_file(path: Path) -> bool:
+    """Path.is_file() that also says False for names the OS rejects (too long, NUL...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _path(value: str) -> Path:
+    value = value.strip().strip('"')
+    if not value or "\0" in value:
+        raise ConversionError(_("expected a file path"))
+    return Path(value)
+
+
 def existing_file(value: str) -> Path:
     """A file that must exist when the option is given (exit 8 otherwise)."""
-    path = Path(value.strip().strip('"'))
-    if not value.strip():
-        raise ConversionError(_("expected a file path"))
-    if not path.is_file():
+    path = _path(value)
+    if not is_file(path):
         raise FileMissingError(_("File not found: {path}").format(path=path))
     return path
 
 
 def output_path(value: str) -> Path:
-    if not value.strip():
-        raise ConversionError(_("expected a file path"))
-    return Path(value.strip().strip('"'))
+    return _path(value)
 
 
 def url(value: str) -> str:
@@ -312,6 +330,16 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
+def convert(option: Option, value: str) -> object:
+    """The typed value of `option`; ParamError naming the option (masked if secret)."""
+    try:
+        return option.convert(value)
+    except ConversionError as exc:
+        shown = "****" if option.secret else value[:80]
+        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=shown, name=option.name, reason=exc)) from None
+
+
 BY_NAME: Final[Mapping[str, Option]] = {
     key: option for option in OPTIONS for key in (option.name, *option.aliases)}
 
@@ -410,7 +438,7 @@ def _expand_response_files(argv: Sequence[str], depth: int = 0,
         path = Path(_unquote(token[1:]))
         if base is not None and not path.is_absolute():
             path = base / path
-        if not path.is_file():
+        if not is_file(path):
             raise FileMissingError(_("Response file not found: {path}").format(path=path))
         lines = [line.strip() for line in read_text_file(path).splitlines()]
         lines = [line for line in lines if line and not line.startswith(("#", ";"))]
@@ -475,7 +503,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RawOptions:
               (Source.ENVIRONMENT, _layer_from_environ(environ))]
     config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
     if isinstance(config, str):
-        path = existing_file(config)
+        path = convert(BY_NAME["CONFIG"], config)
+        assert isinstance(path, Path)
         layers.append((Source.CONFIG_FILE, _layer_from_config(path)))
     raw = RawOptions()
     for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
@@ -517,7 +546,7 @@ def expand_wildcards(pattern: str) -> list[Path]:
     """`*.pdf` -> the matching files, sorted; a pattern matching nothing is exit 8."""
     if not glob.has_magic(pattern):
         return [Path(pattern)]
-    matches = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    matches = sorted(Path(p) for p in glob.glob(pattern) if is_file(Path(p)))
     if not matches:
         raise FileMissingError(_("No file matches {pattern}").format(pattern=pattern))
     return matches
@@ -543,7 +572,7 @@ def peek_config(argv: Sequence[str], environ: Mapping[str, str], name: str) -> s
     try:
         parser.read_string(read_text_file(Path(path)))
         return _unquote(parser.get("smail", name.lower(), fallback="")) or None
-    except (configparser.Error, OSError):
+    except (configparser.Error, OSError, ValueError):
         return None
 
 
