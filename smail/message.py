@@ -137,6 +137,11 @@ def idna_domain(domain: str, original: str) -> str:
     return ascii_domain.rstrip(".")
 
 
+def normalize_name(name: str | None) -> str | None:
+    """Display names with runs of spaces collapsed: readers collapse them anyway."""
+    return " ".join(name.split()) or None if name else None
+
+
 def parse_mailbox(text: str) -> Mailbox:
     """`addr`, `Name <addr>` or `"Last, First" <addr>` -> Mailbox; ParamError if invalid."""
     text = text.strip()
@@ -144,8 +149,8 @@ def parse_mailbox(text: str) -> Mailbox:
     match = _NAMED.match(text)
     if match:
         quoted, plain, address = match.groups()
-        name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else plain.strip()
-        name = name.strip() or None
+        name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else plain
+        name = normalize_name(name)
     else:
         address = text
     address = address.strip()
@@ -309,7 +314,7 @@ def load_message(settings: MessageSettings) -> Message:
     """Read and check everything the message needs; raises ParamError or FileMissingError."""
     sender = parse_mailbox(settings.from_addr)
     if settings.from_name:
-        sender = Mailbox(address=sender.address, name=settings.from_name.strip())
+        sender = Mailbox(address=sender.address, name=normalize_name(settings.from_name))
     to, cc, bcc = (parse_mailboxes(v) for v in (settings.to, settings.cc, settings.bcc))
     if not (to or cc or bcc):
         raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))

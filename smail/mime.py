@@ -11,7 +11,6 @@ import email.quoprimime
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from typing import BinaryIO, Final
@@ -25,6 +24,9 @@ from smail.options import Priority
 CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
 BLOCK: Final = 57 * 16384        # raw bytes per read: 57 raw bytes make one 76-character line
+# A display name goes in one encoded word when it fits a line: some readers (Python's email
+# among them) put a space between two encoded words of a phrase, against RFC 2047 section 6.2.
+NAME_WORD_BYTES: Final = 600
 
 # X-Priority (1-5), Importance, X-MSMail-Priority: what Outlook and Thunderbird read.
 PRIORITY_HEADERS: Final = {
@@ -91,12 +93,32 @@ def _base64_file(part: FilePart) -> Iterator[bytes]:
             path=part.path, reason=exc.strerror or exc)) from None
 
 
+def encoded_words(value: str, word_bytes: int = 39) -> str:
+    """RFC 2047 base64 words, one per folded line, split between characters.
+
+    Unlike email.header.Header, every space stays inside a word, so the value parses back
+    exactly (whitespace between two encoded words is dropped by readers, RFC 2047 section 6.2).
+    """
+    words, chunk = [], ""
+    for char in value:
+        if chunk and len((chunk + char).encode("utf-8")) > word_bytes:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(
+        "=?utf-8?b?" + base64.b64encode(word.encode("utf-8")).decode("ascii") + "?=" for word in words)
+
+
+def _plain(value: str, limit: int) -> bool:
+    """Whether a header value can go out as it is, without encoding."""
+    return (value.isascii() and value.isprintable() and "=?" not in value and len(value) <= limit
+            and value == value.strip() and "  " not in value)
+
+
 def encode_text(value: str, name: str) -> str:
     """A header value: plain when short printable ASCII, else RFC 2047 encoded words."""
-    if value.isascii() and value.isprintable() and "=?" not in value \
-            and len(value) + len(name) + 2 <= 78 and value == value.strip() and "  " not in value:
-        return value
-    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return value if _plain(value, 76 - len(name)) else encoded_words(value)
 
 
 _ATOM_SPECIALS: Final = set('()<>[]:;@\\,."')
@@ -107,12 +129,10 @@ def format_mailbox(box: Mailbox) -> str:
     if not box.name:
         return box.address
     name = box.name
-    if name.isascii() and name.isprintable() and "=?" not in name and len(name) < 60 \
-            and name == name.strip() and "  " not in name:
-        if any(ch in _ATOM_SPECIALS for ch in name):
-            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    else:
-        name = Header(name, "utf-8", header_name="From").encode(linesep="\r\n")
+    if not _plain(name, 60):
+        return f"{encoded_words(name, NAME_WORD_BYTES)} <{box.address}>"
+    if any(ch in _ATOM_SPECIALS for ch in name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name} <{box.address}>"
 
 
@@ -128,7 +148,7 @@ def _param_name(filename: str) -> str:
     """Content-Type name=: RFC 2047 inside the quotes, which is what Outlook reads."""
     if filename.isascii() and filename.isprintable():
         return '"' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return '"' + Header(filename, "utf-8").encode(linesep="\r\n", maxlinelen=70) + '"'
+    return '"' + encoded_words(filename) + '"'
 
 
 def _disposition(kind: str, filename: str) -> str:
