@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,build]'
+	$(BIN)/pip install --quiet -e '.[test,build,lint]'
 	touch $@
 
 catalogs: $(STAMP)
@@ -22,11 +22,12 @@ update-catalogs: $(STAMP)
 demo: catalogs
 	$(PY) examples/demo.py
 
-# The whole suite: unit, contract and CLI tests, the Postfix interop suite, then the
-# frozen binary built from spec/ and smoke-tested.
+# The whole suite: lint, the frozen binary built from spec/ and smoke-tested, then every
+# pytest layer (unit, contract, CLI, and the Postfix interop suite, which installs and
+# starts its own servers).
 test: catalogs
+	$(MAKE) --no-print-directory lint exe smoke
 	$(PY) -m pytest -q
-	$(MAKE) --no-print-directory exe smoke
 
 test-fast: catalogs
 	$(PY) -m pytest -q -m "not interop" -x
@@ -50,7 +51,7 @@ bench: catalogs
 	$(PY) bench/bench.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check smail build ci tests bench
+	$(PY) -m ruff check smail build ci tests examples
 	$(PY) ci/actionlint.py
 
 clean:

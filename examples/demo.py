@@ -15,9 +15,8 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import trustme
 from aiosmtpd.controller import Controller

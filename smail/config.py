@@ -5,11 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smail.errors import FileMissingError, ParamError, SMailError, AuthError
+from smail.errors import AuthError, FileMissingError, ParamError, SMailError
 from smail.i18n import _
-from smail.options import (OPTIONS, AuthType, Cloud, ErrorFileOnSuccess, convert,
-                           LogLevel, Mode, Option, Priority, RawOptions, TLSMode, TLSVersion,
-                           expand_wildcards, is_dir, is_file, read_text_file, split_list, BY_NAME)
+from smail.options import (
+    BY_NAME,
+    OPTIONS,
+    AuthType,
+    Cloud,
+    ErrorFileOnSuccess,
+    LogLevel,
+    Mode,
+    Priority,
+    RawOptions,
+    TLSMode,
+    TLSVersion,
+    convert,
+    expand_wildcards,
+    is_dir,
+    is_file,
+    read_text_file,
+    split_list,
+)
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 

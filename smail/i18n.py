@@ -9,7 +9,7 @@ from __future__ import annotations
 import gettext
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 DOMAIN = "smail"

@@ -155,7 +155,7 @@ class SMTPServer(Controller):
 
     @property
     def options(self) -> list[str]:
-        return [f"/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={self.port_number}"]
+        return ["/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={self.port_number}"]
 
 
 class ScriptedServer:

@@ -21,8 +21,7 @@ from typing import Any, Final
 
 from smail import redact, tls
 from smail.config import Config, SMTPSettings
-from smail.errors import (AuthError, ConnectError, FileMissingError, SendError, SMailError,
-                          TLSError)
+from smail.errors import AuthError, ConnectError, FileMissingError, SendError, SMailError, TLSError
 from smail.i18n import _, ngettext
 from smail.message import Message
 from smail.mime import Rendered, dot_stuff

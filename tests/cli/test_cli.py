@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smail import cli, __version__
+from smail import __version__, cli
 from smail.cli import main
 from smail.errors import ExitCode
 from smail.options import OPTIONS

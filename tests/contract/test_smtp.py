@@ -11,7 +11,7 @@ import time
 import pytest
 
 from smail.errors import ExitCode
-from tests.smtpd import RecordingHandler, free_port, read_line, talk
+from tests.smtpd import RecordingHandler, free_port, talk
 
 ALL_MECHANISMS = {"CRAM-MD5", "LOGIN", "PLAIN", "XOAUTH2"}
 BASIC = ("/FROM_ADDR=albert@demo.test", "/TO=client@test.test", "/SUBJECT=Hello", "/BODY=Bonjour")
@@ -34,7 +34,7 @@ def test_plain_send_delivers_the_exact_message_with_bcc_only_in_the_envelope(smt
                        "/TO=client@test.test", "/CC=Copie <cc@test.test>", "/BCC=hidden@test.test",
                        "/SUBJECT=Hello", f"/BODY_FILE={body}", f"/SAVE_EML={eml}")
     assert result.exit_code == ExitCode.OK, result.stderr
-    assert result.stdout == "Message sent to 3 recipients via 127.0.0.1:%d (no TLS), queued as 4F2A1.\n" % server.port_number
+    assert result.stdout == f"Message sent to 3 recipients via 127.0.0.1:{server.port_number} (no TLS), queued as 4F2A1.\n"
     [received] = handler.received
     assert received.mail_from == "albert@demo.test"
     assert received.rcpt_tos == ["client@test.test", "cc@test.test", "hidden@test.test"]

@@ -1,0 +1,125 @@
+"""Smoke test of a built SMail binary (no test framework): python ci/smoke.py path/to/SMail[.exe]
+
+Checks /VERSION, the help in French and English, exit codes 2, 8, 9 and 3, a real send to a
+local SMTP server (the message and its attachment arrive), and a STARTTLS send with /CA_FILE
+and /SSL_VERSION=TLSV1_2. Needs aiosmtpd and trustme (pip install aiosmtpd trustme).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import trustme
+from aiosmtpd.controller import Controller
+
+FAILURES: list[str] = []
+PASSES: list[str] = []
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 Ok: queued as SMOKE1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(exe: Path, *args: str, lang: str = "en_US.UTF-8") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMAIL_", "LC_", "LANG"))}
+    env["LANG"] = lang
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, encoding="utf-8",
+                          env=env, timeout=60)
+
+
+def check(name: str, ok: bool, result: subprocess.CompletedProcess[str] | None = None) -> None:
+    print(("ok   " if ok else "FAIL ") + name)
+    (PASSES if ok else FAILURES).append(name)
+    if not ok:
+        if result is not None:
+            print(f"     exit {result.returncode}\n     stdout: {result.stdout!r}\n     stderr: {result.stderr!r}")
+
+
+def main(exe: Path) -> int:
+    work = Path(tempfile.mkdtemp(prefix="smail-smoke-"))
+    attachment = work / "Facture_été.pdf"
+    attachment.write_bytes(b"%PDF-1.4 smoke test\n" * 100)
+    body = work / "Msg.txt"
+    body.write_text("Bonjour,\nmessage de test.\n", encoding="utf-8")
+
+    result = run(exe, "/VERSION")
+    check("/VERSION", result.returncode == 0 and result.stdout.startswith("SMail "), result)
+    result = run(exe, "/LANG=FR", "/?")
+    check("/? in French", result.returncode == 0 and "Options générales" in result.stdout, result)
+    result = run(exe, "/?", lang="en_US.UTF-8")
+    check("/? in English", result.returncode == 0 and "General options" in result.stdout, result)
+    result = run(exe, "/HELP", lang="fr_FR.UTF-8")
+    check("/HELP in the OS language (French)", "Codes de sortie" in result.stdout, result)
+    result = run(exe, "/TO=a@b.test", "/BODY=x", "/FROM_ADDR=c@d.test")
+    check("missing /SMTP_SERVER -> 2", result.returncode == 2 and "SMTP_SERVER" in result.stderr, result)
+    result = run(exe, "/SMTP_SERVER=127.0.0.1", "/TO=a@b.test", "/FROM_ADDR=c@d.test", "/BODY=x",
+                 "/ATTACH=no_such_file.pdf")
+    check("missing attachment -> 8", result.returncode == 8 and "no_such_file.pdf" in result.stderr, result)
+    result = run(exe, "/MODE=X")
+    check("/MODE=X -> 9", result.returncode == 9, result)
+
+    sink = Sink()
+    port = free_port()
+    plain = Controller(sink, hostname="127.0.0.1", port=port)
+    plain.start()
+    try:
+        result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", "/FROM_ADDR=albert@demo.test",
+                     "/TO=client@test.test", "/SUBJECT=Smoke test", f"/BODY_FILE={body}",
+                     f"/ATTACH={attachment}")
+    finally:
+        plain.stop()
+    received = email.message_from_bytes(sink.messages[0], policy=email.policy.default) if sink.messages else None
+    parts = list(received.iter_attachments()) if received else []
+    check("plain send -> 0, message and attachment received",
+          result.returncode == 0 and len(parts) == 1 and parts[0].get_filename() == attachment.name
+          and parts[0].get_content() == attachment.read_bytes(), result)
+
+    ca = trustme.CA()
+    ca_file = work / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    tls_sink = Sink()
+    port = free_port()
+    secure = Controller(tls_sink, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
+    secure.start()
+    try:
+        result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", "/SSL_VERSION=TLSV1_2",
+                     f"/CA_FILE={ca_file}", "/FROM_ADDR=albert@demo.test", "/TO=client@test.test",
+                     "/BODY=TLS", f"/ATTACH={attachment}")
+    finally:
+        secure.stop()
+    check("STARTTLS send with /CA_FILE and /SSL_VERSION=TLSV1_2 -> 0",
+          result.returncode == 0 and "TLSv1." in result.stdout and len(tls_sink.messages) == 1, result)
+
+    result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}", "/FROM_ADDR=a@b.test",
+                 "/TO=c@d.test", "/BODY=x", "/TIMEOUT=5")
+    check("closed port -> 3", result.returncode == 3, result)
+
+    print(f"smoke: {len(PASSES)} passed, {len(FAILURES)} failed")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_file():
+        sys.exit(__doc__)
+    sys.exit(main(Path(sys.argv[1]).resolve()))
