@@ -96,6 +96,21 @@ def _crash_report(err: InternalError, log_path: Path | None) -> Path | None:
         return None
 
 
+def _progress_bar(stream: TextIO) -> transports.Progress | None:
+    """A one-line upload progress bar on a terminal; nothing at all in scripts."""
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+
+    def show(name: str, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        bar = "#" * (percent // 5)
+        stream.write(f"\r{name[:40]} [{bar:<20}] {percent:3d}% ({done / 1048576:.1f}/{total / 1048576:.1f} MiB)")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
 def _run(config: Config, console: Console) -> str | None:
     """Build and send; returns the success line."""
     message = load_message(config.message)
@@ -108,7 +123,7 @@ def _run(config: Config, console: Console) -> str | None:
             "Dry run: the message ({size} bytes) to {n} recipient is valid; nothing was sent.",
             "Dry run: the message ({size} bytes) to {n} recipients is valid; nothing was sent.",
             count).format(size=rendered.size, n=count)
-    transport = transports.create(config)
+    transport = transports.create(config, progress=_progress_bar(console.stderr))
     receipt = retry.run(lambda: transport.send(message, rendered), config.retry)
     return receipt.summary
 

@@ -26,7 +26,7 @@ OWNED_HEADERS: Final = frozenset(name.lower() for name in (
     "From", "Sender", "To", "Cc", "Bcc", "Reply-To", "Subject", "Date", "Message-ID",
     "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
     "Content-ID", "Return-Path", "Received", "X-Priority", "Importance", "X-MSMail-Priority",
-    "Disposition-Notification-To", "Return-Receipt-To", "In-Reply-To", "References"))
+    "Disposition-Notification-To", "Return-Receipt-To"))
 
 # Built-in table only: the Windows registry and /etc/mime.types would make the result
 # depend on the machine.

@@ -49,11 +49,23 @@ def forget_all() -> None:
     _registry.clear()
 
 
+# Defence in depth for values SMail never saw before they were logged (a token in a
+# library's debug line, a pre-authenticated upload URL): masked by their shape.
+_SHAPES = (
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + MASK),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
+    (re.compile(r"(?i)(\b(?:access_token|refresh_token|id_token|client_secret|client_assertion|"
+                r"authtoken|password)[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"), r"\1" + MASK),
+)
+
+
 def redact(text: str) -> str:
-    """`text` with every registered secret replaced by ****, longest first."""
+    """`text` with every registered secret replaced by ****, longest first, then by shape."""
     for value in sorted(_registry, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
+    for pattern, replacement in _SHAPES:
+        text = pattern.sub(replacement, text)
     return text
 
 

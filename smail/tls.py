@@ -13,9 +13,19 @@ from smail.options import TLSVersion
 log = logging.getLogger("smail")
 
 
-def create_context(settings: TLSSettings) -> ssl.SSLContext:
-    """Verify against the OS store (the Windows store on Windows) plus /CA_FILE; TLS 1.2 floor."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+def create_context(settings: TLSSettings, *, os_verifier: bool = False) -> ssl.SSLContext:
+    """Verify against the OS store (the Windows store on Windows) plus /CA_FILE; TLS 1.2 floor.
+
+    With `os_verifier` (HTTPS), the operating system itself verifies the chain (truststore:
+    CryptoAPI on Windows, so TLS-inspecting corporate proxies work); /CA_FILE still adds CAs.
+    """
+    context: ssl.SSLContext
+    if os_verifier:
+        import truststore
+
+        context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.min_version is TLSVersion.TLSV1_3
                                else ssl.TLSVersion.TLSv1_2)
     if settings.ca_file is not None:

@@ -24,19 +24,24 @@ class Transport(Protocol):
     def send(self, message: Message, rendered: Rendered) -> Receipt: ...
 
 
-def _smtp(config: Config) -> Transport:
+Progress = Callable[[str, int, int], None]
+
+
+def _smtp(config: Config, progress: Progress | None) -> Transport:
     from smail.transports.smtp import SMTPTransport
     return SMTPTransport.from_config(config)
 
 
-def _graph(config: Config) -> Transport:
+def _graph(config: Config, progress: Progress | None) -> Transport:
     # Imported only here: msal and requests stay out of SMTP-only runs.
     from smail.transports.graph import GraphTransport
-    return GraphTransport.from_config(config)
+    return GraphTransport.from_config(config, progress=progress)
 
 
-_FACTORIES: Mapping[Mode, Callable[[Config], Transport]] = {Mode.SMTP: _smtp, Mode.GRAPH: _graph}
+_FACTORIES: Mapping[Mode, Callable[[Config, Progress | None], Transport]] = {
+    Mode.SMTP: _smtp, Mode.GRAPH: _graph}
 
 
-def create(config: Config) -> Transport:
-    return _FACTORIES[config.mode](config)
+def create(config: Config, progress: Progress | None = None) -> Transport:
+    """The transport for config.mode; `progress(name, done, total)` reports long uploads."""
+    return _FACTORIES[config.mode](config, progress)

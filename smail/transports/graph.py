@@ -1,0 +1,286 @@
+"""GraphTransport: app-only sendMail, or a draft with upload sessions for large attachments.
+
+Shapes, limits and error codes follow Microsoft's documentation (see the project's Graph
+notes): one request is at most 4 MB, so larger messages go through
+POST /messages, /attachments (small ones), createUploadSession + PUT chunks (large ones),
+then POST /messages/{id}/send.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from smail import auth, httpclient, redact
+from smail.config import Config, GraphSettings
+from smail.errors import AuthError, FileMissingError, ParamError, SendError, SMailError
+from smail.i18n import _, ngettext
+from smail.message import FilePart, Mailbox, Message, parse_header
+from smail.mime import Rendered
+from smail.options import Priority
+from smail.redact import Secret
+from smail.transports import Receipt
+
+log = logging.getLogger("smail")
+
+REQUEST_LIMIT: Final = 4_000_000          # Graph refuses larger requests (413)
+UPLOAD_MINIMUM: Final = 3 * 1024 * 1024   # createUploadSession refuses smaller attachments
+UPLOAD_MAXIMUM: Final = 150 * 1024 * 1024
+CHUNK: Final = 12 * 320 * 1024            # 3,932,160 B: < 4 MiB, and a multiple of 320 KiB
+MAX_HEADERS: Final = 5
+TRANSIENT_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+IMPORTANCE: Final = {Priority.HIGHEST: "high", Priority.HIGH: "high", Priority.NORMAL: "normal",
+                     Priority.LOW: "low", Priority.LOWEST: "low"}
+
+Progress = Callable[[str, int, int], None]
+
+
+def check_headers(headers: tuple[str, ...]) -> None:
+    """Graph's internetMessageHeaders rule: only X- names, at most 5 (exit 2 otherwise)."""
+    names = [parse_header(h)[0] for h in headers]
+    for name in names:
+        if not name.lower().startswith("x-"):
+            raise ParamError(_("Microsoft Graph accepts only custom headers whose name starts with X- (\"{name}\" does not).").format(
+                name=name))
+    if len(names) > MAX_HEADERS:
+        raise ParamError(_("Microsoft Graph accepts at most {limit} custom headers; {count} were given.").format(
+            limit=MAX_HEADERS, count=len(names)))
+
+
+def _recipients(boxes: tuple[Mailbox, ...]) -> list[dict[str, Any]]:
+    return [{"emailAddress": {"address": box.address, **({"name": box.name} if box.name else {})}}
+            for box in boxes]
+
+
+def _file_bytes(part: FilePart) -> bytes:
+    try:
+        return part.path.read_bytes()
+    except OSError as exc:
+        raise FileMissingError(_("Cannot read {path}: {reason}").format(
+            path=part.path, reason=exc.strerror or exc)) from None
+
+
+def _file_attachment(part: FilePart, inline: bool) -> dict[str, Any]:
+    attachment: dict[str, Any] = {
+        "@odata.type": "#microsoft.graph.fileAttachment", "name": part.filename,
+        "contentType": part.content_type,
+        "contentBytes": base64.b64encode(_file_bytes(part)).decode("ascii")}
+    if inline:
+        attachment.update(isInline=True, contentId=part.content_id)
+    return attachment
+
+
+def _encoded_size(part: FilePart) -> int:
+    return 4 * ((part.size + 2) // 3) + len(part.filename) * 2 + 200
+
+
+def graph_message(message: Message) -> dict[str, Any]:
+    """The message resource without attachments (they are added by size)."""
+    body: dict[str, Any] = {
+        "subject": message.subject,
+        "body": {"contentType": "html" if message.html else "text", "content": message.body},
+        "toRecipients": _recipients(message.to),
+    }
+    if message.cc:
+        body["ccRecipients"] = _recipients(message.cc)
+    if message.bcc:
+        body["bccRecipients"] = _recipients(message.bcc)
+    if message.reply_to:
+        body["replyTo"] = _recipients(message.reply_to)
+    if message.priority is not None:
+        body["importance"] = IMPORTANCE[message.priority]
+    if message.read_ack:
+        body["isReadReceiptRequested"] = True
+    if message.reception_ack:
+        body["isDeliveryReceiptRequested"] = True
+    if message.headers:  # an empty array is refused: omit the property when there are none
+        body["internetMessageHeaders"] = [{"name": n, "value": v} for n, v in message.headers]
+    return body
+
+
+@dataclass
+class _Parts:
+    inline: tuple[FilePart, ...]
+    attachments: tuple[FilePart, ...]
+
+    def all(self) -> Iterator[tuple[FilePart, bool]]:
+        yield from ((p, True) for p in self.inline)
+        yield from ((p, False) for p in self.attachments)
+
+
+class GraphTransport:
+    """Sends one message through Microsoft Graph as the /GRAPH_SENDER mailbox."""
+
+    def __init__(self, settings: GraphSettings, *, session: httpclient.Session | None = None,
+                 progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.session = session or httpclient.Session(settings.tls, timeout=settings.timeout,
+                                                     proxy=settings.proxy)
+        self.progress = progress
+        self.token: Secret | None = None
+        base = settings.app.graph_endpoint.rstrip("/")
+        self.user_url = f"{base}/v1.0/users/{quote(settings.sender, safe='@')}"
+        self.where = urlsplit(base).netloc
+
+    @classmethod
+    def from_config(cls, config: Config, progress: Progress | None = None) -> GraphTransport:
+        settings = config.transport
+        assert isinstance(settings, GraphSettings)
+        check_headers(config.message.headers)
+        return cls(settings, progress=progress)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _token(self) -> Secret:
+        if self.token is None:
+            app = self.settings.app
+            self.token = auth.client_token(app, f"{app.graph_endpoint.rstrip('/')}/.default",
+                                           tls_settings=self.settings.tls, timeout=self.settings.timeout,
+                                           session=self.session)
+        return self.token
+
+    def _call(self, method: str, url: str, *, what: str, json_body: Any = None, data: bytes | None = None,
+              headers: dict[str, str] | None = None, authorize: bool = True,
+              sends: bool = False) -> requests.Response:
+        """One Graph request; failures become SMail errors (401/403 -> 4, other 4xx -> 5)."""
+        headers = dict(headers or {})
+        if authorize:
+            headers["Authorization"] = f"Bearer {self._token().reveal()}"
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self.session.request(method, url, data=data, headers=headers)
+        except requests.RequestException as exc:
+            raise httpclient.network_error(exc, self.where, sent=sends) from exc
+        log.info(_("Graph {method} {path}: {status} (request-id {request_id}, client-request-id {client_request_id}).").format(
+            method=method, path=urlsplit(url).path if authorize else _("upload session"),
+            status=response.status_code, request_id=response.headers.get("request-id", "-"),
+            client_request_id=response.headers.get("client-request-id", "-")))
+        if response.status_code >= 400:
+            raise self._refusal(response, what)
+        return response
+
+    def _refusal(self, response: requests.Response, what: str) -> SMailError:
+        status = response.status_code
+        try:
+            error = response.json().get("error", {})
+            code, text = str(error.get("code", status)), str(error.get("message", ""))
+        except (ValueError, AttributeError):
+            code, text = str(status), response.text[:200]
+        text = redact.redact(text)
+        if status == 401 or (status == 403 and code in ("ErrorAccessDenied", "NoPermissionsInAccessToken",
+                                                          "Authorization_RequestDenied")):
+            self.token = None
+            return AuthError(_("Microsoft Graph refused access while {what} ({status} {code}: {text}). Check that the application has the Mail.Send application permission with admin consent, and that no application access policy excludes the mailbox {mailbox}.").format(
+                what=what, status=status, code=code, text=text, mailbox=self.settings.sender))
+        if status in TRANSIENT_STATUS:
+            return SendError(_("Microsoft Graph is busy or unavailable while {what} ({status} {code}: {text}).").format(
+                what=what, status=status, code=code, text=text), transient=True,
+                retry_after=httpclient.retry_after(response.headers))
+        return SendError(_("Microsoft Graph refused the message while {what} ({status} {code}: {text}).").format(
+            what=what, status=status, code=code, text=text))
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, message: Message, rendered: Rendered) -> Receipt:
+        parts = _Parts(message.inline, message.attachments)
+        resource = graph_message(message)
+        attachments_size = sum(_encoded_size(p) for p, _inline in parts.all())
+        base_size = len(json.dumps(resource, ensure_ascii=False).encode("utf-8"))
+        if base_size + attachments_size <= REQUEST_LIMIT:
+            self._send_mail(resource, parts)
+        else:
+            self._send_through_draft(resource, parts)
+        count = len(message.recipients)
+        summary = ngettext(
+            "Message sent to {n} recipient via Microsoft Graph as {mailbox}.",
+            "Message sent to {n} recipients via Microsoft Graph as {mailbox}.",
+            count).format(n=count, mailbox=self.settings.sender)
+        return Receipt(recipients=count, summary=summary)
+
+    def _send_mail(self, resource: dict[str, Any], parts: _Parts) -> None:
+        attachments = [_file_attachment(p, inline) for p, inline in parts.all()]
+        if attachments:
+            resource = {**resource, "attachments": attachments}
+        body: dict[str, Any] = {"message": resource}
+        if not self.settings.save_to_sent:
+            body["saveToSentItems"] = False
+        self._call("POST", f"{self.user_url}/sendMail", what=_("sending the message"), json_body=body,
+                   sends=True)
+
+    def _send_through_draft(self, resource: dict[str, Any], parts: _Parts) -> None:
+        for part, _inline in parts.all():
+            if part.size > UPLOAD_MAXIMUM:
+                raise SendError(_("{name} is {size} bytes; Microsoft Graph accepts attachments of at most 150 MB.").format(
+                    name=part.filename, size=part.size))
+        log.info(_("The message is larger than one Graph request allows (4 MB): sending it through a draft and upload sessions."))
+        if not self.settings.save_to_sent:
+            log.warning(_("/SAVE_TO_SENT=NO cannot apply to a message sent through a draft: Graph keeps it in Sent Items."))
+        try:
+            draft = self._call("POST", f"{self.user_url}/messages", what=_("creating the draft"),
+                               json_body=resource)
+        except AuthError as exc:
+            raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
+                error=exc.message)) from exc
+        message_id = str(draft.json()["id"])
+        message_url = f"{self.user_url}/messages/{quote(message_id, safe='')}"
+        try:
+            for part, inline in parts.all():
+                if part.size < UPLOAD_MINIMUM:
+                    self._call("POST", f"{message_url}/attachments", what=_("adding {name}").format(name=part.filename),
+                               json_body=_file_attachment(part, inline))
+                else:
+                    self._upload(message_url, part, inline)
+            self._call("POST", f"{message_url}/send", what=_("sending the draft"), data=b"", sends=True)
+        except AuthError as exc:
+            self._delete_draft(message_url)
+            raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
+                error=exc.message)) from exc
+        except SMailError:
+            self._delete_draft(message_url)
+            raise
+
+    def _delete_draft(self, message_url: str) -> None:
+        try:
+            self._call("DELETE", message_url, what=_("deleting the draft"))
+            log.info(_("The unfinished draft was deleted."))
+        except SMailError as exc:
+            log.warning(_("The unfinished draft could not be deleted: {error}").format(error=exc.message))
+
+    def _upload(self, message_url: str, part: FilePart, inline: bool) -> None:
+        """createUploadSession, then PUT the file in order, chunk by chunk, from disk."""
+        item: dict[str, Any] = {"attachmentType": "file", "name": part.filename, "size": part.size,
+                                "contentType": part.content_type}
+        if inline:
+            item.update(isInline=True, contentId=part.content_id)
+        session = self._call("POST", f"{message_url}/attachments/createUploadSession",
+                             what=_("opening an upload session for {name}").format(name=part.filename),
+                             json_body={"AttachmentItem": item}).json()
+        upload_url = str(session["uploadUrl"])
+        query = urlsplit(upload_url).query
+        redact.remember(upload_url, query)  # the URL is pre-authenticated: a credential
+        what = _("uploading {name}").format(name=part.filename)
+        try:
+            with part.path.open("rb") as stream:
+                start = 0
+                while start < part.size:
+                    chunk = stream.read(CHUNK)
+                    end = start + len(chunk) - 1
+                    # The upload URL carries its own credential: no Authorization header.
+                    self._call("PUT", upload_url, what=what, data=chunk, authorize=False, headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"bytes {start}-{end}/{part.size}"})
+                    start = end + 1
+                    if self.progress:
+                        self.progress(part.filename, start, part.size)
+        except OSError as exc:
+            raise FileMissingError(_("Cannot read {path}: {reason}").format(
+                path=part.path, reason=exc.strerror or exc)) from None

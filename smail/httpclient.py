@@ -1,0 +1,117 @@
+"""The HTTPS session shared by the identity platform (msal) and Graph: /CA_FILE, /PROXY and
+/TIMEOUT always apply, and requests/urllib3 failures become SMail errors in one place."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from smail import redact, tls
+from smail.config import TLSSettings
+from smail.errors import ConnectError, SendError, SMailError, TLSError
+from smail.i18n import _
+
+log = logging.getLogger("smail.http")
+
+
+class _ContextAdapter(HTTPAdapter):
+    """Uses one SSLContext (OS trust store + /CA_FILE + minimum version) for every pool."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        super().__init__(max_retries=0)  # SMail's own retry loop decides what is retried
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self.context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self.context
+        return super().proxy_manager_for(proxy, **kwargs)
+
+
+class Session(requests.Session):
+    """requests.Session whose certificate checks and proxy cannot be overridden by
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, and whose every request has a timeout."""
+
+    def __init__(self, tls_settings: TLSSettings, *, timeout: float, proxy: str | None = None) -> None:
+        super().__init__()
+        adapter = _ContextAdapter(tls.create_context(tls_settings, os_verifier=True))
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+        self.timeout = timeout
+        self.proxy = proxy
+        if proxy:
+            self.proxies = {"https": proxy, "http": proxy}
+        self.last_response: requests.Response | None = None
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's `verify`;
+        # SMail's context already holds the OS store and /CA_FILE, so verification stays on it.
+        settings["verify"] = True
+        if self.proxy:
+            settings["proxies"] = {"https": self.proxy, "http": self.proxy}
+        return settings
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        started = time.monotonic()
+        response = super().request(method, url, *args, **kwargs)
+        self.last_response = response
+        log.debug("%s %s -> %s in %.2f s (request-id %s, client-request-id %s)", method, _safe_url(str(url)),
+                  response.status_code, time.monotonic() - started,
+                  response.headers.get("request-id", "-"), response.headers.get("client-request-id", "-"))
+        return response
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query: upload URLs carry their credential there."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?****" if parts.query else "")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After as seconds, from delta-seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def network_error(exc: requests.RequestException, where: str, *, sent: bool = False) -> SMailError:
+    """requests' failures -> exit 3 (connection, TLS, proxy) or, after a request was sent and
+    no answer came, exit 5: Graph has no idempotency key, so SMail does not resend blindly."""
+    reason = redact.redact(str(exc.__context__ or exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TLSError(_("The TLS connection to {where} failed: {reason}. Use /CA_FILE to trust its CA.").format(
+            where=where, reason=reason))
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return ConnectError(_("The proxy refused the connection to {where}: {reason}").format(
+            where=where, reason=reason), transient=False)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ConnectError(_("{where} did not answer in time.").format(where=where))
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        if sent:
+            return SendError(_("{where} did not answer in time after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+                where=where))
+        return ConnectError(_("{where} did not answer in time.").format(where=where))
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return ConnectError(_("Cannot connect to {where}: {reason}").format(where=where, reason=reason))
+    return ConnectError(_("Cannot connect to {where}: {reason}").format(where=where, reason=reason),
+                        transient=False)
