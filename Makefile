@@ -51,7 +51,7 @@ bench: catalogs
 	$(PY) bench/bench.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check smail build ci tests examples
+	$(PY) -m ruff check smail build ci tests examples bench
 	$(PY) ci/actionlint.py
 
 clean:

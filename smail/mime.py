@@ -23,7 +23,7 @@ from smail.options import Priority
 
 CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
-BLOCK: Final = 57 * 16384        # raw bytes per read: 57 raw bytes make one 76-character line
+BLOCK: Final = 57 * 2048         # raw bytes per read: 57 raw bytes make one 76-character line
 # A display name goes in one encoded word when it fits a line: some readers (Python's email
 # among them) put a space between two encoded words of a phrase, against RFC 2047 section 6.2.
 NAME_WORD_BYTES: Final = 600

@@ -185,7 +185,7 @@ def test_dot_stuffing_across_chunk_boundaries():
 
 
 def test_encoded_size_matches_the_stream(tmp_path):
-    for size in (0, 1, 56, 57, 58, 1000, 57 * 16384 + 5):
+    for size in (0, 1, 56, 57, 58, 1000, mime.BLOCK - 1, mime.BLOCK, mime.BLOCK * 3 + 5):
         (tmp_path / "f.bin").write_bytes(b"z" * size)
         config = validate(parse([*BASE, "/BODY=x", f"/ATTACH={tmp_path / 'f.bin'}"], {}))
         rendered = mime.render(load_message(config.message))
