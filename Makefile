@@ -52,6 +52,7 @@ bench: catalogs
 
 lint: $(STAMP)
 	$(PY) -m ruff check smail build ci tests examples bench
+	$(PY) -m mypy
 	$(PY) ci/actionlint.py
 
 clean:

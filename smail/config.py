@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from smail.errors import AuthError, FileMissingError, ParamError, SMailError
 from smail.i18n import _
@@ -29,6 +30,7 @@ from smail.options import (
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 
+T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRY_DELAY = 5.0
 
@@ -163,6 +165,19 @@ class _Values:
     def __getitem__(self, name: str) -> object:
         return self.converted.get(name)
 
+    def get(self, name: str, kind: type[T]) -> T | None:
+        """The converted value of `name` when it was given (converters fix its type)."""
+        value = self.converted.get(name)
+        return value if isinstance(value, kind) else None
+
+    def items(self, name: str) -> tuple[str, ...]:
+        value = self.converted.get(name)
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, tuple) else ()
+
+    def files(self, name: str) -> tuple[Path, ...]:
+        value = self.converted.get(name)
+        return tuple(v for v in value if isinstance(v, Path)) if isinstance(value, tuple) else ()
+
     def text(self, name: str) -> str | None:
         value = self.converted.get(name)
         return value if isinstance(value, str) and value.strip() else None
@@ -204,12 +219,11 @@ def _require(values: _Values, mode: Mode, *names: str) -> None:
 
 
 def _secret(values: _Values, name: str, file_name: str, what: str) -> Secret | None:
-    if values[file_name] is not None:
+    path = values.get(file_name, Path)
+    if path is not None:
         if values.text(name):
             raise ParamError(_("Give /{name} or /{file_name}, not both.").format(
                 name=name, file_name=file_name))
-        path = values[file_name]
-        assert isinstance(path, Path)
         return _read_secret_file(path, what)
     text = values.text(name)
     return Secret(text) if text else None
@@ -218,16 +232,14 @@ def _secret(values: _Values, name: str, file_name: str, what: str) -> Secret | N
 def _app_credentials(values: _Values) -> AppCredentials | None:
     tenant, app_id = values.text("O365_TENANT_ID"), values.text("O365_APP_ID")
     secret = _secret(values, "O365_SECRET", "O365_SECRET_FILE", "/O365_SECRET_FILE")
-    cert = values["O365_CERT_FILE"]
+    cert = values.get("O365_CERT_FILE", Path)
     if not (tenant or app_id or secret or cert):
         return None
-    cloud = values["O365_CLOUD"] or Cloud.GLOBAL
-    assert isinstance(cloud, Cloud)
-    authority, graph = CLOUDS[cloud]
+    authority, graph = CLOUDS[values.get("O365_CLOUD", Cloud) or Cloud.GLOBAL]
     password = values.text("O365_CERT_PASSWORD")
     return AppCredentials(
         tenant_id=tenant or "", app_id=app_id or "", secret=secret,
-        cert_file=cert if isinstance(cert, Path) else None,
+        cert_file=cert,
         cert_password=Secret(password) if password else None,
         authority_host=values.text("O365_AUTHORITY_HOST") or authority,
         graph_endpoint=values.text("GRAPH_ENDPOINT") or graph)
@@ -248,18 +260,15 @@ def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
 
 
 def _tls(values: _Values) -> TLSSettings:
-    version = values["SSL_VERSION"]
-    ca_file = values["CA_FILE"]
-    return TLSSettings(min_version=version if isinstance(version, TLSVersion) else None,
-                       ca_file=ca_file if isinstance(ca_file, Path) else None,
-                       verify=not values.flag("SSL_NO_VERIFY"))
+    return TLSSettings(min_version=values.get("SSL_VERSION", TLSVersion),
+                       ca_file=values.get("CA_FILE", Path), verify=not values.flag("SSL_NO_VERIFY"))
 
 
 def _smtp(values: _Values) -> SMTPSettings:
     _require(values, Mode.SMTP, "SMTP_SERVER")
     server = values.text("SMTP_SERVER") or ""
-    port = values["SMTP_PORT"]
-    tls_mode = values["SSL_MODE"] or TLSMode.AUTO
+    port = values.get("SMTP_PORT", int)
+    tls_mode = values.get("SSL_MODE", TLSMode) or TLSMode.AUTO
     if tls_mode is TLSMode.AUTO:
         if port == 465:
             tls_mode = TLSMode.IMPLICIT
@@ -269,17 +278,17 @@ def _smtp(values: _Values) -> SMTPSettings:
             tls_mode = TLSMode.NONE
     if tls_mode is TLSMode.NONE and values["SSL_VERSION"] is not None:
         raise ParamError(_("/SSL_VERSION asks for TLS but /SSL_MODE=NONE forbids it."))
-    if not isinstance(port, int):
-        port = {TLSMode.IMPLICIT: 465, TLSMode.STARTTLS: 587}.get(tls_mode, 25)  # type: ignore[call-overload]
+    if port is None:
+        port = {TLSMode.IMPLICIT: 465, TLSMode.STARTTLS: 587}.get(tls_mode, 25)
     username = values.text("SMTP_USERNAME")
     password = _secret(values, "SMTP_PASSWORD", "SMTP_PASSWORD_FILE", "/SMTP_PASSWORD_FILE")
-    token_file = values["SMTP_TOKEN_FILE"]
+    token_file = values.get("SMTP_TOKEN_FILE", Path)
     token = None
-    if isinstance(token_file, Path):
+    if token_file is not None:
         token = _read_secret_file(token_file, "/SMTP_TOKEN_FILE")
         token = Secret(token.reveal().strip())
     app = _app_credentials(values)
-    auth = values["AUTH_TYPE"] or AuthType.DEFAULT
+    auth = values.get("AUTH_TYPE", AuthType) or AuthType.DEFAULT
     if auth is AuthType.DEFAULT:
         if not username:
             auth = AuthType.NONE
@@ -303,11 +312,11 @@ def _smtp(values: _Values) -> SMTPSettings:
             _check_app(app, Mode.SMTP)
     helo = values.text("HELO")
     return SMTPSettings(
-        server=server.strip(), port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,  # type: ignore[arg-type]
+        server=server.strip(), port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
         username=username, password=password, token=token,
         app=app if auth is AuthType.XOAUTH2 and token is None else None,
         helo=helo.strip() if helo else None,
-        timeout=float(values["TIMEOUT"] or DEFAULT_TIMEOUT))  # type: ignore[arg-type]
+        timeout=values.get("TIMEOUT", float) or DEFAULT_TIMEOUT)
 
 
 def _graph(values: _Values) -> GraphSettings:
@@ -317,7 +326,7 @@ def _graph(values: _Values) -> GraphSettings:
         app=app, sender=(values.text("GRAPH_SENDER") or "").strip(),
         save_to_sent=values.flag("SAVE_TO_SENT", default=True),
         proxy=values.text("PROXY"), tls=_tls(values),
-        timeout=float(values["TIMEOUT"] or DEFAULT_TIMEOUT))  # type: ignore[arg-type]
+        timeout=values.get("TIMEOUT", float) or DEFAULT_TIMEOUT)
 
 
 def _message(values: _Values, mode: Mode) -> MessageSettings:
@@ -333,10 +342,10 @@ def _message(values: _Values, mode: Mode) -> MessageSettings:
             from_addr = username.strip()
     if not from_addr:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
-    to, cc, bcc = (tuple(values[n] or ()) for n in ("TO", "CC", "BCC"))  # type: ignore[call-overload]
+    to, cc, bcc = values.items("TO"), values.items("CC"), values.items("BCC")
     if not any(item.strip(" ,;") for item in (*to, *cc, *bcc)):
         raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
-    body_file, body_text = values["BODY_FILE"], values["BODY"]
+    body_file, body_text = values.get("BODY_FILE", Path), values.get("BODY", str)
     if body_file is not None and body_text is not None:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
     if body_file is None and body_text is None:
@@ -349,20 +358,17 @@ def _message(values: _Values, mode: Mode) -> MessageSettings:
         except LookupError:
             raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
                 value=charset, name="BODY_CHARSET", reason=_("unknown character set"))) from None
-    inline = values["INLINE"] or ()
-    is_html = isinstance(body_file, Path) and body_file.suffix.lower() in (".htm", ".html")
+    inline = values.files("INLINE")
+    is_html = body_file is not None and body_file.suffix.lower() in (".htm", ".html")
     if inline and not is_html:
         raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
-    priority = values["PRIORITY"]
     return MessageSettings(
         subject=values.text("SUBJECT") or "", from_name=values.text("FROM_NAME"),
         from_addr=from_addr, to=to, cc=cc, bcc=bcc, reply_to=values.text("REPLY_TO"),
-        body_file=body_file if isinstance(body_file, Path) else None,
-        body_text=body_text if isinstance(body_text, str) else None, body_charset=charset,
-        attachments=tuple(values["ATTACH"] or ()), inline=tuple(inline),  # type: ignore[call-overload]
-        priority=priority if isinstance(priority, Priority) else None,
+        body_file=body_file, body_text=body_text, body_charset=charset,
+        attachments=values.files("ATTACH"), inline=inline, priority=values.get("PRIORITY", Priority),
         read_ack=values.flag("READ_ACK"), reception_ack=values.flag("RECEPTION_ACK"),
-        headers=tuple(values["HEADER"] or ()))  # type: ignore[call-overload]
+        headers=values.items("HEADER"))
 
 
 def log_settings(raw: RawOptions) -> LogSettings:
@@ -375,24 +381,24 @@ def log_settings(raw: RawOptions) -> LogSettings:
 def validate(raw: RawOptions) -> Config:
     """Check every option and rule before any network or send work; raise SMailError."""
     values = _Values(raw)
-    mode = values["MODE"] or Mode.SMTP
-    assert isinstance(mode, Mode)
+    mode = values.get("MODE", Mode) or Mode.SMTP
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     message = _message(values, mode)
-    level = values["LOG_LEVEL"] or LogLevel.INFO
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
         transport.app.secret if transport.app else None,
         transport.app.cert_password if transport.app else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
-        retry=RetryPolicy(attempts=int(values["RETRY"] or 1),  # type: ignore[call-overload]
-                          delay=float(values["RETRY_DELAY"] or DEFAULT_RETRY_DELAY)),  # type: ignore[arg-type]
+        retry=RetryPolicy(attempts=values.get("RETRY", int) or 1,
+                          delay=values.get("RETRY_DELAY", float) or DEFAULT_RETRY_DELAY),
         output=OutputSettings(
-            error_file=values["ERROR_FILE"], quiet=values.flag("QUIET"),  # type: ignore[arg-type]
-            error_file_on_success=values["ERROR_FILE_ON_SUCCESS"] or ErrorFileOnSuccess.DELETE,  # type: ignore[arg-type]
-            dry_run=values.flag("DRY_RUN"), save_eml=values["SAVE_EML"]),  # type: ignore[arg-type]
-        logging=LogSettings(path=values["LOG"], level=level),  # type: ignore[arg-type]
+            error_file=values.get("ERROR_FILE", Path), quiet=values.flag("QUIET"),
+            error_file_on_success=values.get("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess)
+            or ErrorFileOnSuccess.DELETE,
+            dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
+        logging=LogSettings(path=values.get("LOG", Path),
+                            level=values.get("LOG_LEVEL", LogLevel) or LogLevel.INFO),
         secrets=secrets)
 
 
@@ -402,4 +408,3 @@ def raw_secrets(raw: RawOptions) -> list[str]:
             for value in [raw.get(option.name)] if value]
 
 
-__all__ = ["Config", "validate", "log_settings", "raw_secrets", "SMailError", "AuthError"]

@@ -65,6 +65,7 @@ class Session(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         started = time.monotonic()
+        method = method if isinstance(method, str) else method.decode("ascii")
         response = super().request(method, url, *args, **kwargs)
         self.last_response = response
         log.debug("%s %s -> %s in %.2f s (request-id %s, client-request-id %s)", method, _safe_url(str(url)),

@@ -63,7 +63,7 @@ def windows_ui_language(get_langid: Callable[[], int] | None = None) -> str | No
             return None
         import ctypes
 
-        get_langid = ctypes.windll.kernel32.GetUserDefaultUILanguage  # type: ignore[attr-defined]
+        get_langid = ctypes.windll.kernel32.GetUserDefaultUILanguage  # type: ignore[attr-defined,unused-ignore]
     primary = int(get_langid()) & 0x3FF
     return {_WINDOWS_LANG_FRENCH: "fr", _WINDOWS_LANG_ENGLISH: "en"}.get(primary)
 

@@ -28,10 +28,10 @@ class _NullHandler(logging.NullHandler, _SMailHandler):
 def configure(settings: LogSettings) -> Path | None:
     """Install the handlers for one run; returns the log path, or raises OSError."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, _SMailHandler):
-            root.removeHandler(handler)
-            handler.close()
+    for old in list(root.handlers):
+        if isinstance(old, _SMailHandler):
+            root.removeHandler(old)
+            old.close()
     root.setLevel(_LEVELS[settings.level])
     handler: logging.Handler
     if settings.path is None:

@@ -24,7 +24,7 @@ class RetryPolicy:
 
     def wait_before(self, attempt: int, jitter: float) -> float:
         """Seconds to wait before attempt number `attempt` (2, 3, ...): doubling, +0-25 % jitter."""
-        base = self.delay * (2 ** (attempt - 2))
+        base = self.delay * 2.0 ** (attempt - 2)
         return min(MAX_DELAY, base * (1 + 0.25 * jitter))
 
 

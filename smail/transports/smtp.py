@@ -43,8 +43,9 @@ class _Transcript:
     """Logs the dialogue at DEBUG; AUTH lines are masked by structure (never by value)."""
 
     masking_auth = False
+    _host: str  # set by smtplib; SMail sets it too, see _connect()
 
-    def send(self, s: str | bytes) -> None:
+    def send(self, s: Any) -> None:
         if transcript.isEnabledFor(logging.DEBUG):
             text = s.decode("utf-8", "replace") if isinstance(s, bytes) else s
             for line in text.rstrip("\r\n").split("\r\n"):

@@ -11,13 +11,13 @@ import pytest
 from tests.smtpd import free_port
 
 HEAVY = ("msal", "requests", "cryptography", "OpenSSL", "urllib3", "truststore", "jwt")
-PROBE = """
+PROBE = f"""
 import json, sys
 from smail.cli import main
-code = main(sys.argv[1:], {"LANG": "C"})
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-print(json.dumps({"code": code, "heavy": heavy}))
-""" % (HEAVY,)
+code = main(sys.argv[1:], {{"LANG": "C"}})
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+print(json.dumps({{"code": code, "heavy": heavy}}))
+"""
 
 
 def probe(*args: str) -> dict:
