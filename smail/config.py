@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from smail.errors import AuthError, FileMissingError, ParamError, SMailError
+from smail.errors import FileMissingError, ParamError
 from smail.i18n import _
 from smail.options import (
     BY_NAME,
