@@ -1,8 +1,9 @@
 """Smoke test of a built SMail binary (no test framework): python ci/smoke.py path/to/SMail[.exe]
 
 Checks /VERSION, the help in French and English, exit codes 2, 8, 9 and 3, a real send to a
-local SMTP server (the message and its attachment arrive), and a STARTTLS send with /CA_FILE
-and /SSL_VERSION=TLSV1_2. Needs aiosmtpd and trustme (pip install aiosmtpd trustme).
+local SMTP server (the message and its attachment arrive), a STARTTLS send with /CA_FILE and
+/SSL_VERSION=TLSV1_2, and a Graph send to the local fake of Microsoft's services (run from a
+checkout: it uses tests/fakes). Needs aiosmtpd, trustme and cryptography.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def free_port() -> int:
 
 def run(exe: Path, *args: str, lang: str = "en_US.UTF-8") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMAIL_", "LC_", "LANG"))}
-    env["LANG"] = lang
+    env.update(LANG=lang, NO_PROXY="127.0.0.1,localhost")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, encoding="utf-8",
                           env=env, timeout=60)
 
@@ -114,6 +115,23 @@ def main(exe: Path) -> int:
     result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}", "/FROM_ADDR=a@b.test",
                  "/TO=c@d.test", "/BODY=x", "/TIMEOUT=5")
     check("closed port -> 3", result.returncode == 3, result)
+
+    # Microsoft Graph through the local fake: proves msal, requests and truststore are frozen.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.fakes.microsoft import App, FakeMicrosoft
+
+    microsoft = FakeMicrosoft(context).start()
+    microsoft.register(App("smoke-app", secret="smoke-secret", mailboxes={"user@domaine.test"}))
+    try:
+        result = run(exe, "/MODE=GRAPH", f"/O365_TENANT_ID={microsoft.tenant}", "/O365_APP_ID=smoke-app",
+                     "/O365_SECRET=smoke-secret", "/GRAPH_SENDER=user@domaine.test", "/TO=client@test.test",
+                     f"/BODY_FILE={body}", f"/ATTACH={attachment}", f"/O365_AUTHORITY_HOST={microsoft.authority}",
+                     f"/GRAPH_ENDPOINT={microsoft.graph}", f"/CA_FILE={ca_file}")
+    finally:
+        microsoft.stop()
+    check("Graph send through the local fake -> 0",
+          result.returncode == 0 and len(microsoft.sent) == 1
+          and microsoft.sent[0].message["attachments"][0]["name"] == attachment.name, result)
 
     print(f"smoke: {len(PASSES)} passed, {len(FAILURES)} failed")
     return 1 if FAILURES else 0
