@@ -44,8 +44,18 @@ exe: catalogs
 smoke:
 	$(PY) ci/smoke.py dist/SMail
 
+# Windows: SMail.exe with the interpreter of matching bitness (the py launcher finds them).
+ifeq ($(OS),Windows_NT)
+PY_x86 ?= py -3.11-32
+PY_x64 ?= py -3.11-64
+exe-x86 exe-x64:
+	$(PY_$(@:exe-%=%)) -m pip install --require-hashes -r build/requirements/win-$(@:exe-%=%).txt
+	$(PY_$(@:exe-%=%)) build/catalogs.py compile
+	$(PY_$(@:exe-%=%)) ci/build_exe.py $(@:exe-%=%)
+else
 exe-x86 exe-x64: catalogs
 	$(PY) ci/build_exe.py $(@:exe-%=%)
+endif
 
 bench: catalogs
 	$(PY) bench/bench.py
