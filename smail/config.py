@@ -211,11 +211,12 @@ def _read_secret_file(path: Path, what: str) -> Secret:
     return Secret(value)
 
 
-def _require(values: _Values, mode: Mode, *names: str) -> None:
-    for name in names:
-        if values.text(name) is None and values[name] is None:
+def _require(values: _Values, mode: Mode) -> None:
+    """Every option the OPTIONS table marks as required in `mode`, in table order."""
+    for option in OPTIONS:
+        if mode in option.required_in and values.text(option.name) is None:
             raise ParamError(_("Option /{name} is required in {mode} mode.").format(
-                name=name, mode=mode.value))
+                name=option.name, mode=mode.value))
 
 
 def _secret(values: _Values, name: str, file_name: str, what: str) -> Secret | None:
@@ -265,7 +266,7 @@ def _tls(values: _Values) -> TLSSettings:
 
 
 def _smtp(values: _Values) -> SMTPSettings:
-    _require(values, Mode.SMTP, "SMTP_SERVER")
+    _require(values, Mode.SMTP)
     server = values.text("SMTP_SERVER") or ""
     port = values.get("SMTP_PORT", int)
     tls_mode = values.get("SSL_MODE", TLSMode) or TLSMode.AUTO
@@ -320,7 +321,7 @@ def _smtp(values: _Values) -> SMTPSettings:
 
 
 def _graph(values: _Values) -> GraphSettings:
-    _require(values, Mode.GRAPH, "O365_TENANT_ID", "O365_APP_ID", "GRAPH_SENDER")
+    _require(values, Mode.GRAPH)
     app = _check_app(_app_credentials(values), Mode.GRAPH)
     return GraphSettings(
         app=app, sender=(values.text("GRAPH_SENDER") or "").strip(),

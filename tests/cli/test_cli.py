@@ -225,3 +225,16 @@ def test_arbitrary_argv_never_crashes(argv, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths a test (or the fuzzer) writes stay here
+
+
+def test_progress_bar_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    assert cli._progress_bar(io.StringIO()) is None
+    screen = Terminal()
+    show = cli._progress_bar(screen)
+    show("archive.zip", 1 << 20, 4 << 20)
+    show("archive.zip", 4 << 20, 4 << 20)
+    assert screen.getvalue() == ("\rarchive.zip [#####               ]  25% (1.0/4.0 MiB)"
+                                 "\rarchive.zip [####################] 100% (4.0/4.0 MiB)\n")

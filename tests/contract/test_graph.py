@@ -207,6 +207,14 @@ def test_token_endpoint_503_is_retried_despite_msal_cache(graph, microsoft):
     assert len(microsoft.sent) == 1
 
 
+def test_read_timeout_after_sending_is_not_retried(graph, microsoft):
+    microsoft.stall(r"/sendMail$", 3)
+    result = graph("/TIMEOUT=1", "/RETRY=3", "/RETRY_DELAY=0.01")
+    assert result.exit_code == ExitCode.SEND
+    assert "it may have been sent" in result.stderr and "Sent Items" in result.stderr
+    assert sum(1 for m, p, _h in microsoft.requests if p.endswith("/sendMail")) == 1
+
+
 def test_connection_refused_exits_3(graph):
     result = graph("/GRAPH_ENDPOINT=https://127.0.0.1:1", "/O365_AUTHORITY_HOST=https://127.0.0.1:1")
     assert result.exit_code == ExitCode.CONNECT

@@ -82,6 +82,7 @@ class FakeMicrosoft:
         self.uploads: dict[str, Upload] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
+        self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
         self.max_request = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -112,6 +113,10 @@ class FakeMicrosoft:
         """Answer the next `times` requests matching `path_pattern` with `status`."""
         for _ in range(times):
             self.failures.append((path_pattern, status, headers or {}, error or {}))
+
+    def stall(self, path_pattern: str, seconds: float) -> None:
+        """Receive the next matching request whole, then answer only after `seconds`."""
+        self.stalls.append((path_pattern, seconds))
 
     def start(self) -> FakeMicrosoft:
         self.thread.start()
@@ -157,6 +162,10 @@ class FakeMicrosoft:
                 path = urlsplit(self.path).path
                 fake.requests.append((method, self.path, dict(self.headers)))
                 body = self._body()
+                with fake.lock:
+                    stall = next((i for i, (p, _s) in enumerate(fake.stalls) if re.search(p, path)), None)
+                    seconds = fake.stalls.pop(stall)[1] if stall is not None else 0.0
+                time.sleep(seconds)
                 with fake.lock:
                     for index, (pattern, status, headers, error) in enumerate(fake.failures):
                         if re.search(pattern, path):
