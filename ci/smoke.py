@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import locale
 import os
 import socket
 import ssl
@@ -40,11 +41,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run(exe: Path, *args: str, lang: str = "en_US.UTF-8") -> subprocess.CompletedProcess[str]:
+# SMail writes to a pipe in the system's encoding: UTF-8 here, the ANSI code page on Windows.
+OUTPUT_ENCODING = locale.getpreferredencoding(False) if sys.platform == "win32" else "utf-8"
+
+
+def run(exe: Path, *args: str, lang: str = "en_US.UTF-8", smail_lang: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMAIL_", "LC_", "LANG"))}
     env.update(LANG=lang, NO_PROXY="127.0.0.1,localhost")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, encoding="utf-8",
-                          env=env, timeout=60)
+    if smail_lang:
+        env["SMAIL_LANG"] = smail_lang
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, encoding=OUTPUT_ENCODING,
+                          errors="replace", env=env, timeout=60)
 
 
 def check(name: str, ok: bool, result: subprocess.CompletedProcess[str] | None = None) -> None:
@@ -68,8 +76,12 @@ def main(exe: Path) -> int:
     check("/? in French", result.returncode == 0 and "Options générales" in result.stdout, result)
     result = run(exe, "/?", lang="en_US.UTF-8")
     check("/? in English", result.returncode == 0 and "General options" in result.stdout, result)
-    result = run(exe, "/HELP", lang="fr_FR.UTF-8")
-    check("/HELP in the OS language (French)", "Codes de sortie" in result.stdout, result)
+    if sys.platform == "win32":  # the UI language comes from Windows itself, not from LANG
+        result = run(exe, "/HELP", smail_lang="FR")
+        check("/HELP with SMAIL_LANG=FR", "Codes de sortie" in result.stdout, result)
+    else:
+        result = run(exe, "/HELP", lang="fr_FR.UTF-8")
+        check("/HELP in the OS language (French)", "Codes de sortie" in result.stdout, result)
     result = run(exe, "/TO=a@b.test", "/BODY=x", "/FROM_ADDR=c@d.test")
     check("missing /SMTP_SERVER -> 2", result.returncode == 2 and "SMTP_SERVER" in result.stderr, result)
     result = run(exe, "/SMTP_SERVER=127.0.0.1", "/TO=a@b.test", "/FROM_ADDR=c@d.test", "/BODY=x",

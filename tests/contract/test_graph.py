@@ -230,12 +230,16 @@ def test_unknown_ca_exits_3(graph, tmp_path):
     assert "TLS connection" in result.stderr and "/CA_FILE" in result.stderr
 
 
-def test_ca_file_wins_over_requests_ca_bundle(graph, microsoft, tmp_path):
+def test_ca_file_wins_over_requests_ca_bundle(graph, microsoft, tmp_path, monkeypatch):
     import trustme
     wrong = tmp_path / "wrong.pem"
     trustme.CA().cert_pem.write_to_path(str(wrong))
-    result = graph(env={"REQUESTS_CA_BUNDLE": str(wrong), "CURL_CA_BUNDLE": str(wrong)})
+    # requests reads these from the process environment and lets them replace a session's verify.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(wrong))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(wrong))
+    result = graph()
     assert result.exit_code == ExitCode.OK, result.stderr
+    assert len(microsoft.sent) == 1
 
 
 def test_proxy_option_is_used(graph):
