@@ -120,7 +120,7 @@ def test_server_without_starttls_never_gets_the_message_in_clear(smtpd, run_smai
     assert result.exit_code == ExitCode.CONNECT
     assert "does not offer STARTTLS" in result.stderr
     assert handler.received == []
-    assert "MAIL FROM" not in result.log.upper().replace("C: MAIL", "MAIL") or "C: mail" not in result.log
+    assert "c: mail from" not in result.log.lower()  # the envelope never went out in clear
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
@@ -247,7 +247,7 @@ def test_451_to_rcpt_then_accept_is_retried(smtpd, run_smail):
     handler = RecordingHandler(rcpt_replies=["451 4.3.0 try again later"])
     server = smtpd(handler)
     once = run_smail(*server.options, *BASIC)
-    assert once.exit_code == ExitCode.SEND and "temporarily" not in once.stderr or once.exit_code == ExitCode.SEND
+    assert once.exit_code == ExitCode.SEND and "451 4.3.0 try again later" in once.stderr
     handler.rcpt_replies.append("451 4.3.0 try again later")
     retried = run_smail(*server.options, *BASIC, "/RETRY=2", "/RETRY_DELAY=0.01")
     assert retried.exit_code == ExitCode.OK, retried.stderr
