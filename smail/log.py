@@ -26,20 +26,23 @@ class _NullHandler(logging.NullHandler, _SMailHandler):
 
 
 def configure(settings: LogSettings) -> Path | None:
-    """Install the handlers for one run; returns the log path, or raises OSError."""
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        if isinstance(old, _SMailHandler):
-            root.removeHandler(old)
-            old.close()
-    root.setLevel(_LEVELS[settings.level])
+    """Install the handlers for one run; returns the log path.
+
+    If the /LOG file cannot be opened, the OSError propagates and a null handler stays in
+    place, so that nothing falls through to Python's last-resort printing on stderr.
+    """
     handler: logging.Handler
-    if settings.path is None:
-        handler = _NullHandler()
-    else:
-        handler = _FileHandler(settings.path, mode="a", encoding="utf-8", delay=False)
-        handler.setFormatter(logging.Formatter(FORMAT))
+    try:
+        handler = _NullHandler() if settings.path is None else \
+            _FileHandler(settings.path, mode="a", encoding="utf-8", delay=False)
+    except (OSError, ValueError):
+        configure(LogSettings(level=settings.level))
+        raise
+    handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
+    shutdown()
+    root = logging.getLogger()
+    root.setLevel(_LEVELS[settings.level])
     root.addHandler(handler)
     return settings.path
 

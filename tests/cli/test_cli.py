@@ -238,3 +238,12 @@ def test_progress_bar_only_on_a_terminal():
     show("archive.zip", 4 << 20, 4 << 20)
     assert screen.getvalue() == ("\rarchive.zip [#####               ]  25% (1.0/4.0 MiB)"
                                  "\rarchive.zip [####################] 100% (4.0/4.0 MiB)\n")
+
+
+def test_unopenable_log_file_still_sends_and_prints_no_library_noise(run_smail, smtpd, tmp_path, tls_ca):
+    server = smtpd(RecordingHandler(), tls_context=tls_ca.server_context())
+    result = run_smail(*server.options, *BASIC, f"/LOG={tmp_path}/missing-folder/smail.log",
+                       "/SSL_VERSION=TLSV1_2", "/SSL_NO_VERIFY")
+    assert result.exit_code == ExitCode.OK
+    assert result.stderr.startswith("The log file could not be opened")
+    assert result.stderr.count("\n") == 1  # the /SSL_NO_VERIFY warning went nowhere, not to stderr
