@@ -81,13 +81,15 @@ def _encoded_size(part: FilePart) -> int:
     return 4 * ((part.size + 2) // 3) + len(part.filename) * 2 + 200
 
 
-def graph_message(message: Message) -> dict[str, Any]:
+def graph_message(message: Message, mailbox: str) -> dict[str, Any]:
     """The message resource without attachments (they are added by size)."""
     body: dict[str, Any] = {
         "subject": message.subject,
         "body": {"contentType": "html" if message.html else "text", "content": message.body},
         "toRecipients": _recipients(message.to),
     }
+    if message.sender.address.lower() != mailbox.lower():
+        body["from"] = _recipients((message.sender,))[0]  # needs SendAs on that address
     if message.cc:
         body["ccRecipients"] = _recipients(message.cc)
     if message.bcc:
@@ -192,7 +194,7 @@ class GraphTransport:
 
     def send(self, message: Message, rendered: Rendered) -> Receipt:
         parts = _Parts(message.inline, message.attachments)
-        resource = graph_message(message)
+        resource = graph_message(message, self.settings.sender)
         attachments_size = sum(_encoded_size(p) for p, _inline in parts.all())
         base_size = len(json.dumps(resource, ensure_ascii=False).encode("utf-8"))
         if base_size + attachments_size <= REQUEST_LIMIT:

@@ -89,6 +89,15 @@ def test_seed_graph_example_with_inline_image_and_attachment(graph, microsoft):
     assert "Access token obtained" in result.log and "sendMail: 202 (request-id" in result.log
 
 
+def test_from_addr_other_than_the_mailbox_sets_from(graph, microsoft):
+    result = graph("/FROM_ADDR=factures@domaine.test", "/FROM_NAME=Service Factures")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    [sent] = microsoft.sent
+    assert sent.message["from"] == {"emailAddress": {"address": "factures@domaine.test", "name": "Service Factures"}}
+    graph()
+    assert "from" not in microsoft.sent[1].message  # the mailbox itself: no SendAs needed
+
+
 def test_ansi_text_body_and_no_headers_property(graph, microsoft):
     result = graph(f"/BODY_FILE={ROOT / 'tests' / 'golden' / 'notepad_ansi.txt'}", "/SAVE_TO_SENT=NO")
     assert result.exit_code == ExitCode.OK, result.stderr
