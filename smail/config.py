@@ -204,8 +204,7 @@ def _read_secret_file(path: Path, what: str) -> Secret:
     try:
         value = read_text_file(path).strip("\r\n\ufeff")
     except OSError as exc:
-        raise FileMissingError(_("Cannot read {path}: {reason}").format(
-            path=path, reason=exc.strerror or exc)) from None
+        raise FileMissingError.unreadable(path, exc) from None
     if not value.strip():
         raise ParamError(_("The file {path} given for {what} is empty.").format(path=path, what=what))
     return Secret(value)

@@ -49,6 +49,15 @@ class InvalidModeError(SMailError):
 class FileMissingError(SMailError):
     exit_code = ExitCode.FILE_NOT_FOUND
 
+    @classmethod
+    def unreadable(cls, path: object, exc: OSError) -> FileMissingError:
+        """A named input file that is missing or cannot be read (exit 8)."""
+        from smail.i18n import _
+
+        if isinstance(exc, FileNotFoundError):
+            return cls(_("File not found: {path}").format(path=path))
+        return cls(_("Cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc))
+
 
 class ConnectError(SMailError):
     """Network failure: refused, reset, silent or dropped connection (retrying may help)."""

@@ -271,11 +271,8 @@ def _file_part(path: Path, content_id: str | None = None) -> FilePart:
         size = path.stat().st_size
         with path.open("rb"):
             pass
-    except FileNotFoundError:
-        raise FileMissingError(_("File not found: {path}").format(path=path)) from None
     except OSError as exc:
-        raise FileMissingError(_("Cannot read {path}: {reason}").format(
-            path=path, reason=exc.strerror or exc)) from None
+        raise FileMissingError.unreadable(path, exc) from None
     if is_dir(path):
         raise FileMissingError(_("{path} is a folder, not a file.").format(path=path))
     return FilePart(path=path, filename=path.name, content_type=content_type_of(path),
@@ -325,11 +322,8 @@ def load_message(settings: MessageSettings) -> Message:
         path = settings.body_file
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
-            raise FileMissingError(_("File not found: {path}").format(path=path)) from None
         except OSError as exc:
-            raise FileMissingError(_("Cannot read {path}: {reason}").format(
-                path=path, reason=exc.strerror or exc)) from None
+            raise FileMissingError.unreadable(path, exc) from None
         body = decode_body(data, settings.body_charset)
         html = path.suffix.lower() in (".htm", ".html")
         if html:  # the body goes out as UTF-8 whatever the file said

@@ -17,7 +17,6 @@ from typing import BinaryIO, Final
 
 from smail import __version__
 from smail.errors import FileMissingError
-from smail.i18n import _
 from smail.message import FilePart, Mailbox, Message
 from smail.options import Priority
 
@@ -89,8 +88,7 @@ def _base64_file(part: FilePart) -> Iterator[bytes]:
             while block := stream.read(BLOCK):
                 yield base64.encodebytes(block).replace(b"\n", CRLF)
     except OSError as exc:
-        raise FileMissingError(_("Cannot read {path}: {reason}").format(
-            path=part.path, reason=exc.strerror or exc)) from None
+        raise FileMissingError.unreadable(part.path, exc) from None
 
 
 def encoded_words(value: str, word_bytes: int = 39) -> str:

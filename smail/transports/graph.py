@@ -63,8 +63,7 @@ def _file_bytes(part: FilePart) -> bytes:
     try:
         return part.path.read_bytes()
     except OSError as exc:
-        raise FileMissingError(_("Cannot read {path}: {reason}").format(
-            path=part.path, reason=exc.strerror or exc)) from None
+        raise FileMissingError.unreadable(part.path, exc) from None
 
 
 def _file_attachment(part: FilePart, inline: bool) -> dict[str, Any]:
@@ -284,5 +283,4 @@ class GraphTransport:
                     if self.progress:
                         self.progress(part.filename, start, part.size)
         except OSError as exc:
-            raise FileMissingError(_("Cannot read {path}: {reason}").format(
-                path=part.path, reason=exc.strerror or exc)) from None
+            raise FileMissingError.unreadable(part.path, exc) from None
