@@ -356,3 +356,16 @@ def test_large_attachment_streams_intact(smtpd, run_smail, files):
     message = parse(handler.received[0].data)
     [part] = list(message.iter_attachments())
     assert part.get_content() == payload
+
+
+@pytest.mark.parametrize("peer, loopback", [("127.0.0.1", True), ("::1", True), ("192.0.2.10", False)])
+def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
+    from smail.transports import smtp
+
+    class Sock:
+        def getpeername(self):
+            return (peer, 25)
+
+    class Client:
+        sock = Sock()
+    assert smtp._is_loopback(Client()) is loopback  # False -> "Authenticating without TLS" warning
