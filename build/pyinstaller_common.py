@@ -22,6 +22,12 @@ OPENSSL = {
     "linux": ("libssl.so.3", "libcrypto.so.3"),
     "darwin": ("libssl.3.dylib", "libcrypto.3.dylib"),
 }
+# A one-file executable unpacks its native libraries at every start; inflating them took half of
+# SMail's start-up (264 ms against 136 ms measured by `make bench`). They are stored
+# uncompressed: the exe grows from about 15 to 33 MB and starts as fast as a minimal
+# smtplib + ssl program. Python modules and data stay compressed.
+ARCHIVE_COMPRESSION = {"EXTENSION": False, "BINARY": False, "DATA": True, "EXECUTABLE": True,
+                       "PYSOURCE": True, "PYMODULE": True, "SPLASH": True, "PYZ": False, "SYMLINK": False}
 PRODUCT = "SMail"
 DESCRIPTION = "SMail - command-line e-mail sender (SMTP, TLS, SASL, XOAUTH2, Microsoft Graph)"
 COMPANY = "SMail developers"
@@ -146,6 +152,7 @@ def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
         runtime_tmpdir=None,
         version=str(version_file) if version_file else None,
         icon=str(icon) if icon and icon.is_file() else None,
+        cdict=ARCHIVE_COMPRESSION,
     )
 
 
