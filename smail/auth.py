@@ -17,7 +17,7 @@ import requests
 
 from smail import httpclient, redact
 from smail.config import AppCredentials, TLSSettings
-from smail.errors import AuthError, ParamError, SMailError
+from smail.errors import AuthError, FileMissingError, ParamError, SMailError
 from smail.i18n import _
 from smail.redact import Secret
 
@@ -117,6 +117,10 @@ def _application(app: AppCredentials, session: httpclient.Session) -> msal.Confi
         return msal.ConfidentialClientApplication(
             app.app_id, client_credential=_credential(app), authority=authority, http_client=session,
             instance_discovery=False if private else None, token_cache=msal.TokenCache())
+    except OSError as exc:  # the certificate file (msal opens a .pfx itself)
+        if isinstance(exc, requests.RequestException):
+            raise httpclient.network_error(exc, where) from exc
+        raise FileMissingError.unreadable(app.cert_file, exc) from None
     except requests.RequestException as exc:
         raise httpclient.network_error(exc, where) from exc
     except msal.exceptions.MsalServiceError as exc:  # discovery answered 5xx

@@ -440,7 +440,10 @@ def _expand_response_files(argv: Sequence[str], depth: int = 0,
             path = base / path
         if not is_file(path):
             raise FileMissingError(_("Response file not found: {path}").format(path=path))
-        lines = [line.strip() for line in read_text_file(path).splitlines()]
+        try:
+            lines = [line.strip() for line in read_text_file(path).splitlines()]
+        except OSError as exc:
+            raise FileMissingError.unreadable(path, exc) from None
         lines = [line for line in lines if line and not line.startswith(("#", ";"))]
         tokens.extend(_expand_response_files(lines, depth + 1, path.parent))
     return tokens

@@ -364,3 +364,19 @@ def test_xoauth2_token_obtained_with_msal(smtpd, run_smail, microsoft, tls_ca):
     assert handler.logins == [f"XOAUTH2 {SENDER}"]
     token = microsoft.token_for("https://outlook.office365.com")
     assert token and token not in result.output and SECRET not in result.output
+
+
+def test_unreadable_certificate_file_exits_8(graph, tmp_path, monkeypatch):
+    pem = tmp_path / "app.pem"
+    pem.write_text("placeholder")
+
+    original = Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self == pem:
+            raise PermissionError(13, "Permission denied")
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "read_text", denied)
+    result = graph(f"/O365_CERT_FILE={pem}", secret=False)
+    assert result.exit_code == ExitCode.FILE_NOT_FOUND
+    assert "Permission denied" in result.stderr and "app.pem" in result.stderr

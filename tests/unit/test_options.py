@@ -148,3 +148,14 @@ def test_wildcards(tmp_path):
 
 def test_split_list():
     assert options.split_list(["a.pdf, b.pdf;c.pdf", "d.pdf"]) == ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
+
+
+def test_unreadable_response_file_is_exit_8(tmp_path, monkeypatch):
+    rsp = tmp_path / "opts.rsp"
+    rsp.write_text("/SUBJECT=x\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(type(rsp), "read_bytes", denied)
+    with pytest.raises(FileMissingError, match="Cannot read .*opts.rsp: Permission denied"):
+        parse([f"@{rsp}"], {})
