@@ -311,6 +311,9 @@ def _smtp(values: _Values) -> SMTPSettings:
                 raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and /O365_SECRET (or /O365_CERT_FILE)."))
             _check_app(app, Mode.SMTP)
     helo = values.text("HELO")
+    if helo and not helo.strip().isascii():
+        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=helo, name="HELO", reason=_("expected an ASCII host name")))
     return SMTPSettings(
         server=server.strip(), port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
         username=username, password=password, token=token,

@@ -129,7 +129,7 @@ class SMTPTransport:
 
     def _connect(self) -> _Session:
         s = self.settings
-        helo = s.helo or socket.gethostname() or "localhost"
+        helo = s.helo or local_hostname()
         log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
         client: smtplib.SMTP
         try:
@@ -422,6 +422,15 @@ class SMTPTransport:
         if mechanism:
             log.info(_("Authentication mechanism used: {mechanism}.").format(mechanism=mechanism))
         return Receipt(recipients=count, summary=summary)
+
+
+def local_hostname(get: Callable[[], str] = socket.gethostname) -> str:
+    """The EHLO name: this computer's name, in IDNA when it has non-ASCII letters."""
+    name = get() or "localhost"
+    try:
+        return name if name.isascii() else name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "localhost"
 
 
 def _coalesce(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:

@@ -369,3 +369,9 @@ def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
     class Client:
         sock = Sock()
     assert smtp._is_loopback(Client()) is loopback  # False -> "Authenticating without TLS" warning
+
+
+@pytest.mark.parametrize("name, expected", [("erp01", "erp01"), ("büro-pc", "xn--bro-pc-3ya"), ("", "localhost")])
+def test_default_ehlo_name_is_ascii(name, expected):
+    from smail.transports import smtp
+    assert smtp.local_hostname(lambda: name) == expected

@@ -171,3 +171,8 @@ def test_body_and_body_file_together(tmp_path):
     body.write_text("x")
     with pytest.raises(ParamError, match="not both"):
         check(smtp_args(tmp_path, f"/BODY_FILE={body}"))
+
+
+def test_helo_must_be_ascii(tmp_path):
+    with pytest.raises(ParamError, match="for /HELO: expected an ASCII host name"):
+        check(smtp_args(tmp_path, "/HELO=büro"))
