@@ -46,11 +46,12 @@ class Servers:
         files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns) if new.is_dir() else []
         return [p.read_bytes() for p in files]
 
-    def wait_for(self, marker: bytes, count: int = 1, timeout: float = 30) -> list[bytes]:
-        """The `count` delivered messages that contain `marker` (a test's unique subject)."""
+    def wait_for(self, marker: bytes, recipient: str, count: int = 1, timeout: float = 30) -> list[bytes]:
+        """The `count` messages delivered to `recipient` that contain `marker` (a unique subject)."""
         deadline = time.monotonic() + timeout
+        delivered_to = f"X-Original-To: {recipient}".encode()
         while True:
-            messages = [m for m in self.delivered() if marker in m]
+            messages = [m for m in self.delivered() if marker in m and delivered_to in m]
             if len(messages) >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
