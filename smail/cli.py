@@ -13,7 +13,7 @@ from typing import TextIO
 
 from smail import __version__, i18n, log, mime, options, redact, retry, transports
 from smail.config import Config, LogSettings, OutputSettings, log_settings, raw_secrets, validate
-from smail.errors import ExitCode, InternalError, SMailError
+from smail.errors import ExitCode, InternalError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.message import load_message
 from smail.options import ErrorFileOnSuccess
@@ -57,7 +57,7 @@ class ErrorFile:
             self.path.write_text(redact.redact(text) + "\n", encoding="utf-8")
         except (OSError, ValueError) as exc:  # ValueError: a path with a NUL character
             console.err(_("The error file {path} could not be written: {reason}").format(
-                path=self.path, reason=getattr(exc, "strerror", None) or exc))
+                path=self.path, reason=reason(exc)))
 
     def success(self, console: Console) -> None:
         if self.path is None:
@@ -69,7 +69,7 @@ class ErrorFile:
                 self.path.unlink(missing_ok=True)
         except (OSError, ValueError) as exc:
             console.err(_("The error file {path} could not be cleared: {reason}").format(
-                path=self.path, reason=getattr(exc, "strerror", None) or exc))
+                path=self.path, reason=reason(exc)))
 
 
 def _save_eml(path: Path, rendered: mime.Rendered) -> None:
@@ -78,7 +78,7 @@ def _save_eml(path: Path, rendered: mime.Rendered) -> None:
             rendered.write_to(stream)
     except (OSError, ValueError) as exc:
         raise SMailError(_("The message could not be saved to {path}: {reason}").format(
-            path=path, reason=getattr(exc, "strerror", None) or exc)) from None
+            path=path, reason=reason(exc))) from None
     logger.info(_("Message saved to {path}.").format(path=path))
 
 
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             log_path = log.configure(log_settings(raw))
         except (OSError, ValueError) as exc:
             console.err(_("The log file could not be opened: {reason}").format(
-                reason=getattr(exc, "strerror", None) or exc))
+                reason=reason(exc)))
         logger.info(_("SMail {version} started.").format(version=__version__))
         config = validate(raw)
         redact.remember(*config.secrets)

@@ -38,6 +38,11 @@ class SMailError(Exception):
         self.retry_after = retry_after
 
 
+def reason(exc: BaseException) -> object:
+    """What the OS said ("Permission denied"), else the exception itself."""
+    return getattr(exc, "strerror", None) or exc
+
+
 class ParamError(SMailError):
     exit_code = ExitCode.PARAM
 
@@ -56,7 +61,7 @@ class FileMissingError(SMailError):
 
         if isinstance(exc, FileNotFoundError):
             return cls(_("File not found: {path}").format(path=path))
-        return cls(_("Cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc))
+        return cls(_("Cannot read {path}: {reason}").format(path=path, reason=reason(exc)))
 
 
 class ConnectError(SMailError):

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from smail import redact, tls
 from smail.config import Config, SMTPSettings
-from smail.errors import AuthError, ConnectError, FileMissingError, SendError, SMailError, TLSError
+from smail.errors import AuthError, ConnectError, FileMissingError, SendError, SMailError, TLSError, reason
 from smail.i18n import _, ngettext
 from smail.message import Message
 from smail.mime import Rendered, dot_stuff
@@ -208,7 +208,7 @@ class SMTPTransport:
             return ConnectError(_("{where} closed the connection unexpectedly.").format(where=where))
         if isinstance(exc, OSError):
             return ConnectError(_("Cannot connect to {where}: {reason}").format(
-                where=where, reason=exc.strerror or exc))
+                where=where, reason=reason(exc)))
         raise exc
 
     # -- authentication ---------------------------------------------------------------------
@@ -395,10 +395,7 @@ class SMTPTransport:
         except SMailError:
             _close(client)
             raise
-        except smtplib.SMTPServerDisconnected as exc:
-            _close(client)
-            raise self._network_error(exc) from exc
-        except (smtplib.SMTPException, OSError) as exc:
+        except OSError as exc:  # smtplib's errors derive from OSError
             _close(client)
             raise self._network_error(exc) from exc
         try:
