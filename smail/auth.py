@@ -151,10 +151,8 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
     except requests.RequestException as exc:
         raise httpclient.network_error(exc, where) from exc
     except msal.exceptions.MsalServiceError as exc:  # token endpoint 5xx
-        last = session.last_response
         raise AuthError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=redact.redact(str(exc))), transient=True,
-            retry_after=httpclient.retry_after(last.headers) if last is not None else None) from exc
+            description=redact.redact(str(exc))), transient=True, retry_after=session.last_retry_after()) from exc
     except ValueError as exc:  # a non-JSON answer, or an unusable certificate
         raise AuthError(_("The identity platform's answer could not be used: {reason}").format(
             reason=redact.redact(str(exc)).splitlines()[0])) from exc
@@ -162,13 +160,10 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
     if not token:
         last = session.last_response
         status = last.status_code if last is not None else 0
-        error = refusal(result or {}, app, httpclient.retry_after(last.headers) if last is not None else None)
+        error = refusal(result or {}, app, session.last_retry_after())
         if status == 429 or status >= 500:
             error.transient = True
         raise error
     redact.remember(token)
     log.info(_("Access token obtained for {scope} (application {app_id}).").format(scope=scope, app_id=app.app_id))
     return Secret(str(token))
-
-
-

@@ -52,6 +52,10 @@ class Session(requests.Session):
             self.proxies = {"https": proxy, "http": proxy}
         self.last_response: requests.Response | None = None
 
+    def last_retry_after(self) -> float | None:
+        """The Retry-After of the last answer, for failures reported without the response."""
+        return retry_after(self.last_response.headers) if self.last_response is not None else None
+
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> dict[str, Any]:
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)

@@ -225,15 +225,11 @@ class GraphTransport:
         log.info(_("The message is larger than one Graph request allows (4 MB): sending it through a draft and upload sessions."))
         if not self.settings.save_to_sent:
             log.warning(_("/SAVE_TO_SENT=NO cannot apply to a message sent through a draft: Graph keeps it in Sent Items."))
+        message_url: str | None = None
         try:
             draft = self._call("POST", f"{self.user_url}/messages", what=_("creating the draft"),
                                json_body=resource)
-        except AuthError as exc:
-            raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
-                error=exc.message)) from exc
-        message_id = str(draft.json()["id"])
-        message_url = f"{self.user_url}/messages/{quote(message_id, safe='')}"
-        try:
+            message_url = f"{self.user_url}/messages/{quote(str(draft.json()['id']), safe='')}"
             for part, inline in parts.all():
                 if part.size < UPLOAD_MINIMUM:
                     self._call("POST", f"{message_url}/attachments", what=_("adding {name}").format(name=part.filename),
@@ -241,12 +237,12 @@ class GraphTransport:
                 else:
                     self._upload(message_url, part, inline)
             self._call("POST", f"{message_url}/send", what=_("sending the draft"), data=b"", sends=True)
-        except AuthError as exc:
-            self._delete_draft(message_url)
-            raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
-                error=exc.message)) from exc
-        except SMailError:
-            self._delete_draft(message_url)
+        except SMailError as exc:
+            if message_url is not None:
+                self._delete_draft(message_url)
+            if isinstance(exc, AuthError):
+                raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
+                    error=exc.message)) from exc
             raise
 
     def _delete_draft(self, message_url: str) -> None:
