@@ -46,8 +46,8 @@ smoke:
 
 # Windows: SMail.exe with the interpreter of matching bitness (the py launcher finds them).
 ifeq ($(OS),Windows_NT)
-PY_x86 ?= py -3.11-32
-PY_x64 ?= py -3.11-64
+PY_x86 ?= py -3.15-32
+PY_x64 ?= py -3.15-64
 exe-x86 exe-x64:
 	$(PY_$(@:exe-%=%)) -m pip install --require-hashes -r build/requirements/win-$(@:exe-%=%).txt
 	$(PY_$(@:exe-%=%)) build/catalogs.py compile

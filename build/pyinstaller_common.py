@@ -28,6 +28,25 @@ OPENSSL = {
 # smtplib + ssl program. Python modules and data stay compressed.
 ARCHIVE_COMPRESSION = {"EXTENSION": False, "BINARY": False, "DATA": True, "EXECUTABLE": True,
                        "PYSOURCE": True, "PYMODULE": True, "SPLASH": True, "PYZ": False, "SYMLINK": False}
+# Modules SMail never imports at run time, left out of the one-file executable. A one-file exe
+# unpacks every native module it carries at each start, and PyInstaller runs a start-up hook for
+# some packages (multiprocessing), so what is left out here is neither unpacked nor imported.
+# Each one was checked against PyInstaller's import graph: nothing on SMail's paths needs it
+# (the smoke test sends through SMTP, STARTTLS and Graph with this list).
+EXCLUDES = [
+    # The standard library's GUI, test, debugging, documentation and packaging tools.
+    "tkinter", "_tkinter", "turtle", "turtledemo", "idlelib", "unittest", "doctest", "pdb", "pydoc",
+    "pydoc_data", "test", "lib2to3", "ensurepip", "venv", "distutils", "setuptools", "pkg_resources",
+    "pip", "curses", "_curses", "readline", "sqlite3", "_sqlite3", "dbm",
+    # Process pools: only concurrent.futures.process imports it, and PyInstaller's multiprocessing
+    # hook would import it at every start; xmlrpc comes only with it (multiprocessing.connection).
+    "multiprocessing", "_multiprocessing", "_posixshmem", "xmlrpc",
+    # Only typing_extensions names asyncio, for an @deprecated coroutine on Python < 3.12.
+    "asyncio", "_asyncio", "_overlapped",
+    # Compression formats SMail never reads: zipfile, tarfile and shutil import them inside
+    # try/except ImportError (3.14+: compression.zstd as well).
+    "bz2", "_bz2", "lzma", "_lzma", "compression.bz2", "compression.lzma", "compression.zstd", "_zstd",
+]
 PRODUCT = "SMail"
 DESCRIPTION = "SMail - command-line e-mail sender (SMTP, TLS, SASL, XOAUTH2, Microsoft Graph)"
 COMPANY = "SMail developers"
@@ -126,7 +145,7 @@ def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
         pathex=[str(root)],
         datas=catalog_datas(root),
         hiddenimports=["smail.transports.smtp", "smail.transports.graph", "smail.auth"],
-        excludes=["tkinter", "unittest", "pydoc", "test"],
+        excludes=EXCLUDES,
         noarchive=False,
     )
     missing = missing_openssl((name for name, *_rest in analysis.binaries))

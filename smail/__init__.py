@@ -1,3 +1,3 @@
-"""SMail: send one e-mail from the command line through SMTP or Microsoft Graph."""
+"""SMail: send e-mail from the command line through SMTP or Microsoft Graph."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

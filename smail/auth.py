@@ -15,22 +15,17 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from smail import httpclient, redact
-from smail.config import AppCredentials, TLSSettings
-from smail.errors import AuthError, FileMissingError, ParamError, SMailError
+from smail import certificate, httpclient, redact
+from smail.cloud import MICROSOFT_IDENTITY_HOSTS, AppCredentials
+from smail.errors import AuthError, FileMissingError, HTTPAnswer, IdentityUnavailableError, SMailError
 from smail.i18n import _
 from smail.redact import Secret
+from smail.tls import TLSSettings
 
 log = logging.getLogger("smail")
 
-# Hosts msal knows (reference, section 4): anything else is a private endpoint, for which
-# instance discovery against login.microsoftonline.com must be turned off.
-MICROSOFT_HOSTS: Final = frozenset({
-    "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
-    "login.microsoftonline.us", "login-us.microsoftonline.com", "login.usgovcloudapi.net",
-    "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"})
-
-# AADSTS codes (reference, section 5.1) -> the probable cause, said to the user.
+# AADSTS codes (Microsoft's page "Microsoft Entra authentication and authorization error
+# codes") -> the probable cause, said to the user.
 _CAUSES: Final = (
     ({90002, 900023, 90038}, "tenant"),
     ({700016, 700011}, "app"),
@@ -70,62 +65,49 @@ def _codes(result: dict[str, Any]) -> set[int]:
     return codes
 
 
-def refusal(result: dict[str, Any], app: AppCredentials, retry_after: float | None = None) -> SMailError:
-    """An msal error dict -> AuthError naming the probable cause (transient ones are retried)."""
+def refusal(result: dict[str, Any], app: AppCredentials, *, status: int = 0,
+            retry_after: float | None = None) -> SMailError:
+    """An msal error dict -> AuthError naming the probable cause (temporary ones are retried)."""
     codes = _codes(result)
     error = str(result.get("error", "?"))
     description = redact.redact(str(result.get("error_description", "")).splitlines()[0]
                                 if result.get("error_description") else "")
-    if codes & _TRANSIENT_CODES or error == "temporarily_unavailable":
-        return AuthError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=description or error), transient=True, retry_after=retry_after)
+    answer = HTTPAnswer(status, error)
+    if codes & _TRANSIENT_CODES or error == "temporarily_unavailable" or status == 429 or status >= 500:
+        return IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
+            description=description or error), retry_after=retry_after, answer=answer)
     for known, key in _CAUSES:
         if codes & known:
             return AuthError(_("The identity platform refused the application: {cause} ({details}).").format(
-                cause=_cause(key, app), details=description or error))
+                cause=_cause(key, app), details=description or error), answer=answer)
     return AuthError(_("The identity platform refused the application: {error}: {description}").format(
-        error=error, description=description))
+        error=error, description=description), answer=answer)
 
 
 def _credential(app: AppCredentials) -> str | dict[str, Any]:
-    """msal's client_credential: the secret, or the certificate in its SHA-256 thumbprint form."""
+    """msal's client_credential: the secret, or the certificate (SHA-256 thumbprint form)."""
     if app.secret is not None:
         return app.secret.reveal()
     assert app.cert_file is not None
-    password = app.cert_password.reveal() if app.cert_password else None
-    if app.cert_file.suffix.lower() in (".pfx", ".p12"):
-        credential: dict[str, Any] = {"private_key_pfx_path": str(app.cert_file)}
-    else:
-        text = app.cert_file.read_text(encoding="ascii", errors="replace")
-        key = re.search(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.*?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
-                        text, re.DOTALL)
-        cert = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.DOTALL)
-        if not key or not cert:
-            raise ParamError(_("/O365_CERT_FILE {path} must hold the certificate and its private key (PEM), or be a .pfx/.p12 file.").format(
-                path=app.cert_file))
-        credential = {"private_key": key.group(0), "public_certificate": cert.group(0)}
-    if password:
-        credential["passphrase"] = password
-    return credential
+    return certificate.load(app.cert_file, app.cert_password)
 
 
 def _application(app: AppCredentials, session: httpclient.Session) -> msal.ConfidentialClientApplication:
     authority = f"{app.authority_host}/{app.tenant_id}"
     where = urlsplit(app.authority_host).netloc
-    private = urlsplit(app.authority_host).hostname not in MICROSOFT_HOSTS
+    private = urlsplit(app.authority_host).hostname not in MICROSOFT_IDENTITY_HOSTS
+    credential = _credential(app)
     try:
         return msal.ConfidentialClientApplication(
-            app.app_id, client_credential=_credential(app), authority=authority, http_client=session,
+            app.app_id, client_credential=credential, authority=authority, http_client=session,
             instance_discovery=False if private else None, token_cache=msal.TokenCache())
-    except OSError as exc:  # the certificate file (msal opens a .pfx itself)
-        if isinstance(exc, requests.RequestException):
-            raise httpclient.network_error(exc, where) from exc
-        raise FileMissingError.unreadable(app.cert_file, exc) from None
-    except requests.RequestException as exc:
+    except requests.RequestException as exc:  # before OSError: it is one
         raise httpclient.network_error(exc, where) from exc
+    except OSError as exc:  # msal opens a .pfx itself
+        raise FileMissingError.unreadable(app.cert_file, exc) from None
     except msal.exceptions.MsalServiceError as exc:  # discovery answered 5xx
-        raise AuthError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=redact.redact(str(exc))), transient=True) from exc
+        raise IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
+            description=redact.redact(str(exc)))) from exc
     except ValueError as exc:
         text = redact.redact(str(exc))
         if "authority" in text.lower() or "tenant" in text.lower():
@@ -151,19 +133,16 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
     except requests.RequestException as exc:
         raise httpclient.network_error(exc, where) from exc
     except msal.exceptions.MsalServiceError as exc:  # token endpoint 5xx
-        raise AuthError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=redact.redact(str(exc))), transient=True, retry_after=session.last_retry_after()) from exc
+        raise IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
+            description=redact.redact(str(exc))), retry_after=session.last_retry_after()) from exc
     except ValueError as exc:  # a non-JSON answer, or an unusable certificate
         raise AuthError(_("The identity platform's answer could not be used: {reason}").format(
             reason=redact.redact(str(exc)).splitlines()[0])) from exc
     token = result.get("access_token") if isinstance(result, dict) else None
     if not token:
         last = session.last_response
-        status = last.status_code if last is not None else 0
-        error = refusal(result or {}, app, session.last_retry_after())
-        if status == 429 or status >= 500:
-            error.transient = True
-        raise error
+        raise refusal(result or {}, app, status=last.status_code if last is not None else 0,
+                      retry_after=session.last_retry_after())
     redact.remember(token)
     log.info(_("Access token obtained for {scope} (application {app_id}).").format(scope=scope, app_id=app.app_id))
     return Secret(str(token))

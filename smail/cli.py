@@ -1,4 +1,4 @@
-"""main(): argv -> options -> Config -> Message -> transport -> exit code. The only catch-all."""
+"""main(): argv -> options -> Config -> Message -> session -> exit code. The only catch-all."""
 
 from __future__ import annotations
 
@@ -6,80 +6,22 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from smail import __version__, i18n, log, mime, options, redact, retry, transports
-from smail.config import Config, LogSettings, OutputSettings, log_settings, raw_secrets, validate
-from smail.errors import ExitCode, InternalError, SMailError, reason
+from smail import __version__, files, i18n, log, options, redact
+from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
-from smail.message import load_message
-from smail.options import ErrorFileOnSuccess
+from smail.output import Console, ErrorFile
+from smail.receipt import Outcome, Receipt, Status, run_result, write_result
+
+if TYPE_CHECKING:
+    from smail.config import Config, Reporting
+    from smail.options import RawOptions
+    from smail.transports import Progress
 
 logger = logging.getLogger("smail")
-
-
-class Console:
-    """stdout and stderr, with every line redacted and unencodable characters replaced."""
-
-    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
-        self.stdout, self.stderr = stdout, stderr
-
-    @staticmethod
-    def _write(stream: TextIO, text: str) -> None:
-        text = redact.redact(text)
-        encoding = getattr(stream, "encoding", None) or "utf-8"
-        text = text.encode(encoding, errors="replace").decode(encoding, errors="replace")
-        stream.write(text + ("" if text.endswith("\n") else "\n"))
-        stream.flush()
-
-    def out(self, text: str) -> None:
-        self._write(self.stdout, text)
-
-    def err(self, text: str) -> None:
-        self._write(self.stderr, text)
-
-
-class ErrorFile:
-    """/ERROR_FILE: written on failure; deleted (or emptied) on success."""
-
-    def __init__(self, path: str | Path | None,
-                 on_success: ErrorFileOnSuccess = ErrorFileOnSuccess.DELETE) -> None:
-        self.path = Path(path) if path else None
-        self.on_success = on_success
-
-    def failure(self, text: str, console: Console) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.write_text(redact.redact(text) + "\n", encoding="utf-8")
-        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL character
-            console.err(_("The error file {path} could not be written: {reason}").format(
-                path=self.path, reason=reason(exc)))
-
-    def success(self, console: Console) -> None:
-        if self.path is None:
-            return
-        try:
-            if self.on_success is ErrorFileOnSuccess.EMPTY:
-                self.path.write_bytes(b"")
-            else:
-                self.path.unlink(missing_ok=True)
-        except (OSError, ValueError) as exc:
-            console.err(_("The error file {path} could not be cleared: {reason}").format(
-                path=self.path, reason=reason(exc)))
-
-
-def _save_eml(path: Path, rendered: mime.Rendered) -> None:
-    try:
-        with path.open("wb") as stream:
-            rendered.write_to(stream)
-    except (OSError, ValueError) as exc:
-        raise SMailError(_("The message could not be saved to {path}: {reason}").format(
-            path=path, reason=reason(exc))) from None
-    logger.info(_("Message saved to {path}.").format(path=path))
 
 
 def _crash_report(err: InternalError, log_path: Path | None) -> Path | None:
@@ -89,43 +31,124 @@ def _crash_report(err: InternalError, log_path: Path | None) -> Path | None:
         return log_path
     try:
         fd, name = tempfile.mkstemp(prefix="smail-crash-", suffix=".log")
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(redact.redact(err.details))
         return Path(name)
     except OSError:
         return None
 
 
-def _progress_bar(stream: TextIO) -> transports.Progress | None:
+def _progress_bar(stream: TextIO | None) -> Progress | None:
     """A one-line upload progress bar on a terminal; nothing at all in scripts."""
-    if not getattr(stream, "isatty", lambda: False)():
+    try:
+        if stream is None or not stream.isatty():
+            return None
+    except (OSError, ValueError):
         return None
 
     def show(name: str, done: int, total: int) -> None:
         percent = 100 * done // total if total else 100
         bar = "#" * (percent // 5)
-        stream.write(f"\r{name[:40]} [{bar:<20}] {percent:3d}% ({done / 1048576:.1f}/{total / 1048576:.1f} MiB)")
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
+        try:
+            stream.write(f"\r{name[:40]} [{bar:<20}] {percent:3d}% ({done / 1048576:.1f}/{total / 1048576:.1f} MiB)")
+            if done >= total:
+                stream.write("\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     return show
 
 
-def _run(config: Config, console: Console) -> str | None:
-    """Build and send; returns the success line."""
+def _send_one(config: Config, console: Console) -> Outcome:
+    """Build, save, and send one message (or only check it with /DRY_RUN)."""
+    from smail import mime, transports
+    from smail.message import load_message
+
+    assert config.message is not None
     message = load_message(config.message)
     rendered = mime.render(message)
     if config.output.save_eml is not None:
-        _save_eml(config.output.save_eml, rendered)
+        try:
+            with files.open_output(config.output.save_eml) as stream:
+                rendered.write_to(stream)
+        except (OSError, ValueError) as exc:
+            raise files.write_failure(config.output.save_eml, exc) from None
+        logger.info(_("Message saved to {path}.").format(path=config.output.save_eml))
     if config.output.dry_run:
         count = len(message.recipients)
-        return ngettext(
+        text = ngettext(
             "Dry run: the message ({size} bytes) to {n} recipient is valid; nothing was sent.",
             "Dry run: the message ({size} bytes) to {n} recipients is valid; nothing was sent.",
             count).format(size=rendered.size, n=count)
-    transport = transports.create(config, progress=_progress_bar(console.stderr))
-    receipt = retry.run(lambda: transport.send(message, rendered), config.retry)
-    return receipt.summary
+        return Outcome(ExitCode.OK, text, [Receipt(status=Status.DRY_RUN, message_id=message.message_id,
+                                                   accepted=tuple(b.address for b in message.recipients))])
+    session = transports.open_session(config, progress=_progress_bar(console.stderr))
+    try:
+        receipt = transports.deliver(session, message, rendered, config.retry)
+    finally:
+        session.close()
+    if receipt.failure is not None:
+        if config.outbox is not None and receipt.status is Status.FAILED:
+            from smail import outbox  # transient: kept for a later /FLUSH, exit 10
+            return outbox.keep(config.outbox, message, rendered, receipt)
+        return Outcome(receipt.failure.exit_code, receipt.failure.message, [receipt], receipt.failure)
+    return Outcome(ExitCode.OK, receipt.summary, [receipt])
+
+
+def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
+    """/PROTECT_SECRET /OUT=file: a secret typed without echo (or piped in), encrypted with
+    DPAPI for this user or this computer, so that no plaintext password file lies on a server."""
+    import getpass
+
+    from smail import windows
+    from smail.config import Values
+    from smail.options import SecretScope
+
+    values = Values(raw)
+    out = values.get("OUT", Path)
+    if out is None:
+        raise ParamError(_("/PROTECT_SECRET needs /OUT=file: where to write the encrypted secret."))
+    if sys.platform != "win32":
+        raise ParamError(_("/PROTECT_SECRET encrypts with Windows DPAPI, which exists only on Windows."))
+    machine = values.get("SCOPE", SecretScope) is SecretScope.MACHINE
+    try:
+        if sys.stdin is not None and sys.stdin.isatty():
+            secret = getpass.getpass(_("Secret to protect (not shown): "))
+        else:
+            secret = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
+    except (OSError, EOFError, ValueError):
+        secret = ""
+    if not secret:
+        raise ParamError(_("No secret was given: type it at the prompt, or pipe it on standard input."))
+    redact.remember(secret)
+    try:
+        blob = windows.protect(secret.encode("utf-8"), machine=machine)
+        files.write_atomically(out, windows.format_protected(blob, machine=machine))
+    except OSError as exc:
+        raise files.write_failure(out, exc) from None
+    text = _("The secret is encrypted in {path}; give it as /SMTP_PASSWORD_FILE, /O365_SECRET_FILE or /O365_CERT_PASSWORD_FILE.").format(
+        path=out)
+    return Outcome(ExitCode.OK, text)
+
+
+def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> Outcome:
+    """The strict parse, validation, then the run itself."""
+    from smail.config import raw_secrets, validate
+
+    raw = options.parse(argv, environ)
+    redact.remember(*raw_secrets(raw))
+    logger.info(_("SMail {version} started.").format(version=__version__))
+    if raw.flag("PROTECT_SECRET"):
+        return _protect_secret(raw, console)
+    config = validate(raw)
+    redact.remember(*config.secrets)
+    if config.outbox is not None and config.outbox.flush:
+        from smail import outbox
+        return outbox.flush(config, console)
+    if config.batch is not None:
+        from smail import batch
+        return batch.run(config, raw, console)
+    return _send_one(config, console)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
@@ -133,62 +156,81 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run SMail once; returns the exit code (SPEC.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
-    console = Console(stdout or sys.stdout, stderr or sys.stderr)
+    console = Console(stdout if stdout is not None else sys.stdout,
+                      stderr if stderr is not None else sys.stderr)
     redact.forget_all()
-    i18n.activate(i18n.choose_language(options.peek(argv, environ, "LANG"), environ,
-                                       options.peek_config(argv, environ, "LANG")))
-    if options.wants(argv, "HELP"):
+    # One tolerant first pass over everything the options come from (argv with its @files,
+    # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
+    early = options.parse(argv, environ, tolerant=True)
+    redact.remember(*(early.get(o.name) for o in options.OPTIONS if o.secret))
+    i18n.activate(i18n.choose_language(early.get("LANG"), environ))
+    if early.flag("HELP"):
         console.out(options.help_text(__version__))
         return ExitCode.OK
-    if options.wants(argv, "VERSION"):
-        console.out(f"SMail {__version__}")
+    if early.flag("VERSION"):
+        console.out(version_line())
         return ExitCode.OK
-    error_file = ErrorFile(options.peek(argv, environ, "ERROR_FILE"))
-    log_path = log.configure(LogSettings())  # no log yet, but never Python's stderr fallback
-    output = OutputSettings()
+    from smail.config import check_outputs, reporting
+
+    report = reporting(early)
     try:
-        raw = options.parse(argv, environ)
-        redact.remember(*raw_secrets(raw))
-        error_file = ErrorFile(raw.get("ERROR_FILE"))
-        try:
-            log_path = log.configure(log_settings(raw))
-        except (OSError, ValueError) as exc:
-            console.err(_("The log file could not be opened: {reason}").format(
-                reason=reason(exc)))
-        logger.info(_("SMail {version} started.").format(version=__version__))
-        config = validate(raw)
-        redact.remember(*config.secrets)
-        output = config.output
-        error_file = ErrorFile(output.error_file, output.error_file_on_success)
-        started = time.monotonic()
-        summary = _run(config, console)
-    except SMailError as err:
-        return _failure(err, console, error_file, log_path)
+        check_outputs(early)  # before the log or the error file can touch an input
+    except ParamError as err:
+        console.err(err.message)
+        return int(err.exit_code)
+    log_path = None
+    try:
+        log_path = log.configure(report.log, warn=console.err)
+    except (OSError, ValueError) as exc:
+        console.err(_("The log file could not be opened: {reason}").format(reason=reason(exc)))
+    try:
+        outcome = _run(argv, environ, console)
     except KeyboardInterrupt:
-        return _failure(SMailError(_("Interrupted.")), console, error_file, log_path)
+        stop = SMailError(_("Interrupted."))
+        outcome = Outcome(stop.exit_code, stop.message, error=stop)
+    except SMailError as err:
+        outcome = Outcome(err.exit_code, err.message, error=err)
     except Exception:  # a bug: the traceback goes to the log, one line to the console
-        return _failure(InternalError.from_current(""), console, error_file, log_path)
-    else:
-        logger.info(_("Success in {seconds:.1f} s: {summary}").format(
-            seconds=time.monotonic() - started, summary=summary))
-        error_file.success(console)
-        if summary and not output.quiet:
-            console.out(summary)
-        return ExitCode.OK
+        bug = InternalError.from_current("")
+        crash = _crash_report(bug, log_path)
+        text = (_("SMail stopped on an internal error (a bug). Details are in {path}.").format(path=crash)
+                if crash else _("SMail stopped on an internal error (a bug)."))
+        outcome = Outcome(bug.exit_code, text, error=bug)
+    try:
+        _report(outcome, console, report)
     finally:
         log.shutdown()
+    return int(outcome.exit_code)
 
 
-def _failure(err: SMailError, console: Console, error_file: ErrorFile,
-             log_path: Path | None) -> int:
-    if isinstance(err, InternalError):
-        report = _crash_report(err, log_path)
-        text = (_("SMail stopped on an internal error (a bug). Details are in {path}.").format(
-                    path=report) if report else
-                _("SMail stopped on an internal error (a bug)."))
+def _report(outcome: Outcome, console: Console, report: Reporting) -> None:
+    """The outcome on the console, in the log, /ERROR_FILE and /RESULT_FILE; none of these
+    can change the exit code."""
+    error_file = ErrorFile(report.error_file, report.error_file_on_success, report.error_file_encoding)
+    if outcome.error is not None:
+        logger.error(outcome.text)
+        console.err(outcome.text)
+        error_file.failure(outcome.text, console)
     else:
-        text = err.message
-    logger.error(text)
-    console.err(text)
-    error_file.failure(text, console)
-    return int(err.exit_code)
+        logger.info(_("Success: {summary}").format(summary=outcome.text))
+        error_file.success(console)
+        if outcome.text and not report.quiet:
+            console.out(outcome.text)
+    if report.result_file is not None:
+        try:
+            write_result(report.result_file, run_result(outcome.exit_code, outcome.text, outcome.receipts))
+        except (OSError, ValueError) as exc:
+            console.err(_("The result file {path} could not be written: {reason}").format(
+                path=report.result_file, reason=reason(exc)))
+
+
+def version_line() -> str:
+    """`SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64)`."""
+    import ssl
+    import struct
+
+    words = ssl.OPENSSL_VERSION.split()
+    openssl = words[1] if len(words) > 1 and words[0] == "OpenSSL" else ssl.OPENSSL_VERSION
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    machine = "x64" if struct.calcsize("P") == 8 else "x86"
+    return f"SMail {__version__} (Python {python}, OpenSSL {openssl}, {machine})"

@@ -1,4 +1,5 @@
-"""RawOptions -> Config (frozen): converted values, defaults, cross-option and per-mode rules."""
+"""RawOptions -> Config (frozen): converted values with the table's defaults, then the rules
+that involve several options and the checks each mode needs before anything is sent."""
 
 from __future__ import annotations
 
@@ -6,82 +7,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from smail.errors import FileMissingError, ParamError
+from smail import cloud, files
+from smail.cloud import AppCredentials, Cloud
+from smail.errors import ParamError, SMailError
 from smail.i18n import _
-from smail.options import (
-    BY_NAME,
-    OPTIONS,
-    AuthType,
-    Cloud,
-    ErrorFileOnSuccess,
-    LogLevel,
-    Mode,
-    Priority,
-    RawOptions,
-    TLSMode,
-    TLSVersion,
-    convert,
-    expand_wildcards,
-    is_dir,
-    is_file,
-    read_text_file,
-    split_list,
-)
+from smail.log import LogLevel, LogSettings
+from smail.message import MessageSettings, Priority, parse_header
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
+from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.retry import RetryPolicy
+from smail.sasl import AuthType
+from smail.tls import TLSMode, TLSSettings, TLSVersion
+from smail.transports import Mode
 
 T = TypeVar("T")
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_RETRY_DELAY = 5.0
 
-# National clouds: identity platform host and Graph root (reference, section 4).
-CLOUDS: dict[Cloud, tuple[str, str]] = {
-    Cloud.GLOBAL: ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
-    Cloud.USGOV: ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
-    Cloud.USGOV_DOD: ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
-    Cloud.CHINA: ("https://login.partner.microsoftonline.cn",
-                  "https://microsoftgraph.chinacloudapi.cn"),
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class MessageSettings:
-    subject: str = ""
-    from_name: str | None = None
-    from_addr: str
-    to: tuple[str, ...] = ()
-    cc: tuple[str, ...] = ()
-    bcc: tuple[str, ...] = ()
-    reply_to: str | None = None
-    body_file: Path | None = None
-    body_text: str | None = None
-    body_charset: str | None = None
-    attachments: tuple[Path, ...] = ()
-    inline: tuple[Path, ...] = ()
-    priority: Priority | None = None
-    read_ack: bool = False
-    reception_ack: bool = False
-    headers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class AppCredentials:
-    """An Entra ID application: client secret or certificate, and where to ask for tokens."""
-
-    tenant_id: str
-    app_id: str
-    secret: Secret | None = None
-    cert_file: Path | None = None
-    cert_password: Secret | None = None
-    authority_host: str
-    graph_endpoint: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class TLSSettings:
-    min_version: TLSVersion | None = None
-    ca_file: Path | None = None
-    verify: bool = True
+# Graph's internetMessageHeaders: only X- names, at most 5 (Microsoft's page "message resource
+# type"), refused by Graph otherwise; checked here so that /DRY_RUN refuses them too.
+GRAPH_MAX_HEADERS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,121 +40,122 @@ class SMTPSettings:
     token: Secret | None = None
     app: AppCredentials | None = None
     helo: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float
 
 
 @dataclass(frozen=True, kw_only=True)
 class GraphSettings:
     app: AppCredentials
     sender: str
-    save_to_sent: bool = True
+    save_to_sent: bool
     proxy: str | None = None
     tls: TLSSettings
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSettings:
-    error_file: Path | None = None
-    error_file_on_success: ErrorFileOnSuccess = ErrorFileOnSuccess.DELETE
-    quiet: bool = False
     dry_run: bool = False
     save_eml: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class LogSettings:
-    path: Path | None = None
-    level: LogLevel = LogLevel.INFO
+class Reporting:
+    """Where a run reports, read once from the tolerant first pass: a run that fails
+    validation is still logged and reported where the user asked."""
+
+    log: LogSettings
+    error_file: Path | None = None
+    error_file_on_success: ErrorFileOnSuccess = ErrorFileOnSuccess.DELETE
+    error_file_encoding: str = "utf-8"
+    quiet: bool = False
+    result_file: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    rows: Path                      # /BATCH
+    results: Path | None = None     # /BATCH_RESULT
+    resume: bool = False            # /BATCH_RESUME
+    per_second: float | None = None  # /RATE
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxSettings:
+    folder: Path                    # /OUTBOX
+    flush: bool = False             # /FLUSH
+    max_age: float                  # /OUTBOX_MAX_AGE, seconds
+    per_second: float | None = None  # /RATE, for /FLUSH
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
     mode: Mode
-    message: MessageSettings
+    message: MessageSettings | None  # None for /FLUSH, which sends what the outbox holds
     transport: SMTPSettings | GraphSettings
     retry: RetryPolicy
     output: OutputSettings
-    logging: LogSettings
+    batch: BatchSettings | None = None
+    outbox: OutboxSettings | None = None
     secrets: tuple[Secret, ...] = field(default=())
 
 
-def _check_header_text(name: str, value: str) -> None:
-    """CR, LF or NUL in a header value would let a value inject headers: refuse them."""
-    if any(ch in value for ch in "\r\n\0"):
-        raise ParamError(_("The value of /{name} contains a line break or a NUL character, which is not allowed.").format(name=name))
+class Values:
+    """Converted option values, each converted once, with the table's defaults."""
 
-
-class _Values:
-    """Converted option values, read once each."""
-
-    def __init__(self, raw: RawOptions) -> None:
+    def __init__(self, raw: RawOptions, options: tuple[Option, ...] = OPTIONS) -> None:
         self.raw = raw
         self.converted: dict[str, object] = {}
-        mode_option = BY_NAME["MODE"]
         if raw.given("MODE"):  # an invalid mode is exit 9 whatever else is wrong
-            self.converted["MODE"] = convert(mode_option, raw.get("MODE") or "")
-        for option in OPTIONS:
+            self.converted["MODE"] = convert(BY_NAME["MODE"], raw.get("MODE") or "")
+        for option in options:
             if option.name in self.converted or not raw.given(option.name):
                 continue
             if option.repeat:
-                items = raw.get_list(option.name)
-                if option.name in ("ATTACH", "INLINE"):
-                    self.converted[option.name] = _files(option.name, items)
-                else:
-                    self.converted[option.name] = tuple(items)
+                items: list[object] = []
+                for item in raw.get_list(option.name):
+                    value = convert(option, item)
+                    items.extend(value if isinstance(value, tuple) else (value,))
+                self.converted[option.name] = tuple(items)
             else:
                 self.converted[option.name] = convert(option, raw.get(option.name) or "")
 
-    def __getitem__(self, name: str) -> object:
-        return self.converted.get(name)
-
     def get(self, name: str, kind: type[T]) -> T | None:
-        """The converted value of `name` when it was given (converters fix its type)."""
-        value = self.converted.get(name)
+        """The converted value of `name`, else the table's default (converters fix its type)."""
+        value = self.converted.get(name, BY_NAME[name].default)
         return value if isinstance(value, kind) else None
 
-    def items(self, name: str) -> tuple[str, ...]:
-        value = self.converted.get(name)
-        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, tuple) else ()
+    def require(self, name: str, kind: type[T]) -> T:
+        """A value the table gives a default for."""
+        value = self.get(name, kind)
+        assert value is not None, name
+        return value
 
-    def files(self, name: str) -> tuple[Path, ...]:
+    def items(self, name: str, kind: type[T]) -> tuple[T, ...]:
         value = self.converted.get(name)
-        return tuple(v for v in value if isinstance(v, Path)) if isinstance(value, tuple) else ()
+        return tuple(v for v in value if isinstance(v, kind)) if isinstance(value, tuple) else ()
 
     def text(self, name: str) -> str | None:
         value = self.converted.get(name)
-        return value if isinstance(value, str) and value.strip() else None
+        return value.strip() if isinstance(value, str) and value.strip() else None
 
-    def flag(self, name: str, default: bool = False) -> bool:
-        value = self.converted.get(name)
-        return default if value is None else bool(value)
+    def flag(self, name: str) -> bool:
+        return bool(self.get(name, bool))
 
-
-def _files(name: str, items: list[str]) -> tuple[Path, ...]:
-    paths: list[Path] = []
-    for item in split_list(items):
-        for path in expand_wildcards(item):
-            if not is_file(path):
-                if is_dir(path):
-                    raise FileMissingError(_("/{name}: {path} is a folder, not a file.").format(
-                        name=name, path=path))
-                raise FileMissingError(_("File not found: {path}").format(path=path))
-            paths.append(path)
-    return tuple(paths)
+    def secret(self, name: str) -> Secret | None:
+        """A secret given directly or through its *_FILE option, not both."""
+        direct = self.get(name, Secret)
+        direct = direct if direct is not None and direct.reveal().strip() else None
+        for option in OPTIONS:
+            if option.secret_file_of == name and option.name in self.converted:
+                if direct is not None:
+                    raise ParamError(_("Give /{name} or /{file_name}, not both.").format(
+                        name=name, file_name=option.name))
+                return self.get(option.name, Secret)
+        return direct
 
 
-def _read_secret_file(path: Path, what: str) -> Secret:
-    try:
-        value = read_text_file(path).strip("\r\n\ufeff")
-    except OSError as exc:
-        raise FileMissingError.unreadable(path, exc) from None
-    if not value.strip():
-        raise ParamError(_("The file {path} given for {what} is empty.").format(path=path, what=what))
-    return Secret(value)
-
-
-def _require(values: _Values, mode: Mode) -> None:
+def _require(values: Values, mode: Mode) -> None:
     """Every option the OPTIONS table marks as required in `mode`, in table order."""
     for option in OPTIONS:
         if mode in option.required_in and values.text(option.name) is None:
@@ -218,31 +163,22 @@ def _require(values: _Values, mode: Mode) -> None:
                 name=option.name, mode=mode.value))
 
 
-def _secret(values: _Values, name: str, file_name: str, what: str) -> Secret | None:
-    path = values.get(file_name, Path)
-    if path is not None:
-        if values.text(name):
-            raise ParamError(_("Give /{name} or /{file_name}, not both.").format(
-                name=name, file_name=file_name))
-        return _read_secret_file(path, what)
-    text = values.text(name)
-    return Secret(text) if text else None
-
-
-def _app_credentials(values: _Values) -> AppCredentials | None:
+def _app_credentials(values: Values) -> AppCredentials | None:
     tenant, app_id = values.text("O365_TENANT_ID"), values.text("O365_APP_ID")
-    secret = _secret(values, "O365_SECRET", "O365_SECRET_FILE", "/O365_SECRET_FILE")
+    secret = values.secret("O365_SECRET")
     cert = values.get("O365_CERT_FILE", Path)
     if not (tenant or app_id or secret or cert):
         return None
-    authority, graph = CLOUDS[values.get("O365_CLOUD", Cloud) or Cloud.GLOBAL]
-    password = values.text("O365_CERT_PASSWORD")
+    endpoints = cloud.ENDPOINTS[values.require("O365_CLOUD", Cloud)]
+    graph_endpoint = values.text("GRAPH_ENDPOINT") or endpoints.graph_root
     return AppCredentials(
-        tenant_id=tenant or "", app_id=app_id or "", secret=secret,
-        cert_file=cert,
-        cert_password=Secret(password) if password else None,
-        authority_host=values.text("O365_AUTHORITY_HOST") or authority,
-        graph_endpoint=values.text("GRAPH_ENDPOINT") or graph)
+        tenant_id=tenant or "", app_id=app_id or "", secret=secret, cert_file=cert,
+        cert_password=values.secret("O365_CERT_PASSWORD"),
+        authority_host=values.text("O365_AUTHORITY_HOST") or endpoints.authority_host,
+        graph_endpoint=graph_endpoint,
+        graph_scope=values.text("GRAPH_SCOPE") or cloud.graph_scope(
+            values.require("O365_CLOUD", Cloud), values.text("GRAPH_ENDPOINT")),
+        smtp_scope=endpoints.smtp_scope)
 
 
 def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
@@ -256,39 +192,38 @@ def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
         raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE)."))
     if app.secret is not None and app.cert_file is not None:
         raise ParamError(_("Give either a client secret or a certificate, not both."))
+    if app.cert_file is not None:
+        from smail import certificate  # cryptography: only when a certificate is given
+
+        certificate.load(app.cert_file, app.cert_password)
     return app
 
 
-def _tls(values: _Values) -> TLSSettings:
+def _tls(values: Values) -> TLSSettings:
     return TLSSettings(min_version=values.get("SSL_VERSION", TLSVersion),
                        ca_file=values.get("CA_FILE", Path), verify=not values.flag("SSL_NO_VERIFY"))
 
 
-def _smtp(values: _Values) -> SMTPSettings:
+def _smtp(values: Values) -> SMTPSettings:
     _require(values, Mode.SMTP)
-    server = values.text("SMTP_SERVER") or ""
     port = values.get("SMTP_PORT", int)
-    tls_mode = values.get("SSL_MODE", TLSMode) or TLSMode.AUTO
+    tls_mode = values.require("SSL_MODE", TLSMode)
     if tls_mode is TLSMode.AUTO:
         if port == 465:
             tls_mode = TLSMode.IMPLICIT
-        elif values["SSL_VERSION"] is not None:
+        elif values.get("SSL_VERSION", TLSVersion) is not None:
             tls_mode = TLSMode.STARTTLS
         else:
             tls_mode = TLSMode.NONE
-    if tls_mode is TLSMode.NONE and values["SSL_VERSION"] is not None:
+    if tls_mode is TLSMode.NONE and values.get("SSL_VERSION", TLSVersion) is not None:
         raise ParamError(_("/SSL_VERSION asks for TLS but /SSL_MODE=NONE forbids it."))
     if port is None:
         port = {TLSMode.IMPLICIT: 465, TLSMode.STARTTLS: 587}.get(tls_mode, 25)
     username = values.text("SMTP_USERNAME")
-    password = _secret(values, "SMTP_PASSWORD", "SMTP_PASSWORD_FILE", "/SMTP_PASSWORD_FILE")
-    token_file = values.get("SMTP_TOKEN_FILE", Path)
-    token = None
-    if token_file is not None:
-        token = _read_secret_file(token_file, "/SMTP_TOKEN_FILE")
-        token = Secret(token.reveal().strip())
+    password = values.secret("SMTP_PASSWORD")
+    token = values.get("SMTP_TOKEN_FILE", Secret)
     app = _app_credentials(values)
-    auth = values.get("AUTH_TYPE", AuthType) or AuthType.DEFAULT
+    auth = values.require("AUTH_TYPE", AuthType)
     if auth is AuthType.DEFAULT:
         if not username:
             auth = AuthType.NONE
@@ -310,42 +245,44 @@ def _smtp(values: _Values) -> SMTPSettings:
             if app is None:
                 raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and /O365_SECRET (or /O365_CERT_FILE)."))
             _check_app(app, Mode.SMTP)
-    helo = values.text("HELO")
-    if helo and not helo.strip().isascii():
-        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-            value=helo, name="HELO", reason=_("expected an ASCII host name")))
     return SMTPSettings(
-        server=server.strip(), port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
+        server=values.text("SMTP_SERVER") or "", port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
         username=username, password=password, token=token,
         app=app if auth is AuthType.XOAUTH2 and token is None else None,
-        helo=helo.strip() if helo else None,
-        timeout=values.get("TIMEOUT", float) or DEFAULT_TIMEOUT)
+        helo=values.text("HELO"), timeout=values.require("TIMEOUT", float))
 
 
-def _graph(values: _Values) -> GraphSettings:
+def _graph(values: Values) -> GraphSettings:
     _require(values, Mode.GRAPH)
     app = _check_app(_app_credentials(values), Mode.GRAPH)
     return GraphSettings(
-        app=app, sender=(values.text("GRAPH_SENDER") or "").strip(),
-        save_to_sent=values.flag("SAVE_TO_SENT", default=True),
-        proxy=values.text("PROXY"), tls=_tls(values),
-        timeout=values.get("TIMEOUT", float) or DEFAULT_TIMEOUT)
+        app=app, sender=values.text("GRAPH_SENDER") or "",
+        save_to_sent=values.flag("SAVE_TO_SENT"), proxy=values.text("PROXY"), tls=_tls(values),
+        timeout=values.require("TIMEOUT", float))
 
 
-def _message(values: _Values, mode: Mode) -> MessageSettings:
-    for name in ("SUBJECT", "FROM_NAME", "FROM_ADDR", "REPLY_TO", "TO", "CC", "BCC", "HEADER"):
-        value = values[name]
-        for item in (value if isinstance(value, tuple) else (value,)):
-            if isinstance(item, str):
-                _check_header_text(name, item)
+def check_graph_headers(headers: tuple[str, ...]) -> None:
+    """Graph's internetMessageHeaders rule: only X- names, at most 5 (exit 2 otherwise)."""
+    names = [parse_header(h)[0] for h in headers]
+    for name in names:
+        if not name.lower().startswith("x-"):
+            raise ParamError(_("Microsoft Graph accepts only custom headers whose name starts with X- (\"{name}\" does not).").format(
+                name=name))
+    if len(names) > GRAPH_MAX_HEADERS:
+        raise ParamError(_("Microsoft Graph accepts at most {limit} custom headers; {count} were given.").format(
+            limit=GRAPH_MAX_HEADERS, count=len(names)))
+
+
+def message_settings(values: Values, mode: Mode) -> MessageSettings:
+    """The message options, with the rules that involve several of them."""
     from_addr = values.text("FROM_ADDR")
     if not from_addr:
         username = values.text("SMTP_USERNAME") if mode is Mode.SMTP else values.text("GRAPH_SENDER")
         if username and "@" in username:
-            from_addr = username.strip()
+            from_addr = username
     if not from_addr:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
-    to, cc, bcc = values.items("TO"), values.items("CC"), values.items("BCC")
+    to, cc, bcc = values.items("TO", str), values.items("CC", str), values.items("BCC", str)
     if not any(item.strip(" ,;") for item in (*to, *cc, *bcc)):
         raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
     body_file, body_text = values.get("BODY_FILE", Path), values.get("BODY", str)
@@ -353,61 +290,126 @@ def _message(values: _Values, mode: Mode) -> MessageSettings:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
     if body_file is None and body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
-    charset = values.text("BODY_CHARSET")
-    if charset:
-        import codecs
-        try:
-            codecs.lookup(charset)
-        except LookupError:
-            raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-                value=charset, name="BODY_CHARSET", reason=_("unknown character set"))) from None
-    inline = values.files("INLINE")
+    inline = values.items("INLINE", Path)
     is_html = body_file is not None and body_file.suffix.lower() in (".htm", ".html")
     if inline and not is_html:
         raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+    headers = values.items("HEADER", str)
+    if mode is Mode.GRAPH:
+        check_graph_headers(headers)
     return MessageSettings(
-        subject=values.text("SUBJECT") or "", from_name=values.text("FROM_NAME"),
+        subject=values.get("SUBJECT", str) or "", from_name=values.text("FROM_NAME"),
         from_addr=from_addr, to=to, cc=cc, bcc=bcc, reply_to=values.text("REPLY_TO"),
-        body_file=body_file, body_text=body_text, body_charset=charset,
-        attachments=values.files("ATTACH"), inline=inline, priority=values.get("PRIORITY", Priority),
-        read_ack=values.flag("READ_ACK"), reception_ack=values.flag("RECEPTION_ACK"),
-        headers=values.items("HEADER"))
+        body_file=body_file, body_text=body_text, body_charset=values.text("BODY_CHARSET"),
+        attachments=values.items("ATTACH", Path), inline=inline, priority=values.get("PRIORITY", Priority),
+        read_ack=values.flag("READ_ACK"), reception_ack=values.flag("RECEPTION_ACK"), headers=headers)
 
 
-def log_settings(raw: RawOptions) -> LogSettings:
-    """Logging from raw options, tolerant of bad values, so that validation errors are logged."""
-    path, level = raw.get("LOG"), (raw.get("LOG_LEVEL") or "").strip().upper()
-    return LogSettings(path=Path(path.strip().strip('"')) if path and path.strip() else None,
-                       level=LogLevel[level] if level in LogLevel.__members__ else LogLevel.INFO)
+def reporting(raw: RawOptions) -> Reporting:
+    """Reporting settings from tolerantly parsed options: a bad value falls back to the default."""
+    def path(name: str) -> Path | None:
+        value = (raw.get(name) or "").strip().strip('"')
+        return Path(value) if value and "\0" not in value else None
+
+    def tolerant(name: str, kind: type[T]) -> T:
+        try:
+            value = convert(BY_NAME[name], raw.get(name) or "") if raw.given(name) else None
+        except SMailError:
+            value = None
+        if not isinstance(value, kind):
+            value = BY_NAME[name].default
+        assert isinstance(value, kind)
+        return value
+    return Reporting(log=LogSettings(path=path("LOG"), level=tolerant("LOG_LEVEL", LogLevel)),
+                     error_file=path("ERROR_FILE"),
+                     error_file_on_success=tolerant("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess),
+                     error_file_encoding=tolerant("ERROR_FILE_CHARSET", str),
+                     quiet=raw.flag("QUIET"), result_file=path("RESULT_FILE"))
+
+
+def check_outputs(raw: RawOptions) -> None:
+    """An output (log, error file, saved message, result) that names an input file is exit 2,
+    decided before anything is written."""
+    from smail.options import file_items
+
+    inputs: dict[tuple[str, object], Path] = {}
+    for path in raw.read_files:
+        inputs[files.identity(path)] = path
+    for option in OPTIONS:
+        if not option.input_file or not raw.given(option.name):
+            continue
+        given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
+        for value in given:
+            for item in (file_items(value) if option.repeat else [value.strip().strip('"')]):
+                if not item or "\0" in item:
+                    continue
+                try:
+                    paths = files.expand_wildcards(item) if option.repeat else [Path(item)]
+                except SMailError:  # reported by validation, with its own exit code
+                    continue
+                for path in paths:
+                    inputs.setdefault(files.identity(path), path)
+    for option in OPTIONS:
+        output = raw.get(option.name) if option.output_file else None
+        if not output or "\0" in output:
+            continue
+        path = Path(output.strip().strip('"'))
+        clash = inputs.get(files.identity(path))
+        if clash is not None:
+            raise ParamError(_("/{name}={path} names a file SMail reads ({input}): refused, so that it cannot be overwritten.").format(
+                name=option.name, path=path, input=clash))
+
+
+def _batch(values: Values) -> BatchSettings | None:
+    rows = values.get("BATCH", Path)
+    results = values.get("BATCH_RESULT", Path)
+    if rows is None:
+        for name in ("BATCH_RESULT", "BATCH_RESUME"):
+            if name in values.converted:
+                raise ParamError(_("/{name} needs /BATCH.").format(name=name))
+        return None
+    if values.flag("BATCH_RESUME") and results is None:
+        raise ParamError(_("/BATCH_RESUME needs /BATCH_RESULT: the file that tells which rows were sent."))
+    return BatchSettings(rows=rows, results=results, resume=values.flag("BATCH_RESUME"),
+                         per_second=values.get("RATE", float))
+
+
+def _outbox(values: Values) -> OutboxSettings | None:
+    folder = values.get("OUTBOX", Path)
+    if folder is None:
+        if values.flag("FLUSH"):
+            raise ParamError(_("/FLUSH needs /OUTBOX: the folder of the messages to send."))
+        return None
+    if files.exists(folder) and not files.is_dir(folder):
+        raise ParamError(_("/OUTBOX={path} is not a folder.").format(path=folder))
+    return OutboxSettings(folder=folder, flush=values.flag("FLUSH"),
+                          max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
 
 
 def validate(raw: RawOptions) -> Config:
     """Check every option and rule before any network or send work; raise SMailError."""
-    values = _Values(raw)
-    mode = values.get("MODE", Mode) or Mode.SMTP
+    values = Values(raw)
+    mode = values.require("MODE", Mode)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
-    message = _message(values, mode)
+    batch, outbox = _batch(values), _outbox(values)
+    if outbox is not None and outbox.flush and batch is not None:
+        raise ParamError(_("Give /FLUSH or /BATCH, not both."))
+    # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
+    flushing = outbox is not None and outbox.flush
+    message = None if flushing or batch is not None else message_settings(values, mode)
+    app = transport.app
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
-        transport.app.secret if transport.app else None,
-        transport.app.cert_password if transport.app else None) if s is not None)
+        app.secret if app else None, app.cert_password if app else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
-        retry=RetryPolicy(attempts=values.get("RETRY", int) or 1,
-                          delay=values.get("RETRY_DELAY", float) or DEFAULT_RETRY_DELAY),
-        output=OutputSettings(
-            error_file=values.get("ERROR_FILE", Path), quiet=values.flag("QUIET"),
-            error_file_on_success=values.get("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess)
-            or ErrorFileOnSuccess.DELETE,
-            dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
-        logging=LogSettings(path=values.get("LOG", Path),
-                            level=values.get("LOG_LEVEL", LogLevel) or LogLevel.INFO),
-        secrets=secrets)
+        retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
+        output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
+        batch=batch, outbox=outbox, secrets=secrets)
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:
     """Secret option values as given, registered before anything can fail and print them."""
     return [value for option in OPTIONS if option.secret
             for value in [raw.get(option.name)] if value]
-
 

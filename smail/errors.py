@@ -1,8 +1,14 @@
-"""Exit codes (mirroring SPEC.md) and the exception tree that carries them."""
+"""Exit codes (mirroring SPEC.md) and the exception tree that carries them.
+
+Every failure is an SMailError whose class decides the exit code and, with the protocol facts
+it carries (an SMTP reply, an HTTP answer), whether retrying may help.
+"""
 
 from __future__ import annotations
 
+import re
 import traceback
+from dataclasses import dataclass
 from enum import IntEnum, unique
 from typing import ClassVar
 
@@ -21,21 +27,61 @@ class ExitCode(IntEnum):
     INTERNAL = 7
     FILE_NOT_FOUND = 8
     INVALID_MODE = 9
+    QUEUED = 10
+    PARTIAL = 11
+
+
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class SMTPReply:
+    """What an SMTP server answered to one command (RFC 5321 section 4.2)."""
+
+    code: int
+    text: str
+    command: str
+
+    @property
+    def enhanced_status(self) -> str | None:
+        """The RFC 3463 enhanced status code at the start of the text (`5.7.1`), if any."""
+        match = _ENHANCED.match(self.text)
+        return match.group(1) if match else None
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+@dataclass(frozen=True)
+class HTTPAnswer:
+    """What Microsoft Graph or the identity platform answered: status, error code, request id."""
+
+    status: int
+    error_code: str = ""
+    request_id: str = ""
 
 
 class SMailError(Exception):
     """A failure the user must hear about; the message is already translated."""
 
     exit_code: ClassVar[ExitCode] = ExitCode.ERROR
-    transient: bool = False
 
-    def __init__(self, message: str, *, transient: bool | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 reply: SMTPReply | None = None, answer: HTTPAnswer | None = None) -> None:
         super().__init__(message)
         self.message = message
-        if transient is not None:
-            self.transient = transient
         self.retry_after = retry_after
+        self.reply = reply
+        self.answer = answer
+
+    @property
+    def transient(self) -> bool:
+        """Whether another attempt may succeed; decided by the class and the protocol code."""
+        return False
 
 
 def reason(exc: BaseException) -> object:
@@ -52,6 +98,8 @@ class InvalidModeError(SMailError):
 
 
 class FileMissingError(SMailError):
+    """An input file that is missing, unreadable, not a regular file or too large (exit 8)."""
+
     exit_code = ExitCode.FILE_NOT_FOUND
 
     @classmethod
@@ -64,31 +112,109 @@ class FileMissingError(SMailError):
         return cls(_("Cannot read {path}: {reason}").format(path=path, reason=reason(exc)))
 
 
+class FileChangedError(FileMissingError):
+    """A file changed while it was being sent: the message was abandoned before its end."""
+
+
 class ConnectError(SMailError):
     """Network failure: refused, reset, silent or dropped connection (retrying may help)."""
 
     exit_code = ExitCode.CONNECT
-    transient = True
+
+    @property
+    def transient(self) -> bool:
+        return self.reply is None or self.reply.temporary
 
 
-class TLSError(ConnectError):
+class NameResolutionError(ConnectError):
+    """The server's name could not be resolved; only a temporary DNS failure is retried."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+    @property
+    def transient(self) -> bool:
+        return self.temporary
+
+
+class SetupConnectError(ConnectError):
+    """A connection that cannot succeed as configured (proxy refused, invalid address): exit 3,
+    not retried."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
+class TLSError(SetupConnectError):
     """TLS handshake, certificate or STARTTLS failure: exit 3, retrying cannot help."""
-
-    transient = False
 
 
 class AuthError(SMailError):
+    """Authentication refused; an SMTP 4xx (454) is temporary."""
+
     exit_code = ExitCode.AUTH
+
+    @property
+    def transient(self) -> bool:
+        return self.reply is not None and self.reply.temporary
+
+
+class IdentityUnavailableError(AuthError):
+    """The identity platform answered 429/5xx or a temporary AADSTS code: retried."""
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+
+# HTTP statuses that say the request was not carried out and may be repeated.
+RETRYABLE_HTTP: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 
 class SendError(SMailError):
-    """The server or Graph refused the message."""
+    """The server or Graph refused the message; a 4xx reply or a 429/5xx answer is temporary."""
 
     exit_code = ExitCode.SEND
+
+    @property
+    def transient(self) -> bool:
+        if self.reply is not None:
+            return self.reply.temporary
+        return self.answer is not None and self.answer.status in RETRYABLE_HTTP
+
+
+class RecipientsRefusedError(SendError):
+    """RCPT TO refused for some recipients; the transaction was reset, nothing was sent."""
+
+    def __init__(self, message: str, *, refused: tuple[tuple[str, SMTPReply], ...]) -> None:
+        super().__init__(message, reply=refused[0][1] if refused else None)
+        self.refused = refused
+
+    @property
+    def transient(self) -> bool:
+        return all(reply.temporary for _address, reply in self.refused)
+
+
+class MaybeSentError(SendError):
+    """The end of the message went out but no answer came: it may have been delivered.
+
+    Never retried, never queued (SPEC.md, "Never twice").
+    """
+
+    @property
+    def transient(self) -> bool:
+        return False
 
 
 class RetryExceededError(SMailError):
     exit_code = ExitCode.RETRY_EXCEEDED
+
+    def __init__(self, message: str, *, last: SMailError, attempts: int) -> None:
+        super().__init__(message, reply=last.reply, answer=last.answer)
+        self.last = last
+        self.attempts = attempts
 
 
 class InternalError(SMailError):

@@ -14,9 +14,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from smail import redact, tls
-from smail.config import TLSSettings
-from smail.errors import ConnectError, SendError, SMailError, TLSError
+from smail.errors import ConnectError, MaybeSentError, SetupConnectError, SMailError, TLSError
 from smail.i18n import _
+from smail.tls import TLSSettings
 
 log = logging.getLogger("smail.http")
 
@@ -43,7 +43,7 @@ class Session(requests.Session):
 
     def __init__(self, tls_settings: TLSSettings, *, timeout: float, proxy: str | None = None) -> None:
         super().__init__()
-        adapter = _ContextAdapter(tls.create_context(tls_settings, os_verifier=True))
+        adapter = _ContextAdapter(tls.create_context(tls_settings))
         self.mount("https://", adapter)
         self.mount("http://", adapter)
         self.timeout = timeout
@@ -99,6 +99,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _never_connected(exc: requests.RequestException) -> bool:
+    """Whether the failure happened while connecting, so that no request left."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    cause = exc.args[0] if exc.args else None
+    cause = getattr(cause, "reason", cause)
+    return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
 def network_error(exc: requests.RequestException, where: str, *, sent: bool = False) -> SMailError:
     """requests' failures -> exit 3 (connection, TLS, proxy) or, after a request was sent and
     no answer came, exit 5: Graph has no idempotency key, so SMail does not resend blindly."""
@@ -107,16 +116,18 @@ def network_error(exc: requests.RequestException, where: str, *, sent: bool = Fa
         return TLSError(_("The TLS connection to {where} failed: {reason}. Use /CA_FILE to trust its CA.").format(
             where=where, reason=reason))
     if isinstance(exc, requests.exceptions.ProxyError):
-        return ConnectError(_("The proxy refused the connection to {where}: {reason}").format(
-            where=where, reason=reason), transient=False)
+        return SetupConnectError(_("The proxy refused the connection to {where}: {reason}").format(
+            where=where, reason=reason))
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return ConnectError(_("{where} did not answer in time.").format(where=where))
     if isinstance(exc, requests.exceptions.ReadTimeout):
         if sent:
-            return SendError(_("{where} did not answer in time after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+            return MaybeSentError(_("{where} did not answer in time after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
                 where=where))
         return ConnectError(_("{where} did not answer in time.").format(where=where))
     if isinstance(exc, requests.exceptions.ConnectionError):
+        if sent and not _never_connected(exc):  # the request went out; no answer came
+            return MaybeSentError(_("The connection to {where} was lost after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+                where=where))
         return ConnectError(_("Cannot connect to {where}: {reason}").format(where=where, reason=reason))
-    return ConnectError(_("Cannot connect to {where}: {reason}").format(where=where, reason=reason),
-                        transient=False)
+    return SetupConnectError(_("Cannot connect to {where}: {reason}").format(where=where, reason=reason))

@@ -10,11 +10,19 @@ import gettext
 import os
 import sys
 from collections.abc import Callable, Mapping
+from enum import Enum
 from pathlib import Path
 
 DOMAIN = "smail"
 LANGUAGES = ("en", "fr")
 CATALOG_DIR = Path(__file__).resolve().parent / "_locales"
+
+
+
+class Language(Enum):
+    FR = "FR"
+    EN = "EN"
+
 
 _translation: gettext.NullTranslations = gettext.NullTranslations()
 _language = "en"

@@ -1,15 +1,39 @@
-"""Log handlers: an appended UTF-8 /LOG file; every handler carries the redacting filter."""
+"""Log handlers: an appended UTF-8 /LOG file; every handler carries the redacting filter.
+
+Each record is appended with one write() on a file opened in append mode, so that several
+SMail processes sharing one log never interleave within a line. A log that cannot be written
+(disk full, a device) is reported once on stderr and never changes the run's outcome.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-from smail.config import LogSettings
-from smail.options import LogLevel
+from smail import files
+from smail.errors import reason
+from smail.i18n import _
 from smail.redact import RedactingFilter
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class LogLevel(Enum):
+    ERROR = "ERROR"
+    INFO = "INFO"
+    DEBUG = "DEBUG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    path: Path | None = None
+    level: LogLevel = LogLevel.INFO
+
+
 _LEVELS = {LogLevel.ERROR: logging.ERROR, LogLevel.INFO: logging.INFO, LogLevel.DEBUG: logging.DEBUG}
 
 
@@ -17,15 +41,40 @@ class _SMailHandler(logging.Handler):
     """Marker base so that configure() replaces only its own handlers."""
 
 
-class _FileHandler(logging.FileHandler, _SMailHandler):
-    pass
+class _AppendHandler(_SMailHandler):
+    """Appends each record with a single write; a failure is said once, never raised."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+        super().__init__()
+        self.path = path
+        self.stream = files.open_output(path, append=True)
+        self.warn = warn
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            line = self.format(record) + "\n"
+            os.write(self.stream.fileno(), line.encode("utf-8", errors="backslashreplace"))
+        except (OSError, ValueError) as exc:
+            self.failed = True
+            self.warn(_("The log file {path} could not be written: {reason}").format(
+                path=self.path, reason=reason(exc)))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        super().close()
 
 
 class _NullHandler(logging.NullHandler, _SMailHandler):
     """Keeps Python's last-resort handler from printing library warnings on stderr."""
 
 
-def configure(settings: LogSettings) -> Path | None:
+def configure(settings: LogSettings, *, warn: Callable[[str], None] = lambda text: None) -> Path | None:
     """Install the handlers for one run; returns the log path.
 
     If the /LOG file cannot be opened, the OSError propagates and a null handler stays in
@@ -33,8 +82,7 @@ def configure(settings: LogSettings) -> Path | None:
     """
     handler: logging.Handler
     try:
-        handler = _NullHandler() if settings.path is None else \
-            _FileHandler(settings.path, mode="a", encoding="utf-8", delay=False)
+        handler = _NullHandler() if settings.path is None else _AppendHandler(settings.path, warn)
     except (OSError, ValueError):
         configure(LogSettings(level=settings.level))
         raise

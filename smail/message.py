@@ -6,33 +6,72 @@ import codecs
 import email.utils
 import logging
 import mimetypes
+import os
 import re
+import time
+import unicodedata
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
-from smail.config import MessageSettings
-from smail.errors import FileMissingError, ParamError
+from smail.errors import FileChangedError, FileMissingError, ParamError
+from smail.files import BODY_LIMIT, open_input, read_bounded
+from smail.hosts import ascii_name
 from smail.i18n import _
-from smail.options import Priority, is_dir
 
 log = logging.getLogger("smail")
 
+
+class Priority(Enum):
+    HIGHEST = "HIGHEST"
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+    LOWEST = "LOWEST"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageSettings:
+    """The message as the options describe it, before any file is read."""
+
+    subject: str = ""
+    from_name: str | None = None
+    from_addr: str
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    body_file: Path | None = None
+    body_text: str | None = None
+    body_charset: str | None = None
+    attachments: tuple[Path, ...] = ()
+    inline: tuple[Path, ...] = ()
+    priority: Priority | None = None
+    read_ack: bool = False
+    reception_ack: bool = False
+    headers: tuple[str, ...] = ()
+
 # Headers SMail writes itself; /HEADER may not set them (RFC 5322 section 3.6, RFC 2045).
+# X-Mailer is not among them: a /HEADER X-Mailer replaces SMail's own.
 OWNED_HEADERS: Final = frozenset(name.lower() for name in (
     "From", "Sender", "To", "Cc", "Bcc", "Reply-To", "Subject", "Date", "Message-ID",
     "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
     "Content-ID", "Return-Path", "Received", "X-Priority", "Importance", "X-MSMail-Priority",
     "Disposition-Notification-To", "Return-Receipt-To"))
 
+# A header name must leave room for its value on a 78-character line (RFC 5322 section 2.1.1).
+HEADER_NAME_MAX: Final = 76
+
 # Built-in table only: the Windows registry and /etc/mime.types would make the result
 # depend on the machine.
 _TYPES: Final = mimetypes.MimeTypes(filenames=())
 
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 section 3.6.8, ftext
 _LOCAL_PART = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
 _DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -55,11 +94,20 @@ class Mailbox:
 
 @dataclass(frozen=True)
 class FilePart:
+    """A file to attach, with what it was when loaded: it is sent only if it still is.
+
+    `size`, `mtime_ns` and `file_id` (st_dev, st_ino) come from one fstat of the opened file;
+    `file_id` is None where the OS gives no inode number, `mtime_ns` None for a part built
+    by hand (then only the size is checked).
+    """
+
     path: Path
     filename: str
     content_type: str
     size: int
     content_id: str | None = None
+    mtime_ns: int | None = None
+    file_id: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,16 +173,28 @@ def split_addresses(text: str) -> list[str]:
 _NAMED = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^<>"]*?))\s*<([^<>]*)>$', re.DOTALL)
 
 
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def shown(text: str) -> str:
+    r"""`text` with its control characters written `\xNN`, so that an error names it safely."""
+    return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+def _invalid_address(text: str) -> ParamError:
+    return ParamError(_("Invalid e-mail address: {address}").format(address=shown(text)))
+
+
 def idna_domain(domain: str, original: str) -> str:
-    """`exämple.fr` -> `xn--exmple-cua.fr`; ParamError when the domain is not valid."""
+    """`exämple.fr` -> `xn--exmple-cua.fr` (IDNA 2008, UTS 46); ParamError when not valid."""
     try:
-        ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
+        ascii_domain = ascii_name(domain)
+    except ValueError:
         ascii_domain = ""
-    labels = ascii_domain.rstrip(".").split(".")
-    if not ascii_domain or not all(_DOMAIN_LABEL.match(label) for label in labels):
-        raise ParamError(_("Invalid e-mail address: {address}").format(address=original))
-    return ascii_domain.rstrip(".")
+    if not ascii_domain or not all(_DOMAIN_LABEL.match(label) for label in ascii_domain.split(".")):
+        raise _invalid_address(original)
+    return ascii_domain
 
 
 def normalize_name(name: str | None) -> str | None:
@@ -143,8 +203,13 @@ def normalize_name(name: str | None) -> str | None:
 
 
 def parse_mailbox(text: str) -> Mailbox:
-    """`addr`, `Name <addr>` or `"Last, First" <addr>` -> Mailbox; ParamError if invalid."""
+    """`addr`, `Name <addr>` or `"Last, First" <addr>` -> Mailbox; ParamError if invalid.
+
+    A control character anywhere is refused: it would otherwise reach RCPT TO and the headers.
+    """
     text = text.strip()
+    if _has_control(text):
+        raise _invalid_address(text)
     name: str | None = None
     match = _NAMED.match(text)
     if match:
@@ -155,9 +220,10 @@ def parse_mailbox(text: str) -> Mailbox:
         address = text
     address = address.strip()
     local, at, domain = address.rpartition("@")
+    # RFC 5321 section 4.5.3.1.1: a local part of at most 64 octets.
     if not at or not local or not _LOCAL_PART.match(local) or ".." in local \
-            or local.startswith(".") or local.endswith(".") or len(address) > 320:
-        raise ParamError(_("Invalid e-mail address: {address}").format(address=text))
+            or local.startswith(".") or local.endswith(".") or len(local.encode("utf-8")) > 64:
+        raise _invalid_address(text)
     return Mailbox(address=f"{local}@{idna_domain(domain, text)}", name=name)
 
 
@@ -261,31 +327,143 @@ def html_to_text(html: str) -> str:
     return parser.text()
 
 
-def content_type_of(path: Path) -> str:
-    guessed, _encoding = _TYPES.guess_type(path.name, strict=False)
+def content_type_of(name: str | Path) -> str:
+    guessed, _encoding = _TYPES.guess_type(Path(name).name, strict=False)
     return guessed or "application/octet-stream"
 
 
-def _file_part(path: Path, content_id: str | None = None) -> FilePart:
-    try:
-        size = path.stat().st_size
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise FileMissingError.unreadable(path, exc) from None
-    if is_dir(path):
-        raise FileMissingError(_("{path} is a folder, not a file.").format(path=path))
-    return FilePart(path=path, filename=path.name, content_type=content_type_of(path),
-                    size=size, content_id=content_id)
+def file_name(path: Path) -> str:
+    """The name a file part goes out under; ParamError when it holds a line break.
+
+    A name listed by the OS may hold bytes that are not UTF-8 (lone surrogates
+    U+DC80-U+DCFF, PEP 383): it is decoded from those raw bytes as UTF-8, else Windows-1252.
+    """
+    name = path.name
+    if any("\ud800" <= ch <= "\udfff" for ch in name):
+        try:
+            raw = os.fsencode(name)
+        except UnicodeError:
+            raw = name.encode("utf-8", "surrogatepass")
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = decode_windows_1252(raw)
+    if "\r" in name or "\n" in name:
+        raise ParamError(_("The file name {path} contains a line break, which a message cannot carry.")
+                         .format(path=shown(str(path.with_name(name)))))
+    return name
+
+
+def _file_part(path: Path, content_id: bool = False) -> FilePart:
+    """A regular file's part, with the size, time and identity of the file opened now."""
+    name = file_name(path)
+    with open_input(path) as stream:
+        info = os.fstat(stream.fileno())
+    return FilePart(path=path, filename=name, content_type=content_type_of(name), size=info.st_size,
+                    content_id=name if content_id else None, mtime_ns=info.st_mtime_ns,
+                    file_id=(info.st_dev, info.st_ino) if info.st_ino else None)
+
+
+def _changed(part: FilePart) -> FileChangedError:
+    return FileChangedError(_("{path} changed while the message was being sent: nothing was sent. "
+                              "Send it again once the file is complete.").format(path=part.path))
+
+
+def _same_file(part: FilePart, info: os.stat_result) -> bool:
+    return (info.st_size == part.size
+            and (part.mtime_ns is None or info.st_mtime_ns == part.mtime_ns)
+            and (part.file_id is None or not info.st_ino or (info.st_dev, info.st_ino) == part.file_id))
+
+
+class PartReader:
+    """A file part read as it was when loaded, else FileChangedError (exit 8).
+
+    At most `size` bytes are returned; once they are all read, the file must be at its end,
+    and both the open file and the file the path names now must still match the part
+    (size, modification time, identity), so that the last bytes never go out otherwise.
+    """
+
+    def __init__(self, part: FilePart) -> None:
+        self.part = part
+        try:
+            self._stream = open_input(part.path)
+        except FileMissingError:
+            if part.mtime_ns is not None and not os.path.lexists(part.path):
+                raise _changed(part) from None  # it was there when the message was loaded
+            raise
+        self._left = part.size
+        self._verified = False
+        try:
+            if not _same_file(part, os.fstat(self._stream.fileno())):
+                raise _changed(part)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left when negative); b"" at the end."""
+        want = self._left if size < 0 else min(size, self._left)
+        try:
+            data = self._stream.read(want) if want else b""
+        except OSError as exc:
+            raise FileMissingError.unreadable(self.part.path, exc) from None
+        if len(data) < want:  # a regular file reads short only at its end: it was truncated
+            raise _changed(self.part)
+        self._left -= len(data)
+        if not self._left:
+            self._verify()
+        return data
+
+    def _verify(self) -> None:
+        if self._verified:
+            return
+        try:
+            grown = self._stream.read(1)
+            now_open, now_named = os.fstat(self._stream.fileno()), os.stat(self.part.path)
+        except FileNotFoundError:
+            raise _changed(self.part) from None
+        except OSError as exc:
+            raise FileMissingError.unreadable(self.part.path, exc) from None
+        if grown or not _same_file(self.part, now_open) or not _same_file(self.part, now_named):
+            raise _changed(self.part)
+        self._verified = True
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> PartReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_part(part: FilePart) -> PartReader:
+    """The part's file opened for reading, checked against what was loaded (exit 8 otherwise)."""
+    return PartReader(part)
+
+
+def part_chunks(part: FilePart, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    """The part's content in chunks; FileChangedError instead of the last one if it changed."""
+    with open_part(part) as reader:
+        while chunk := reader.read(chunk_size):
+            yield chunk
+
+
+def read_part(part: FilePart) -> bytes:
+    """A (small) part's whole content, with the same checks as while streaming it."""
+    with open_part(part) as reader:
+        return reader.read()
 
 
 def parse_header(text: str) -> tuple[str, str]:
     """`X-Name: value` -> (name, value); ParamError for a malformed or owned header."""
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not colon or not _HEADER_NAME.match(name):
+    if not colon or not _HEADER_NAME.match(name) or len(name) > HEADER_NAME_MAX \
+            or any(ch in value for ch in "\r\n\0"):
         raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
-            header=text[:100]))
+            header=shown(text[:100])))
     if name.lower() in OWNED_HEADERS:
         raise ParamError(_("/HEADER cannot set {name}: SMail writes that header itself.").format(
             name=name))
@@ -307,10 +485,20 @@ def _check_inline_references(html: str, inline: tuple[FilePart, ...]) -> None:
             name=cid))
 
 
-def load_message(settings: MessageSettings) -> Message:
-    """Read and check everything the message needs; raises ParamError or FileMissingError."""
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,
+                 new_id: Callable[[], str] = _new_id) -> Message:
+    """Read and check everything the message needs; raises ParamError or FileMissingError.
+
+    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
+    """
     sender = parse_mailbox(settings.from_addr)
     if settings.from_name:
+        if _has_control(settings.from_name):
+            raise _invalid_address(f"{settings.from_name} <{settings.from_addr}>")
         sender = Mailbox(address=sender.address, name=normalize_name(settings.from_name))
     to, cc, bcc = (parse_mailboxes(v) for v in (settings.to, settings.cc, settings.bcc))
     if not (to or cc or bcc):
@@ -320,18 +508,14 @@ def load_message(settings: MessageSettings) -> Message:
     html = False
     if settings.body_file is not None:
         path = settings.body_file
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FileMissingError.unreadable(path, exc) from None
-        body = decode_body(data, settings.body_charset)
+        body = decode_body(read_bounded(path, BODY_LIMIT), settings.body_charset)
         html = path.suffix.lower() in (".htm", ".html")
         if html:  # the body goes out as UTF-8 whatever the file said
             body = _META_CHARSET.sub(lambda m: m.group(1) + "utf-8", body)
     else:
         body = settings.body_text or ""
     body = body.replace("\r\n", "\n").replace("\r", "\n")
-    inline = tuple(_file_part(p, content_id=p.name) for p in settings.inline)
+    inline = tuple(_file_part(p, content_id=True) for p in settings.inline)
     attachments = tuple(_file_part(p) for p in settings.attachments)
     if html:
         _check_inline_references(body, inline)
@@ -340,5 +524,5 @@ def load_message(settings: MessageSettings) -> Message:
         body=body, html=html, text_alternative=html_to_text(body) if html else None,
         inline=inline, attachments=attachments, priority=settings.priority,
         read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=headers,
-        message_id=f"<{uuid.uuid4().hex}@{sender.domain}>",
-        date=email.utils.formatdate(localtime=True))
+        message_id=f"<{new_id()}@{sender.domain}>",
+        date=email.utils.formatdate(now(), localtime=True))

@@ -1,31 +1,37 @@
 """Message -> RFC 5322 / MIME bytes, as a stream of chunks (SMTP DATA, /SAVE_EML, /DRY_RUN).
 
-The standard `email` package encodes headers and parameters; file parts are base64-encoded
-block by block while the message is streamed, so memory stays flat whatever their size.
+Headers are written here rather than by the standard `email` package, so that every line
+stays within the limits below and the output depends on the Message alone: rendering the
+same Message again (from the outbox) gives the very bytes /SAVE_EML recorded. File parts are
+base64-encoded block by block while the message is streamed, so memory stays flat whatever
+their size.
 """
 
 from __future__ import annotations
 
 import base64
 import email.quoprimime
-import uuid
-from collections.abc import Iterator
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from typing import BinaryIO, Final
+from urllib.parse import quote
 
 from smail import __version__
-from smail.errors import FileMissingError
-from smail.message import FilePart, Mailbox, Message
-from smail.options import Priority
+from smail.message import FilePart, Mailbox, Message, Priority, part_chunks
 
 CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
 BLOCK: Final = 57 * 2048         # raw bytes per read: 57 raw bytes make one 76-character line
-# A display name goes in one encoded word when it fits a line: some readers (Python's email
-# among them) put a space between two encoded words of a phrase, against RFC 2047 section 6.2.
-NAME_WORD_BYTES: Final = 600
+FOLD: Final = 76                 # RFC 2047 section 2: a line holding encoded words, at most 76
+PLAIN_LINE: Final = 78           # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
+# RFC 2047 section 2: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" leave 63,
+# that is 15 groups of 4 base64 characters, 45 octets of UTF-8.
+WORD_BYTES: Final = 45
+# A word that cannot be folded is written as it is up to this length (its line then stays well
+# under RFC 5322's 998 octets); a longer one is encoded, which can be split anywhere.
+PLAIN_WORD: Final = 900
 
 # X-Priority (1-5), Importance, X-MSMail-Priority: what Outlook and Thunderbird read.
 PRIORITY_HEADERS: Final = {
@@ -83,97 +89,252 @@ class Rendered:
 
 
 def _base64_file(part: FilePart) -> Iterator[bytes]:
-    try:
-        with part.path.open("rb") as stream:
-            while block := stream.read(BLOCK):
-                yield base64.encodebytes(block).replace(b"\n", CRLF)
-    except OSError as exc:
-        raise FileMissingError.unreadable(part.path, exc) from None
+    """The part base64-encoded; FileChangedError (before its last block) if the file changed."""
+    for block in part_chunks(part, BLOCK):
+        yield base64.encodebytes(block).replace(b"\n", CRLF)
 
 
-def encoded_words(value: str, word_bytes: int = 39) -> str:
-    """RFC 2047 base64 words, one per folded line, split between characters.
+# -- header fields ----------------------------------------------------------------------------
 
-    Unlike email.header.Header, every space stays inside a word, so the value parses back
-    exactly (whitespace between two encoded words is dropped by readers, RFC 2047 section 6.2).
+def encoded_word(text: str) -> str:
+    """One RFC 2047 "B" encoded word (section 4.1)."""
+    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
+
+
+def _word_room(chars: int) -> int:
+    """How many octets of text an encoded word of at most `chars` characters carries."""
+    return max(0, min(WORD_BYTES, (chars - 12) // 4 * 3))
+
+
+def _pieces(text: str, room: int, first_room: int | None = None) -> list[str]:
+    """`text` cut between characters (RFC 2047 section 5) into pieces of at most `room` octets.
+
+    A piece that must be cut preferably ends just after a space, so that a reader which
+    (against RFC 2047 section 6.2) keeps the space between two encoded words shows at worst
+    a double space rather than a word split in two.
     """
-    words, chunk = [], ""
-    for char in value:
-        if chunk and len((chunk + char).encode("utf-8")) > word_bytes:
-            words.append(chunk)
-            chunk = ""
-        chunk += char
-    words.append(chunk)
-    return "\r\n ".join(
-        "=?utf-8?b?" + base64.b64encode(word.encode("utf-8")).decode("ascii") + "?=" for word in words)
+    pieces, piece = [], ""
+    limit = room if first_room is None else first_room
+    for char in text:
+        if piece and len((piece + char).encode("utf-8")) > limit:
+            cut = piece.rfind(" ") + 1
+            if 0 < cut < len(piece) and cut * 2 >= len(piece) \
+                    and len((piece[cut:] + char).encode("utf-8")) <= room:
+                pieces.append(piece[:cut])
+                piece = piece[cut:]
+            else:
+                pieces.append(piece)
+                piece = ""
+            limit = room
+        piece += char
+    pieces.append(piece)
+    return pieces
 
 
-def _plain(value: str, limit: int) -> bool:
-    """Whether a header value can go out as it is, without encoding."""
-    return (value.isascii() and value.isprintable() and "=?" not in value and len(value) <= limit
-            and value == value.strip() and "  " not in value)
+class _Field:
+    """One header field, folded at whitespace (RFC 5322 section 2.2.3) as its tokens arrive."""
+
+    def __init__(self, name: str) -> None:
+        self.lines = [f"{name}:"]
+        self.empty = True
+
+    def add(self, token: str) -> None:
+        """A token that is never cut, after a space; on a new line when this one is full."""
+        if not self.empty and len(self.lines[-1]) + 1 + len(token) > FOLD:
+            self.lines.append(" " + token)
+        else:
+            self.lines[-1] += " " + token
+        self.empty = False
+
+    def add_phrase_run(self, text: str) -> None:
+        """Text as encoded words inside a phrase: one word when it fits, so that no reader can
+        differ on the space between two of them (RFC 2047 section 6.2)."""
+        room = _word_room(FOLD - len(self.lines[-1]) - 1)
+        octets = len(text.encode("utf-8"))
+        if octets > room if octets <= WORD_BYTES else room < 15:
+            # On a new line, even right after the colon (FWS, RFC 5322 section 3.2.2).
+            self.lines.append("")
+            self.empty, room = True, WORD_BYTES
+        pieces = [text] if octets <= WORD_BYTES else _pieces(text, WORD_BYTES, room)
+        for piece in pieces:
+            self.add(encoded_word(piece))
+
+    def add_text_run(self, text: str) -> None:
+        """Text as encoded words in unstructured text, filling each line up to 76 characters:
+        readers drop the space between two encoded words there (RFC 2047 section 6.2)."""
+        first = _word_room(FOLD - len(self.lines[-1]) - 1)
+        if not self.empty and first < len(text[:1].encode("utf-8")):
+            first = WORD_BYTES
+        for piece in _pieces(text, WORD_BYTES, first or WORD_BYTES):
+            self.add(encoded_word(piece))
+
+    def text(self) -> str:
+        return "\r\n".join(self.lines) + "\r\n"
 
 
-def encode_text(value: str, name: str) -> str:
-    """A header value: plain when short printable ASCII, else RFC 2047 encoded words."""
-    return value if _plain(value, 76 - len(name)) else encoded_words(value)
+_ATEXT: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$")  # RFC 5322 section 3.2.3
 
 
-_ATOM_SPECIALS: Final = set('()<>[]:;@\\,."')
+def _printable(word: str) -> bool:
+    """ASCII a reader can take literally: printable and no "=?" that could start an encoded
+    word (RFC 2047 section 6.1)."""
+    return word.isascii() and word.isprintable() and "=?" not in word and len(word) <= PLAIN_WORD
 
 
-def format_mailbox(box: Mailbox) -> str:
-    """`Name <addr>` with the name as atoms, a quoted string or RFC 2047 words."""
-    if not box.name:
-        return box.address
-    name = box.name
-    if not _plain(name, 60):
-        return f"{encoded_words(name, NAME_WORD_BYTES)} <{box.address}>"
-    if any(ch in _ATOM_SPECIALS for ch in name):
-        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{name} <{box.address}>"
+def _runs(value: str, plain: Iterable[bool]) -> Iterator[tuple[bool, str]]:
+    """Words that can go as they are, and runs of words (with their spaces) to encode."""
+    run: list[str] = []
+    for word, ok in zip(value.split(" "), plain, strict=True):
+        if ok:
+            if run:
+                yield False, " ".join(run)
+                run = []
+            yield True, word
+        else:
+            run.append(word)
+    if run:
+        yield False, " ".join(run)
 
 
-def _address_header(name: str, boxes: tuple[Mailbox, ...]) -> str:
-    return f"{name}: " + ",\r\n ".join(format_mailbox(box) for box in boxes) + "\r\n"
+def unstructured(name: str, value: str) -> str:
+    """`Name: value` for Subject and /HEADER: printable ASCII words as they are, the rest in
+    encoded words; folded at 76 characters where a space allows it (RFC 2047 section 2), and
+    never over 998 octets (RFC 5322 section 2.1.1)."""
+    field = _Field(name)
+    if value:
+        words = value.split(" ")
+        simple = value == value.strip() and "  " not in value and all(words)
+        plain = [simple and _printable(word) for word in words]
+        if not simple or not any(plain):
+            field.add_text_run(value)
+        else:
+            for ok, text in _runs(value, plain):
+                if ok:
+                    field.add(text)
+                else:
+                    field.add_text_run(text)
+    return field.text()
 
 
-def _headers(lines: list[str]) -> bytes:
-    return "".join(lines).encode("utf-8")
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _param_name(filename: str) -> str:
-    """Content-Type name=: RFC 2047 inside the quotes, which is what Outlook reads."""
-    if filename.isascii() and filename.isprintable():
-        return '"' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return '"' + encoded_words(filename) + '"'
+def _add_name(field: _Field, name: str) -> None:
+    """A display name (a phrase, RFC 5322 section 3.2.5): atoms, quoted strings and encoded
+    words (RFC 2047 section 5), never two encoded words side by side unless one word cannot
+    hold the text: readers differ on the space between them (RFC 2047 section 6.2 drops it,
+    Python 3.11's email keeps it)."""
+    words = name.split(" ")
+    plain = [_printable(word) for word in words]
+    chunks = list(_runs(name, plain))
+    index = 0
+    while index < len(chunks):
+        ok, text = chunks[index]
+        if not ok:
+            field.add_phrase_run(text)
+            index += 1
+            continue
+        # Printable ASCII words: atoms where they can be, else one quoted string when it fits.
+        group = [text]
+        while index + len(group) < len(chunks) and chunks[index + len(group)][0]:
+            group.append(chunks[index + len(group)][1])
+        index += len(group)
+        if all(_ATEXT.match(word) for word in group):
+            for word in group:
+                field.add(word)
+        elif len(" ".join(group)) + 2 < FOLD:
+            field.add(_quoted(" ".join(group)))
+        else:
+            for word in group:
+                field.add(word if _ATEXT.match(word) else _quoted(word))
+
+
+def address_field(name: str, boxes: Iterable[Mailbox]) -> str:
+    """`Name: Display <addr>, ...`, folded between words and addresses."""
+    field = _Field(name)
+    boxes = tuple(boxes)
+    for position, box in enumerate(boxes, 1):
+        comma = "," if position < len(boxes) else ""
+        if box.name:
+            _add_name(field, box.name)
+            field.add(f"<{box.address}>{comma}")
+        else:
+            field.add(box.address + comma)
+    return field.text()
+
+
+# -- MIME parts -------------------------------------------------------------------------------
+
+_RFC2231_SAFE: Final = "!#$&+-.^_`|~"  # RFC 2231 section 7 attribute-char, with ALPHA and DIGIT
+
+
+def _rfc2231(parameter: str, value: str) -> list[str]:
+    """`parameter*=utf-8''...` (RFC 2231 section 4), or its numbered continuations
+    (section 3) when one line cannot hold it; each string is one line of the field."""
+    escaped = [quote(char.encode("utf-8"), safe=_RFC2231_SAFE) for char in value]
+    single = f"{parameter}*=utf-8''" + "".join(escaped)
+    if len(single) + 2 <= FOLD:
+        return [single]
+    # Sections end between characters: decoders (Python's email among them) decode each
+    # section on its own, so a character cut in two would be lost.
+    lines = [f"{parameter}*0*=utf-8''"]
+    for char in escaped:
+        if len(lines[-1]) + len(char) + 2 > FOLD:
+            lines.append(f"{parameter}*{len(lines)}*=")
+        lines[-1] += char
+    return lines
+
+
+def _plain_parameter(value: str) -> bool:
+    return _printable(value) and value == value.strip() and len(value) + 12 <= PLAIN_LINE
+
+
+def _name_parameter(filename: str) -> str:
+    """Content-Type name= (read by Outlook): quoted, in RFC 2047 words inside the quotes when
+    the name is not plain ASCII, so that a name that merely looks encoded keeps its letters."""
+    if _plain_parameter(filename):
+        return _quoted(filename)
+    pieces = _pieces(filename, WORD_BYTES, _word_room(FOLD - len(' name="')))
+    return '"' + "\r\n ".join(encoded_word(piece) for piece in pieces) + '"'
 
 
 def _disposition(kind: str, filename: str) -> str:
-    """Content-Disposition with filename= or RFC 2231 filename*= continuations."""
-    holder = EmailMessage(policy=SMTP_POLICY)
-    holder.add_header("Content-Disposition", kind, filename=filename)
-    return holder.as_string(policy=SMTP_POLICY).split("\r\n\r\n", 1)[0] + "\r\n"
+    """Content-Disposition with filename="..." when plain, else RFC 2231 filename*= (read by
+    Thunderbird and Gmail, and never taken for RFC 2047 words by a decoder)."""
+    if _plain_parameter(filename):
+        parameters = [f"filename={_quoted(filename)}"]
+    else:
+        parameters = _rfc2231("filename", filename)
+    return f"Content-Disposition: {kind};\r\n " + ";\r\n ".join(parameters) + "\r\n"
 
 
 def _file_part(part: FilePart, inline: bool) -> list[Segment]:
-    lines = [f"Content-Type: {part.content_type};\r\n name={_param_name(part.filename)}\r\n",
+    lines = [f"Content-Type: {part.content_type};\r\n name={_name_parameter(part.filename)}\r\n",
              "Content-Transfer-Encoding: base64\r\n"]
     if inline:
         lines.append(f"Content-ID: <{part.content_id}>\r\n")
     lines.append(_disposition("inline" if inline else "attachment", part.filename))
-    return [_headers(lines) + CRLF, FileSegment(part)]
+    return ["".join(lines).encode("utf-8") + CRLF, FileSegment(part)]
+
+
+def _bare_line_end(data: bytes) -> bool:
+    """A CR or LF not in a CRLF pair (RFC 2045 section 2.7 forbids them in 7bit text)."""
+    return b"\r" in data.replace(CRLF, b"") or data.count(b"\n") != data.count(CRLF)
 
 
 def _text_part(text: str, subtype: str) -> list[Segment]:
-    """UTF-8 text: 7bit when it can, quoted-printable when mostly ASCII, else base64."""
-    lines = text.split("\n")
-    data = "\r\n".join(lines).encode("utf-8")
+    """UTF-8 text: 7bit when it can (RFC 2045 section 2.7: short lines, no NUL, no lone CR or
+    LF), quoted-printable when mostly ASCII, else base64; the last two carry any octet."""
+    data = "\r\n".join(text.split("\n")).encode("utf-8")
     if not data.endswith(CRLF):
         data += CRLF
-    if data.isascii() and all(len(line) <= LINE for line in data.split(CRLF)):
+    bare = _bare_line_end(data)
+    if data.isascii() and not bare and b"\0" not in data \
+            and all(len(line) <= LINE for line in data.split(CRLF)):
         encoding, body = "7bit", data
-    elif sum(byte > 127 for byte in data) * 3 < len(data):
+    elif not bare and sum(byte > 127 for byte in data) * 3 < len(data):
+        # quoprimime turns a lone CR into a line break: such text goes in base64 instead.
         encoding = "quoted-printable"
         body = email.quoprimime.body_encode(data.decode("latin-1"), LINE, "\r\n").encode("ascii")
         if not body.endswith(CRLF):
@@ -186,15 +347,29 @@ def _text_part(text: str, subtype: str) -> list[Segment]:
     return [header.encode("ascii"), body]
 
 
-def _multipart(subtype: str, parts: list[list[Segment]], extra: str = "") -> list[Segment]:
-    boundary = f"=_SMail_{uuid.uuid4().hex}"
+def boundary(message_id: str, subtype: str, parts: list[list[Segment]]) -> str:
+    """A boundary fixed by the Message-ID and the multipart's kind (one of each per message),
+    so that rendering again gives the same bytes, and found in none of the parts (RFC 2046
+    section 5.1.1); base64 and quoted-printable content cannot hold "=_"."""
+    literal = [segment for part in parts for segment in part if isinstance(segment, bytes)]
+    attempt = 0
+    while True:
+        seed = f"{message_id}\0{subtype}\0{attempt}".encode("utf-8", "surrogatepass")
+        candidate = "=_SMail_" + hashlib.sha256(seed).hexdigest()[:32]
+        if not any(candidate.encode("ascii") in segment for segment in literal):
+            return candidate
+        attempt += 1
+
+
+def _multipart(message: Message, subtype: str, parts: list[list[Segment]], extra: str = "") -> list[Segment]:
+    mark = boundary(message.message_id, subtype, parts)
     out: list[Segment] = [
-        f"Content-Type: multipart/{subtype};{extra}\r\n boundary=\"{boundary}\"\r\n\r\n".encode("ascii")]
+        f"Content-Type: multipart/{subtype};{extra}\r\n boundary=\"{mark}\"\r\n\r\n".encode("ascii")]
     for part in parts:
-        out.append(f"--{boundary}\r\n".encode("ascii"))
+        out.append(f"--{mark}\r\n".encode("ascii"))
         out.extend(part)
         out.append(CRLF)
-    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    out.append(f"--{mark}--\r\n".encode("ascii"))
     return out
 
 
@@ -203,21 +378,22 @@ def _body(message: Message) -> list[Segment]:
         return _text_part(message.body, "plain")
     html: list[Segment] = _text_part(message.body, "html")
     if message.inline:
-        html = _multipart("related", [html] + [_file_part(p, inline=True) for p in message.inline],
+        html = _multipart(message, "related",
+                          [html] + [_file_part(p, inline=True) for p in message.inline],
                           ' type="text/html";')
-    return _multipart("alternative", [_text_part(message.text_alternative or "", "plain"), html])
+    return _multipart(message, "alternative", [_text_part(message.text_alternative or "", "plain"), html])
 
 
 def _top_headers(message: Message) -> bytes:
-    lines = [_address_header("From", (message.sender,))]
+    lines = [address_field("From", (message.sender,))]
     if message.to:
-        lines.append(_address_header("To", message.to))
+        lines.append(address_field("To", message.to))
     if message.cc:
-        lines.append(_address_header("Cc", message.cc))
+        lines.append(address_field("Cc", message.cc))
     # Bcc recipients are envelope-only: no Bcc header is ever written.
     if message.reply_to:
-        lines.append(_address_header("Reply-To", message.reply_to))
-    lines.append(f"Subject: {encode_text(message.subject, 'Subject')}\r\n")
+        lines.append(address_field("Reply-To", message.reply_to))
+    lines.append(unstructured("Subject", message.subject))
     lines.append(f"Date: {message.date}\r\n")
     lines.append(f"Message-ID: {message.message_id}\r\n")
     if message.priority is not None:
@@ -225,22 +401,23 @@ def _top_headers(message: Message) -> bytes:
         lines += [f"X-Priority: {x_priority}\r\n", f"Importance: {importance}\r\n",
                   f"X-MSMail-Priority: {ms_priority}\r\n"]
     if message.read_ack:
-        lines.append(_address_header("Disposition-Notification-To", (message.sender,)))
+        lines.append(address_field("Disposition-Notification-To", (message.sender,)))
     if message.reception_ack:
-        lines.append(_address_header("Return-Receipt-To", (message.sender,)))
-    for name, value in message.headers:
-        lines.append(f"{name}: {encode_text(value, name)}\r\n")
-    lines.append(f"X-Mailer: SMail {__version__}\r\n")
+        lines.append(address_field("Return-Receipt-To", (message.sender,)))
+    for name, value in message.headers:  # as given, duplicates included
+        lines.append(unstructured(name, value))
+    if not any(name.lower() == "x-mailer" for name, _value in message.headers):
+        lines.append(f"X-Mailer: SMail {__version__}\r\n")
     lines.append("MIME-Version: 1.0\r\n")
-    return _headers(lines)
+    return "".join(lines).encode("utf-8")
 
 
 def render(message: Message) -> Rendered:
-    """The message's exact bytes; boundaries are fixed here, so every stream is identical."""
+    """The message's exact bytes, the same each time for the same Message."""
     body = _body(message)
     if message.attachments:
-        body = _multipart("mixed", [body] + [_file_part(p, inline=False)
-                                             for p in message.attachments])
+        body = _multipart(message, "mixed", [body] + [_file_part(p, inline=False)
+                                                      for p in message.attachments])
     segments: list[Segment] = [_top_headers(message)]
     for segment in body:  # merge adjacent literal bytes into fewer, larger chunks
         if isinstance(segment, bytes) and isinstance(segments[-1], bytes):

@@ -1,89 +1,53 @@
 """The table of every option, and argv / @file / SMAIL_* / INI -> RawOptions.
 
-Every consumer reads the one OPTIONS table: the parser, the help screen, the SMAIL_<NAME>
-environment lookup, the INI keys, the typo hints, the converters and the secret registry.
+Every consumer reads the one OPTIONS table: the parser, the help screen and its defaults,
+the SMAIL_<NAME> environment lookup, the INI keys, the typo hints, the converters (which hold
+each option's own checks), the secret registry and the batch columns.
 """
 
 from __future__ import annotations
 
+import codecs
 import configparser
 import difflib
-import glob
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail.errors import FileMissingError, InvalidModeError, ParamError
-from smail.i18n import N_, _
-
-
-class Mode(Enum):
-    SMTP = "SMTP"
-    GRAPH = "GRAPH"
-
-
-class TLSMode(Enum):
-    AUTO = "AUTO"
-    STARTTLS = "STARTTLS"
-    IMPLICIT = "IMPLICIT"
-    NONE = "NONE"
-
-
-class TLSVersion(Enum):
-    TLSV1_2 = "TLSV1_2"
-    TLSV1_3 = "TLSV1_3"
-
-
-class AuthType(Enum):
-    DEFAULT = "DEFAULT"
-    NONE = "NONE"
-    SASL = "SASL"
-    XOAUTH2 = "XOAUTH2"
-
-
-class Priority(Enum):
-    HIGHEST = "HIGHEST"
-    HIGH = "HIGH"
-    NORMAL = "NORMAL"
-    LOW = "LOW"
-    LOWEST = "LOWEST"
-
-
-class LogLevel(Enum):
-    ERROR = "ERROR"
-    INFO = "INFO"
-    DEBUG = "DEBUG"
-
-
-class Cloud(Enum):
-    GLOBAL = "GLOBAL"
-    USGOV = "USGOV"
-    USGOV_DOD = "USGOV_DOD"
-    CHINA = "CHINA"
-
-
-class Language(Enum):
-    FR = "FR"
-    EN = "EN"
-
-
-class ErrorFileOnSuccess(Enum):
-    DELETE = "DELETE"
-    EMPTY = "EMPTY"
+from smail import files, hosts
+from smail.cloud import Cloud
+from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
+from smail.i18n import N_, Language, _
+from smail.log import LogLevel
+from smail.message import Priority
+from smail.output import ErrorFileOnSuccess
+from smail.redact import Secret
+from smail.sasl import AuthType
+from smail.tls import TLSMode, TLSVersion
+from smail.transports import Mode
 
 
 class Group(Enum):
     GENERAL = N_("General options")
     MESSAGE = N_("Message options")
+    MANY = N_("Many messages: batch, outbox, result file")
     SMTP = N_("SMTP options (/MODE=SMTP)")
     GRAPH = N_("Microsoft Graph options (/MODE=GRAPH)")
+
+
+class SecretScope(Enum):
+    USER = "USER"
+    MACHINE = "MACHINE"
 
 
 class ConversionError(ValueError):
     """A value that does not fit its option; the caller names the option."""
 
+
+# -- converters: each raises ConversionError (exit 2), or an SMailError with its own code ----------
 
 _TRUE = frozenset({"YES", "Y", "1", "TRUE", "ON", "OUI", "O", ""})
 _FALSE = frozenset({"NO", "N", "0", "FALSE", "OFF", "NON"})
@@ -144,23 +108,80 @@ def seconds(value: str) -> float:
     return number
 
 
+_UNITS: Final = {"S": 1.0, "M": 60.0, "MIN": 60.0, "H": 3600.0, "D": 86400.0}
+
+
+def duration(value: str) -> float:
+    """`72H`, `30M`, `2D`, `90S` -> seconds; a bare number is hours."""
+    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-z]*)\s*", value)
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in {*_UNITS, ""}:
+        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
+    number = float(match.group(1).replace(",", ".")) * _UNITS.get(unit, 3600.0)
+    if number <= 0:
+        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
+    return number
+
+
+def rate(value: str) -> float:
+    """`30/MIN`, `2/S`, `1000/H` -> messages per second."""
+    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*/\s*(S|SEC|MIN|M|H)\s*", value, re.IGNORECASE)
+    if not match or float(match.group(1).replace(",", ".")) <= 0:
+        raise ConversionError(_("expected a rate such as 30/MIN, 2/S or 1000/H"))
+    per = {"S": 1.0, "SEC": 1.0, "MIN": 60.0, "M": 60.0, "H": 3600.0}[match.group(2).upper()]
+    return float(match.group(1).replace(",", ".")) / per
+
+
 def text(value: str) -> str:
     return value
 
 
-def is_file(path: Path) -> bool:
-    """Path.is_file() that also says False for names the OS rejects (too long, NUL...)."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
+def header_text(value: str) -> str:
+    """A value that goes into a header: a CR, LF or NUL would inject headers."""
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConversionError(_("a line break or a NUL character is not allowed"))
+    return value
 
 
-def is_dir(path: Path) -> bool:
+def server(value: str) -> str:
+    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international ones)."""
     try:
-        return path.is_dir()
-    except (OSError, ValueError):
-        return False
+        return hosts.server_name(value)
+    except ValueError:
+        raise ConversionError(_("expected a host name or an IP address")) from None
+
+
+def helo(value: str) -> str:
+    """/HELO: an ASCII host name or an address literal, on one line."""
+    value = header_text(value).strip()
+    if re.fullmatch(r"\[[0-9A-Fa-f:.IPv]+\]", value):
+        return value
+    if not value.isascii():
+        raise ConversionError(_("expected an ASCII host name"))
+    try:
+        return hosts.ascii_name(value)
+    except ValueError:
+        raise ConversionError(_("expected an ASCII host name")) from None
+
+
+def code_page(value: str) -> str | None:
+    """ANSI and OEM: the system's code pages as `.bat` files live them (cp1252 and cp850
+    off Windows); None for any other name."""
+    from smail import windows
+
+    word = value.strip().upper()
+    return windows.ansi_code_page() if word == "ANSI" else windows.oem_code_page() if word == "OEM" else None
+
+
+def charset(value: str) -> str:
+    """/BODY_CHARSET: the name of a text encoding (rot13, base64 or zlib are not), ANSI or OEM."""
+    name = code_page(value) or value.strip()
+    try:
+        codecs.lookup(name)
+        b"".decode(name)
+    except (LookupError, ValueError, TypeError):
+        raise ConversionError(_("unknown character set")) from None
+    return name
 
 
 def _path(value: str) -> Path:
@@ -171,15 +192,88 @@ def _path(value: str) -> Path:
 
 
 def existing_file(value: str) -> Path:
-    """A file that must exist when the option is given (exit 8 otherwise)."""
+    """A regular file that must exist when the option is given (exit 8 otherwise)."""
     path = _path(value)
-    if not is_file(path):
+    if not files.is_file(path):
+        if files.exists(path):
+            raise files.not_regular(path)
         raise FileMissingError(_("File not found: {path}").format(path=path))
     return path
 
 
 def output_path(value: str) -> Path:
+    path = _path(value)
+    if files.is_dir(path):
+        raise ConversionError(_("{path} is a folder; give a file name").format(path=path))
+    return path
+
+
+def folder(value: str) -> Path:
     return _path(value)
+
+
+def ca_file(value: str) -> Path:
+    """/CA_FILE: a file of PEM certificates, checked here so that /DRY_RUN refuses it too."""
+    import ssl
+
+    path = existing_file(value)
+    files.read_bounded(path)  # regular and of a sensible size, before OpenSSL reads it
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, ValueError, TypeError, OSError):
+        raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(path=path)) from None
+    return path
+
+
+def error_file_charset(value: str) -> str:
+    """/ERROR_FILE_CHARSET: UTF-8, ANSI or OEM (what `set /p ERR=<error.txt` reads in cmd)."""
+    name = code_page(value)
+    if name is None and value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
+        raise ConversionError(_("expected one of {values}").format(values="UTF-8, ANSI, OEM"))
+    return name or "utf-8"
+
+
+_WINCRED: Final = "@WINCRED:"
+
+
+def secret(value: str) -> Secret:
+    """A secret given as it is, or `@wincred:NAME`: a generic credential of the Windows
+    Credential Manager."""
+    if not value.upper().startswith(_WINCRED):
+        return Secret(value)
+    from smail import windows
+
+    name = value[len(_WINCRED):].strip()
+    try:
+        return Secret(windows.read_credential(name))
+    except windows.NotOnWindowsError:
+        raise ParamError(_("@wincred:{name} reads the Windows Credential Manager, which exists only on Windows.").format(
+            name=name)) from None
+    except OSError as exc:
+        raise FileMissingError(_("The Windows credential {name} could not be read: {reason}").format(
+            name=name, reason=exc.strerror or exc)) from None
+
+
+def secret_file(value: str) -> Secret:
+    """A file holding a secret (password, client secret, token): plain text with surrounding
+    blanks removed, or encrypted by `SMail /PROTECT_SECRET` (Windows DPAPI)."""
+    from smail import windows
+
+    path = existing_file(value)
+    data = files.read_bounded(path)
+    try:
+        blob = windows.parse_protected(data)
+        content = files.decode_text(windows.unprotect(blob) if blob is not None else data)
+    except windows.NotOnWindowsError:
+        raise ParamError(_("{path} was encrypted by SMail /PROTECT_SECRET on Windows; only Windows can decrypt it.").format(
+            path=path)) from None
+    except (OSError, ValueError) as exc:
+        raise FileMissingError(_("{path} cannot be decrypted by this user on this computer: {reason}").format(
+            path=path, reason=getattr(exc, "strerror", None) or exc)) from None
+    content = content.strip("\r\n\ufeff \t")
+    if not content:
+        raise ParamError(_("The file {path} is empty.").format(path=path))
+    return Secret(content)
 
 
 def url(value: str) -> str:
@@ -187,6 +281,57 @@ def url(value: str) -> str:
     if not value.lower().startswith(("https://", "http://")) or len(value) < 10:
         raise ConversionError(_("expected an address starting with https://"))
     return value
+
+
+def scope(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"https?://\S+/\.default", value):
+        raise ConversionError(_("expected a resource followed by /.default"))
+    return value
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def file_items(value: str, base: Path | None = None) -> list[str]:
+    """Items of a `,`/`;` list of files; pieces that together name an existing file (a name
+    holding a comma, `Facture 1,2.pdf`) stay one item."""
+    pieces = re.split(r"([,;])", value)
+    words, separators = pieces[0::2], pieces[1::2]
+
+    def exists(item: str) -> bool:
+        path = Path(_unquote(item))
+        return bool(item.strip()) and files.is_file(path if base is None or path.is_absolute() else base / path)
+    items: list[str] = []
+    index = 0
+    while index < len(words):
+        end, joined = index, words[index]
+        candidate = joined
+        for stop in range(index + 1, min(len(words), index + 16)):
+            candidate += separators[stop - 1] + words[stop]
+            if exists(candidate):
+                end, joined = stop, candidate
+        items.append(joined)
+        index = end + 1
+    return [_unquote(item) for item in items if _unquote(item)]
+
+
+def file_list(value: str, base: Path | None = None) -> tuple[Path, ...]:
+    """/ATTACH, /INLINE: existing regular files; wildcards expanded, relative to `base`."""
+    paths: list[Path] = []
+    for item in file_items(value, base):
+        pattern = item if base is None or Path(item).is_absolute() else str(base / item)
+        for path in files.expand_wildcards(pattern):
+            if not files.is_file(path):
+                if files.exists(path):
+                    raise files.not_regular(path)
+                raise FileMissingError(_("File not found: {path}").format(path=path))
+            paths.append(path)
+    return tuple(paths)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,137 +343,199 @@ class Option:
     help: str
     metavar: str = ""
     convert: Callable[[str], object] = text
+    default: object = None
+    default_text: str | None = None   # msgid, when the default is not one value (ports...)
     aliases: tuple[str, ...] = ()
     switch: bool = False
     repeat: bool = False
-    secret: bool = False
+    secret: bool = False               # its value is masked everywhere
+    secret_file_of: str | None = None  # this file option holds the secret of that option
+    input_file: bool = False           # a file SMail reads: no output may name it
+    output_file: bool = False          # a file SMail writes
+    per_row: bool = False              # a /BATCH column may set it for its row
     required_in: frozenset[Mode] = frozenset()
 
     @property
     def env_name(self) -> str:
         return f"SMAIL_{self.name}"
 
+    def default_shown(self) -> str | None:
+        """The default as the help screen shows it, or None when there is none."""
+        if self.default_text is not None:
+            return _(self.default_text)
+        if self.default is None:
+            return None
+        if isinstance(self.default, bool):
+            return "YES" if self.default else "NO"
+        if isinstance(self.default, Enum):
+            return str(self.default.value)
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        return str(self.default)
 
-G, M, S, GR = Group.GENERAL, Group.MESSAGE, Group.SMTP, Group.GRAPH
+
+_GENERAL, _MESSAGE, _MANY, _SMTP, _GRAPH = Group.GENERAL, Group.MESSAGE, Group.MANY, Group.SMTP, Group.GRAPH
 SMTP_ONLY, GRAPH_ONLY = frozenset({Mode.SMTP}), frozenset({Mode.GRAPH})
 
 OPTIONS: Final[tuple[Option, ...]] = (
-    Option(name="MODE", group=G, metavar="SMTP|GRAPH", convert=mode,
-           help=N_("Transport: SMTP (default) or GRAPH.")),
-    Option(name="LANG", group=G, metavar="FR|EN", convert=choice(Language),
-           help=N_("Language of messages, help and log (default: the system's).")),
-    Option(name="RETRY", group=G, metavar="N", convert=integer(1, 100),
-           help=N_("Number of send attempts, 1 to 100 (default 1); only transient failures are retried.")),
-    Option(name="RETRY_DELAY", group=G, metavar="S", convert=seconds,
-           help=N_("Seconds before the second attempt, doubled each time (default 5).")),
-    Option(name="TIMEOUT", group=G, metavar="S", convert=seconds,
-           help=N_("Network timeout in seconds for each operation (default 60).")),
-    Option(name="LOG", group=G, metavar="path", convert=output_path, aliases=("LOG_FILE",),
-           help=N_("Append a timestamped log to this file (UTF-8).")),
-    Option(name="LOG_LEVEL", group=G, metavar="ERROR|INFO|DEBUG", convert=choice(LogLevel),
-           help=N_("Log detail (default INFO); DEBUG shows the protocol dialogue, secrets masked.")),
-    Option(name="ERROR_FILE", group=G, metavar="path", convert=output_path,
+    Option(name="MODE", group=_GENERAL, metavar="SMTP|GRAPH", convert=mode, default=Mode.SMTP,
+           help=N_("Transport: SMTP or GRAPH.")),
+    Option(name="LANG", group=_GENERAL, metavar="FR|EN", convert=choice(Language),
+           default_text=N_("the system's language"),
+           help=N_("Language of messages, help and log.")),
+    Option(name="RETRY", group=_GENERAL, metavar="N", convert=integer(1, 100), default=1,
+           help=N_("Number of send attempts, 1 to 100; only transient failures are retried.")),
+    Option(name="RETRY_DELAY", group=_GENERAL, metavar="S", convert=seconds, default=5.0,
+           help=N_("Seconds before the second attempt, doubled each time.")),
+    Option(name="TIMEOUT", group=_GENERAL, metavar="S", convert=seconds, default=60.0,
+           help=N_("Network timeout in seconds for each operation.")),
+    Option(name="LOG", group=_GENERAL, metavar="path", convert=output_path, aliases=("LOG_FILE",),
+           output_file=True, help=N_("Append a timestamped log to this file (UTF-8).")),
+    Option(name="LOG_LEVEL", group=_GENERAL, metavar="ERROR|INFO|DEBUG", convert=choice(LogLevel),
+           default=LogLevel.INFO,
+           help=N_("Log detail; DEBUG shows the protocol dialogue, secrets masked.")),
+    Option(name="ERROR_FILE", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
            help=N_("On failure, write the final error message to this file.")),
-    Option(name="ERROR_FILE_ON_SUCCESS", group=G, metavar="DELETE|EMPTY",
-           convert=choice(ErrorFileOnSuccess),
-           help=N_("On success, delete the error file (default) or leave it empty.")),
-    Option(name="QUIET", group=G, switch=True, convert=yes_no,
+    Option(name="ERROR_FILE_CHARSET", group=_GENERAL, metavar="UTF-8|ANSI|OEM", convert=error_file_charset,
+           default="utf-8", default_text=N_("UTF-8"),
+           help=N_("Encoding of the error file; OEM is what set /p reads in a .bat file.")),
+    Option(name="ERROR_FILE_ON_SUCCESS", group=_GENERAL, metavar="DELETE|EMPTY",
+           convert=choice(ErrorFileOnSuccess), default=ErrorFileOnSuccess.DELETE,
+           help=N_("On success, delete the error file or leave it empty.")),
+    Option(name="QUIET", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Print nothing on success.")),
-    Option(name="DRY_RUN", group=G, switch=True, convert=yes_no,
+    Option(name="DRY_RUN", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Check the options and build the message, but connect to nothing.")),
-    Option(name="SAVE_EML", group=G, metavar="path", convert=output_path,
-           help=N_("Also save the exact message sent (or that would be sent) to this file.")),
-    Option(name="CONFIG", group=G, metavar="path", convert=existing_file,
+    Option(name="SAVE_EML", group=_GENERAL, metavar="path", convert=folder, output_file=True,
+           help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
+    Option(name="CONFIG", group=_GENERAL, metavar="path", convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
-    Option(name="HELP", group=G, switch=True, convert=yes_no, aliases=("?", "H"),
+    Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
-    Option(name="VERSION", group=G, switch=True, convert=yes_no,
+    Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Show the version.")),
+    Option(name="PROTECT_SECRET", group=_GENERAL, switch=True, convert=yes_no,
+           help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI).")),
+    Option(name="OUT", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
+           help=N_("The file /PROTECT_SECRET writes.")),
+    Option(name="SCOPE", group=_GENERAL, metavar="USER|MACHINE", convert=choice(SecretScope),
+           default=SecretScope.USER,
+           help=N_("/PROTECT_SECRET: who can decrypt: this user, or every account of this computer.")),
 
-    Option(name="SUBJECT", group=M, metavar="text",
+    Option(name="SUBJECT", group=_MESSAGE, metavar="text", convert=header_text, per_row=True,
            help=N_("Subject of the message.")),
-    Option(name="FROM_NAME", group=M, metavar="name",
+    Option(name="FROM_NAME", group=_MESSAGE, metavar="name", convert=header_text, per_row=True,
            help=N_("Display name of the sender.")),
-    Option(name="FROM_ADDR", group=M, metavar="address",
-           help=N_("Sender address (default: /SMTP_USERNAME, or /GRAPH_SENDER).")),
-    Option(name="TO", group=M, metavar="addresses", repeat=True,
+    Option(name="FROM_ADDR", group=_MESSAGE, metavar="address", convert=header_text, per_row=True,
+           default_text=N_("/SMTP_USERNAME, or /GRAPH_SENDER"),
+           help=N_("Sender address.")),
+    Option(name="TO", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
            help=N_("Recipients, separated by , or ; as addr or Name <addr>.")),
-    Option(name="CC", group=M, metavar="addresses", repeat=True,
+    Option(name="CC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
            help=N_("Copy recipients.")),
-    Option(name="BCC", group=M, metavar="addresses", repeat=True,
+    Option(name="BCC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
            help=N_("Blind copy recipients (never shown in the headers).")),
-    Option(name="REPLY_TO", group=M, metavar="addresses",
+    Option(name="REPLY_TO", group=_MESSAGE, metavar="addresses", convert=header_text, per_row=True,
            help=N_("Reply-to address(es).")),
-    Option(name="BODY_FILE", group=M, metavar="path", convert=existing_file,
-           help=N_("Body file: .htm/.html is sent as HTML, anything else as plain text.")),
-    Option(name="BODY", group=M, metavar="text",
+    Option(name="BODY_FILE", group=_MESSAGE, metavar="path", convert=existing_file, input_file=True,
+           per_row=True, help=N_("Body file: .htm/.html is sent as HTML, anything else as plain text.")),
+    Option(name="BODY", group=_MESSAGE, metavar="text", per_row=True,
            help=N_("Body text given on the command line (plain text).")),
-    Option(name="BODY_CHARSET", group=M, metavar="charset",
-           help=N_("Encoding of the body file (default: detected).")),
-    Option(name="ATTACH", group=M, metavar="files", repeat=True,
-           help=N_("Attachments, separated by , or ; (wildcards * and ? allowed).")),
-    Option(name="INLINE", group=M, metavar="files", repeat=True,
-           help=N_("Images for an HTML body, referenced as cid:<file name>.")),
-    Option(name="PRIORITY", group=M, metavar="HIGHEST|HIGH|NORMAL|LOW|LOWEST",
-           convert=choice(Priority),
-           help=N_("Priority of the message.")),
-    Option(name="READ_ACK", group=M, switch=True, convert=yes_no,
+    Option(name="BODY_CHARSET", group=_MESSAGE, metavar="charset", convert=charset, per_row=True,
+           default_text=N_("detected"), help=N_("Encoding of the body file.")),
+    Option(name="ATTACH", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+           per_row=True, help=N_("Attachments, separated by , or ; (wildcards * and ? allowed).")),
+    Option(name="INLINE", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+           per_row=True, help=N_("Images for an HTML body, referenced as cid:<file name>.")),
+    Option(name="PRIORITY", group=_MESSAGE, metavar="HIGHEST|HIGH|NORMAL|LOW|LOWEST",
+           convert=choice(Priority), per_row=True, help=N_("Priority of the message.")),
+    Option(name="READ_ACK", group=_MESSAGE, switch=True, convert=yes_no, per_row=True,
            help=N_("Ask for a read receipt.")),
-    Option(name="RECEPTION_ACK", group=M, switch=True, convert=yes_no,
+    Option(name="RECEPTION_ACK", group=_MESSAGE, switch=True, convert=yes_no, per_row=True,
            help=N_("Ask for a delivery receipt (DSN).")),
-    Option(name="HEADER", group=M, metavar="\"X-Name: value\"", repeat=True,
-           help=N_("Extra header, repeatable.")),
+    Option(name="HEADER", group=_MESSAGE, metavar="\"X-Name: value\"", repeat=True, convert=header_text,
+           per_row=True, help=N_("Extra header, repeatable.")),
 
-    Option(name="SMTP_SERVER", group=S, metavar="host", required_in=SMTP_ONLY,
+    Option(name="RESULT_FILE", group=_MANY, metavar="path.json", convert=output_path, output_file=True,
+           help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),
+    Option(name="BATCH", group=_MANY, metavar="rows.csv", convert=existing_file, input_file=True,
+           help=N_("Send one message per row of this CSV file; columns named like options set them per row, the others are template variables.")),
+    Option(name="BATCH_RESULT", group=_MANY, metavar="results.csv", convert=output_path, output_file=True,
+           help=N_("Write one line per row of /BATCH as each message finishes.")),
+    Option(name="BATCH_RESUME", group=_MANY, switch=True, convert=yes_no,
+           help=N_("Skip the rows that /BATCH_RESULT already marks as sent.")),
+    Option(name="RATE", group=_MANY, metavar="N/MIN", convert=rate,
+           help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H).")),
+    Option(name="OUTBOX", group=_MANY, metavar="folder", convert=folder,
+           help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH.")),
+    Option(name="FLUSH", group=_MANY, switch=True, convert=yes_no,
+           help=N_("Send the messages waiting in /OUTBOX, oldest first.")),
+    Option(name="OUTBOX_MAX_AGE", group=_MANY, metavar="72H", convert=duration, default=72 * 3600.0,
+           default_text=N_("72H"),
+           help=N_("A message older than this in the outbox is moved to its failed folder.")),
+
+    Option(name="SMTP_SERVER", group=_SMTP, metavar="host", convert=server, required_in=SMTP_ONLY,
            help=N_("SMTP server (required in SMTP mode).")),
-    Option(name="SMTP_PORT", group=S, metavar="n", convert=integer(1, 65535),
-           help=N_("Port (default 25; 587 with TLS; 465 with implicit TLS).")),
-    Option(name="SMTP_USERNAME", group=S, metavar="login",
+    Option(name="SMTP_PORT", group=_SMTP, metavar="n", convert=integer(1, 65535),
+           default_text=N_("25; 587 with STARTTLS; 465 with implicit TLS"), help=N_("Port.")),
+    Option(name="SMTP_USERNAME", group=_SMTP, metavar="login",
            help=N_("User name for authentication.")),
-    Option(name="SMTP_PASSWORD", group=S, metavar="password", secret=True,
+    Option(name="SMTP_PASSWORD", group=_SMTP, metavar="password", convert=secret, secret=True,
            help=N_("Password (prefer SMAIL_SMTP_PASSWORD or /SMTP_PASSWORD_FILE).")),
-    Option(name="SMTP_PASSWORD_FILE", group=S, metavar="path", convert=existing_file,
-           help=N_("Read the password from this file.")),
-    Option(name="SMTP_TOKEN_FILE", group=S, metavar="path", convert=existing_file,
+    Option(name="SMTP_PASSWORD_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
+           secret_file_of="SMTP_PASSWORD", help=N_("Read the password from this file.")),
+    Option(name="SMTP_TOKEN_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
            help=N_("File holding an OAuth2 access token for XOAUTH2.")),
-    Option(name="AUTH_TYPE", group=S, metavar="DEFAULT|NONE|SASL|XOAUTH2", convert=choice(AuthType),
+    Option(name="AUTH_TYPE", group=_SMTP, metavar="DEFAULT|NONE|SASL|XOAUTH2", convert=choice(AuthType),
+           default=AuthType.DEFAULT,
            help=N_("Authentication: DEFAULT (when a user name is given), NONE, SASL or XOAUTH2.")),
-    Option(name="SSL_VERSION", group=S, metavar="TLSV1_2|TLSV1_3", convert=choice(TLSVersion),
+    Option(name="SSL_VERSION", group=_SMTP, metavar="TLSV1_2|TLSV1_3", convert=choice(TLSVersion),
            help=N_("Use TLS with at least this version.")),
-    Option(name="SSL_MODE", group=S, metavar="AUTO|STARTTLS|IMPLICIT|NONE", convert=choice(TLSMode),
+    Option(name="SSL_MODE", group=_SMTP, metavar="AUTO|STARTTLS|IMPLICIT|NONE", convert=choice(TLSMode),
+           default=TLSMode.AUTO,
            help=N_("TLS mode (AUTO: implicit on port 465, STARTTLS when /SSL_VERSION is given).")),
-    Option(name="CA_FILE", group=S, metavar="path", convert=existing_file,
+    Option(name="CA_FILE", group=_SMTP, metavar="path", convert=ca_file, input_file=True,
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
-    Option(name="SSL_NO_VERIFY", group=S, switch=True, convert=yes_no,
+    Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
-    Option(name="HELO", group=S, metavar="name",
-           help=N_("Name sent in EHLO (default: this computer's name).")),
+    Option(name="HELO", group=_SMTP, metavar="name", convert=helo,
+           default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
-    Option(name="O365_TENANT_ID", group=GR, metavar="id", required_in=GRAPH_ONLY,
+    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Directory (tenant) ID or verified domain.")),
-    Option(name="O365_APP_ID", group=GR, metavar="id", required_in=GRAPH_ONLY,
+    Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Application (client) ID.")),
-    Option(name="O365_SECRET", group=GR, metavar="secret", secret=True,
+    Option(name="O365_SECRET", group=_GRAPH, metavar="secret", convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
-    Option(name="O365_SECRET_FILE", group=GR, metavar="path", convert=existing_file,
-           help=N_("Read the client secret from this file.")),
-    Option(name="O365_CERT_FILE", group=GR, metavar="path", convert=existing_file,
+    Option(name="O365_SECRET_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+           secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
+    Option(name="O365_CERT_FILE", group=_GRAPH, metavar="path", convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
-    Option(name="O365_CERT_PASSWORD", group=GR, metavar="password", secret=True,
+    Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar="password", convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
-    Option(name="GRAPH_SENDER", group=GR, metavar="address", required_in=GRAPH_ONLY,
+    Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+           secret_file_of="O365_CERT_PASSWORD", help=N_("Read the certificate password from this file.")),
+    Option(name="GRAPH_SENDER", group=_GRAPH, metavar="address", required_in=GRAPH_ONLY,
            help=N_("Mailbox that sends (required in Graph mode).")),
-    Option(name="O365_CLOUD", group=GR, metavar="GLOBAL|USGOV|USGOV_DOD|CHINA", convert=choice(Cloud),
-           help=N_("National cloud; sets the two endpoints below.")),
-    Option(name="O365_AUTHORITY_HOST", group=GR, metavar="https://...", convert=url,
-           help=N_("Identity platform host (default https://login.microsoftonline.com).")),
-    Option(name="GRAPH_ENDPOINT", group=GR, metavar="https://...", convert=url,
-           help=N_("Graph host (default https://graph.microsoft.com).")),
-    Option(name="SAVE_TO_SENT", group=GR, metavar="YES|NO", convert=yes_no,
-           help=N_("Keep a copy in Sent Items (default YES).")),
-    Option(name="PROXY", group=GR, metavar="http://host:port", convert=url,
+    Option(name="O365_CLOUD", group=_GRAPH, metavar="GLOBAL|USGOV|USGOV_DOD|CHINA", convert=choice(Cloud),
+           default=Cloud.GLOBAL, help=N_("National cloud; sets the two endpoints below.")),
+    Option(name="O365_AUTHORITY_HOST", group=_GRAPH, metavar="https://...", convert=url,
+           default_text=N_("the cloud's, https://login.microsoftonline.com"),
+           help=N_("Identity platform host.")),
+    Option(name="GRAPH_ENDPOINT", group=_GRAPH, metavar="https://...", convert=url,
+           default_text=N_("the cloud's, https://graph.microsoft.com"), help=N_("Graph host.")),
+    Option(name="GRAPH_SCOPE", group=_GRAPH, metavar="https://.../.default", convert=scope,
+           default_text=N_("the Graph resource of the cloud"),
+           help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
+    Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
+           help=N_("Keep a copy in Sent Items.")),
+    Option(name="PROXY", group=_GRAPH, metavar="http://host:port", convert=url,
            help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
+
+BY_NAME: Final[Mapping[str, Option]] = {
+    key: option for option in OPTIONS for key in (option.name, *option.aliases)}
+
 
 def convert(option: Option, value: str) -> object:
     """The typed value of `option`; ParamError naming the option (masked if secret)."""
@@ -338,10 +545,6 @@ def convert(option: Option, value: str) -> object:
         shown = "****" if option.secret else value[:80]
         raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
             value=shown, name=option.name, reason=exc)) from None
-
-
-BY_NAME: Final[Mapping[str, Option]] = {
-    key: option for option in OPTIONS for key in (option.name, *option.aliases)}
 
 
 def find(name: str) -> Option:
@@ -369,6 +572,7 @@ class RawOptions:
 
     values: dict[str, str | list[str]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
+    read_files: list[Path] = field(default_factory=list)  # response and configuration files
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)
@@ -380,6 +584,16 @@ class RawOptions:
 
     def given(self, name: str) -> bool:
         return name in self.values
+
+    def flag(self, name: str) -> bool:
+        """A switch read without failing: an unreadable value counts as given."""
+        value = self.get(name)
+        if value is None:
+            return False
+        try:
+            return yes_no(value)
+        except ConversionError:
+            return True
 
 
 @dataclass
@@ -409,107 +623,120 @@ def split_token(token: str) -> tuple[str, str | None] | None:
     return name, (value if sep else None)
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
+class _Reader:
+    """One pass over argv, SMAIL_* and /CONFIG. Tolerant, it skips what it cannot read, so
+    that /LANG, /?, /LOG and /ERROR_FILE work wherever they are written, even when the rest
+    is wrong; strict, it raises on the first problem."""
 
+    def __init__(self, tolerant: bool) -> None:
+        self.tolerant = tolerant
+        self.read_files: list[Path] = []
 
-def read_text_file(path: Path) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252 ("ANSI"): how Notepad saves."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+    def _fail(self, error: SMailError) -> None:
+        if not self.tolerant:
+            raise error
 
+    def expand(self, argv: Sequence[str], depth: int = 0, base: Path | None = None) -> list[str]:
+        """Replace each @file by its lines; nested @files are relative to the file naming them."""
+        tokens: list[str] = []
+        for token in argv:
+            if not token.startswith("@") or len(token) == 1:
+                tokens.append(token)
+                continue
+            if depth >= 8:
+                self._fail(ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:])))
+                continue
+            path = Path(_unquote(token[1:]))
+            if base is not None and not path.is_absolute():
+                path = base / path
+            try:
+                if not files.exists(path):
+                    raise FileMissingError(_("Response file not found: {path}").format(path=path))
+                content = files.read_text_file(path)
+            except (SMailError, ValueError, OSError) as exc:
+                self._fail(exc if isinstance(exc, SMailError) else
+                           FileMissingError(_("Response file not found: {path}").format(path=path)))
+                continue
+            self.read_files.append(path)
+            lines = [line.strip() for line in content.splitlines()]
+            lines = [line for line in lines if line and not line.startswith(("#", ";"))]
+            tokens.extend(self.expand(lines, depth + 1, path.parent))
+        return tokens
 
-def _expand_response_files(argv: Sequence[str], depth: int = 0,
-                           base: Path | None = None) -> list[str]:
-    """Replace each @file by its lines; nested @files are relative to the file naming them."""
-    tokens: list[str] = []
-    for token in argv:
-        if not token.startswith("@") or len(token) == 1:
-            tokens.append(token)
-            continue
-        if depth >= 8:
-            raise ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:]))
-        path = Path(_unquote(token[1:]))
-        if base is not None and not path.is_absolute():
-            path = base / path
-        if not is_file(path):
-            raise FileMissingError(_("Response file not found: {path}").format(path=path))
+    def argv_layer(self, argv: Sequence[str]) -> _Layer:
+        layer = _Layer()
+        for token in self.expand(argv):
+            try:
+                parts = split_token(token)
+                if parts is None:
+                    raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
+                        arg=token[:200]))
+                name, value = parts
+                option = find(name)
+                if value is None:
+                    if not option.switch:
+                        raise ParamError(_("Option /{name} needs a value: /{name}=...").format(
+                            name=option.name))
+                    value = "YES"
+            except ParamError as exc:
+                self._fail(exc)
+                continue
+            layer.put(option, _unquote(value) if value[:1] in "\"'" else value)
+        return layer
+
+    @staticmethod
+    def environ_layer(environ: Mapping[str, str]) -> _Layer:
+        layer = _Layer()
+        for option in OPTIONS:
+            for name in (option.name, *option.aliases):
+                value = environ.get(f"SMAIL_{name}") if name.isidentifier() else None
+                if value is not None:
+                    layer.put(option, value)
+                    break
+        return layer
+
+    def config_layer(self, value: str) -> _Layer:
+        layer = _Layer()
         try:
-            lines = [line.strip() for line in read_text_file(path).splitlines()]
-        except OSError as exc:
-            raise FileMissingError.unreadable(path, exc) from None
-        lines = [line for line in lines if line and not line.startswith(("#", ";"))]
-        tokens.extend(_expand_response_files(lines, depth + 1, path.parent))
-    return tokens
-
-
-def _layer_from_argv(argv: Sequence[str]) -> _Layer:
-    layer = _Layer()
-    for token in _expand_response_files(argv):
-        parts = split_token(token)
-        if parts is None:
-            raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
-                arg=token[:200]))
-        name, value = parts
-        option = find(name)
-        if value is None:
-            if not option.switch:
-                raise ParamError(_("Option /{name} needs a value: /{name}=...").format(
-                    name=option.name))
-            value = "YES"
-        layer.put(option, _unquote(value) if value[:1] in "\"'" else value)
-    return layer
-
-
-def _layer_from_environ(environ: Mapping[str, str]) -> _Layer:
-    layer = _Layer()
-    for option in OPTIONS:
-        for name in (option.name, *option.aliases):
-            value = environ.get(f"SMAIL_{name}")
-            if value is not None and name.isidentifier():
-                layer.put(option, value)
-                break
-    return layer
-
-
-def _layer_from_config(path: Path) -> _Layer:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(read_text_file(path), source=str(path))
-    except (configparser.Error, OSError) as exc:
-        raise ParamError(_("Cannot read the configuration file {path}: {reason}").format(
-            path=path, reason=str(exc).splitlines()[0])) from None
-    if not parser.has_section("smail"):
-        raise ParamError(_("The configuration file {path} has no [smail] section.").format(path=path))
-    layer = _Layer()
-    for key, value in parser.items("smail"):
+            path = existing_file(value)
+            content = files.read_text_file(path)
+        except (SMailError, ConversionError) as exc:
+            self._fail(exc if isinstance(exc, SMailError) else ParamError(str(exc)))
+            return layer
+        self.read_files.append(path)
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:
-            option = find(key)
-        except ParamError as exc:
-            raise ParamError(_("In the configuration file {path}: {problem}").format(
-                path=path, problem=exc.message)) from None
-        if option.name == "CONFIG":
-            raise ParamError(_("In the configuration file {path}: a configuration file cannot name another one.").format(path=path))
-        layer.put(option, _unquote(value) if not option.repeat else value)
-    return layer
+            parser.read_string(content, source=str(path))
+        except configparser.Error as exc:
+            self._fail(ParamError(_("Cannot read the configuration file {path}: {reason}").format(
+                path=path, reason=str(exc).splitlines()[0])))
+            return layer
+        if not parser.has_section("smail"):
+            self._fail(ParamError(_("The configuration file {path} has no [smail] section.").format(path=path)))
+            return layer
+        for key, item in parser.items("smail"):
+            try:
+                option = find(key)
+                if option.name == "CONFIG":
+                    raise ParamError(_("a configuration file cannot name another one."))
+            except ParamError as exc:
+                self._fail(ParamError(_("In the configuration file {path}: {problem}").format(
+                    path=path, problem=exc.message)))
+                continue
+            layer.put(option, _unquote(item) if not option.repeat else item)
+        return layer
 
 
-def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RawOptions:
-    """Merge the command line, SMAIL_* variables and /CONFIG, in that order of precedence."""
-    layers = [(Source.COMMAND_LINE, _layer_from_argv(argv)),
-              (Source.ENVIRONMENT, _layer_from_environ(environ))]
+def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = False) -> RawOptions:
+    """Merge the command line (with its @files), SMAIL_* variables and /CONFIG, in that order
+    of precedence; `tolerant` skips whatever cannot be read instead of raising."""
+    reader = _Reader(tolerant)
+    layers = [(Source.COMMAND_LINE, reader.argv_layer(argv)),
+              (Source.ENVIRONMENT, reader.environ_layer(environ))]
     config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
     if isinstance(config, str):
-        path = convert(BY_NAME["CONFIG"], config)
-        assert isinstance(path, Path)
-        layers.append((Source.CONFIG_FILE, _layer_from_config(path)))
-    raw = RawOptions()
+        layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
+    raw = RawOptions(read_files=reader.read_files)
     for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
         for name, value in layer.values.items():
             raw.values[name] = value
@@ -517,66 +744,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RawOptions:
     return raw
 
 
-def peek(argv: Sequence[str], environ: Mapping[str, str], name: str) -> str | None:
-    """A value read without full parsing, for what must work even when parsing fails."""
-    option = BY_NAME[name]
-    names = {option.name, *option.aliases}
-    found: str | None = None
-    for token in argv:
-        parts = split_token(token)
-        if parts and parts[0].upper().replace("-", "_") in names and parts[1] is not None:
-            found = _unquote(parts[1])
-    if found is None:
-        found = environ.get(option.env_name)
-    return found
-
-
-def wants(argv: Sequence[str], name: str) -> bool:
-    """Whether a switch such as /? or /VERSION appears on the command line."""
-    option = BY_NAME[name]
-    names = {option.name, *option.aliases}
-    for token in argv:
-        parts = split_token(token)
-        if parts and parts[0].upper().replace("-", "_") in names:
-            try:
-                return parts[1] is None or yes_no(parts[1])
-            except ConversionError:
-                return True
-    return False
-
-
-def expand_wildcards(pattern: str) -> list[Path]:
-    """`*.pdf` -> the matching files, sorted; a pattern matching nothing is exit 8."""
-    if not glob.has_magic(pattern):
-        return [Path(pattern)]
-    matches = sorted(Path(p) for p in glob.glob(pattern) if is_file(Path(p)))
-    if not matches:
-        raise FileMissingError(_("No file matches {pattern}").format(pattern=pattern))
-    return matches
-
-
 def split_list(values: Iterable[str]) -> list[str]:
-    """Items of `,`/`;`-separated lists, blanks dropped (for file lists)."""
-    items: list[str] = []
-    for value in values:
-        for item in value.replace(";", ",").split(","):
-            item = _unquote(item)
-            if item:
-                items.append(item)
-    return items
-
-
-def peek_config(argv: Sequence[str], environ: Mapping[str, str], name: str) -> str | None:
-    """A value from the /CONFIG file read leniently (for the language, before parsing)."""
-    path = peek(argv, environ, "CONFIG")
-    if not path:
-        return None
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(read_text_file(Path(path)))
-        return _unquote(parser.get("smail", name.lower(), fallback="")) or None
-    except (configparser.Error, OSError, ValueError):
-        return None
+    """Items of `,`/`;`-separated lists, blanks dropped."""
+    return [item for value in values for item in (_unquote(i) for i in value.replace(";", ",").split(","))
+            if item]
 
 
 # Exit codes for the help screen, in SPEC.md's order.
@@ -586,11 +757,13 @@ EXIT_CODE_HELP: Final = (
     (2, N_("missing or invalid option")),
     (3, N_("connection failure: DNS, TCP, TLS handshake or certificate")),
     (4, N_("authentication refused")),
-    (5, N_("message refused by the server or by Graph")),
+    (5, N_("message refused by the server or by Graph, or may have been sent (no answer after its end)")),
     (6, N_("every attempt of /RETRY failed on a transient error")),
     (7, N_("internal error (a bug)")),
     (8, N_("file not found: body, attachment, inline, token, certificate or configuration")),
     (9, N_("/MODE is not SMTP or GRAPH")),
+    (10, N_("not delivered now, kept in the outbox for a later /FLUSH")),
+    (11, N_("a batch or a flush: some messages were accepted, some were not")),
 )
 
 EXAMPLES: Final = (
@@ -608,8 +781,8 @@ EXAMPLES: Final = (
 
 
 def help_text(version: str) -> str:
-    """The full help screen in the active language."""
-    lines = [_("SMail {version}: send one e-mail through SMTP or Microsoft Graph.").format(
+    """The full help screen in the active language; defaults come from the table."""
+    lines = [_("SMail {version}: send e-mail through SMTP or Microsoft Graph.").format(
                  version=version), "",
              _("Usage: SMail [options]     SMail /?     SMail /VERSION"),
              _("Options are /NAME=value (also -NAME=value or --name=value), @file reads options from a file, SMAIL_<NAME> environment variables and /CONFIG=file.ini give defaults."),
@@ -620,12 +793,15 @@ def help_text(version: str) -> str:
             if option.group is not group:
                 continue
             usage = f"/{option.name}" + (f"={option.metavar}" if option.metavar else "")
-            if option.aliases and option.name not in ("HELP",):
+            if option.aliases and option.name != "HELP":
                 usage += "".join(f", /{alias}" for alias in option.aliases)
-            lines.append(f"  {usage:<34} {_(option.help)}")
+            description, default = _(option.help), option.default_shown()
+            if default is not None:
+                description = _("{description} (default: {value})").format(description=description, value=default)
+            lines.append(f"  {usage:<34} {description}")
         lines.append("")
     lines.append(_("Exit codes:"))
-    lines.extend(f"  {code}  {_(text)}" for code, text in EXIT_CODE_HELP)
+    lines.extend(f"  {code:>2}  {_(text)}" for code, text in EXIT_CODE_HELP)
     lines.append("")
     lines.append(_("Examples:"))
     for title, command in EXAMPLES:

@@ -1,4 +1,7 @@
-"""Retry of transient failures: doubling delay with jitter; a server's Retry-After wins."""
+"""Retry of transient failures: doubling delay with jitter; a server's Retry-After wins.
+
+Only what the server certainly did not accept is replayed: a MaybeSentError is permanent.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from smail.errors import RetryExceededError, SMailError
 from smail.i18n import _, ngettext
 
 T = TypeVar("T")
-MAX_DELAY = 300.0
+MAX_DELAY: Final = 300.0
 log = logging.getLogger("smail")
 
 
@@ -42,7 +45,7 @@ def run(attempt: Callable[[], T], policy: RetryPolicy, *,
                 raise RetryExceededError(ngettext(
                     "The message could not be sent after {n} attempt. Last error: {error}",
                     "The message could not be sent after {n} attempts. Last error: {error}",
-                    number).format(n=number, error=err.message)) from err
+                    number).format(n=number, error=err.message), last=err, attempts=number) from err
             wait = policy.wait_before(number + 1, jitter())
             if err.retry_after is not None:
                 wait = min(max(err.retry_after, 0.0), MAX_DELAY)

@@ -1,41 +1,64 @@
-"""One ssl.SSLContext factory for SMTP and HTTPS: OS trust store, /CA_FILE, minimum version."""
+"""One ssl.SSLContext factory for SMTP and HTTPS: the OS verifier, /CA_FILE, minimum version."""
 
 from __future__ import annotations
 
 import logging
 import ssl
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 
-from smail.config import TLSSettings
-from smail.errors import ParamError
+from smail.errors import ParamError, TLSError
 from smail.i18n import _
-from smail.options import TLSVersion
 
 log = logging.getLogger("smail")
 
 
-def create_context(settings: TLSSettings, *, os_verifier: bool = False) -> ssl.SSLContext:
-    """Verify against the OS store (the Windows store on Windows) plus /CA_FILE; TLS 1.2 floor.
+class TLSMode(Enum):
+    AUTO = "AUTO"
+    STARTTLS = "STARTTLS"
+    IMPLICIT = "IMPLICIT"
+    NONE = "NONE"
 
-    With `os_verifier` (HTTPS), the operating system itself verifies the chain (truststore:
-    CryptoAPI on Windows, so TLS-inspecting corporate proxies work); /CA_FILE still adds CAs.
+
+class TLSVersion(Enum):
+    TLSV1_2 = "TLSV1_2"
+    TLSV1_3 = "TLSV1_3"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSSettings:
+    min_version: TLSVersion | None = None
+    ca_file: Path | None = None
+    verify: bool = True
+
+
+def create_context(settings: TLSSettings) -> ssl.SSLContext:
+    """A client context for SMTP and HTTPS alike: TLS 1.2 floor, /CA_FILE added.
+
+    The operating system itself verifies the chain (truststore: CryptoAPI on Windows, which
+    fetches missing roots on demand and sees the roots deployed by policy; the system store
+    elsewhere). A store that cannot be used is exit 3 with its reason.
     """
-    context: ssl.SSLContext
-    if os_verifier:
-        import truststore
+    try:
+        if settings.verify:
+            import truststore
 
-        context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    else:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.min_version is TLSVersion.TLSV1_3
-                               else ssl.TLSVersion.TLSv1_2)
-    if settings.ca_file is not None:
+            context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        else:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            log.warning(_("/SSL_NO_VERIFY: the server's certificate is not verified; the connection can be intercepted."))
+        context.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.min_version is TLSVersion.TLSV1_3
+                                   else ssl.TLSVersion.TLSv1_2)
+    except Exception as exc:  # the OS store or the TLS library refused: never a bug (exit 7)
+        raise TLSError(_("The system's certificate store could not be used: {reason}").format(
+            reason=exc)) from exc
+    if settings.ca_file is not None and settings.verify:
         try:
             context.load_verify_locations(cafile=str(settings.ca_file))
         except (ssl.SSLError, ValueError, OSError):
             raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(
                 path=settings.ca_file)) from None
-    if not settings.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        log.warning(_("/SSL_NO_VERIFY: the server's certificate is not verified; the connection can be intercepted."))
     return context

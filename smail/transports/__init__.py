@@ -1,47 +1,157 @@
-"""The Transport protocol, the Receipt it returns, and the choice of a transport by mode."""
+"""The transport session protocol, the choice of a transport by mode, and deliver(): one
+message through an open session, retried per /RETRY, reported as a Receipt.
+
+A session sends many messages (one SMTP connection, one Graph token); the single send,
+/BATCH and /FLUSH all go through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
 
-from smail.config import Config
-from smail.message import Message
-from smail.mime import Rendered
-from smail.options import Mode
+from smail import retry
+from smail.errors import AuthError, ConnectError, RetryExceededError, SMailError
+from smail.receipt import Receipt
 
-
-@dataclass(frozen=True)
-class Receipt:
-    """What the user is told on success: one translated line."""
-
-    recipients: int
-    summary: str
+if TYPE_CHECKING:
+    from smail.config import Config
+    from smail.message import Message
+    from smail.mime import Rendered
 
 
-class Transport(Protocol):
-    def send(self, message: Message, rendered: Rendered) -> Receipt: ...
+class Mode(Enum):
+    SMTP = "SMTP"
+    GRAPH = "GRAPH"
 
 
 Progress = Callable[[str, int, int], None]
+# Called just before the end of a message goes out (SMTP's final dot, Graph's send request):
+# after it returns, a failure means "may have been sent". Raising aborts the message.
+Commit = Callable[[], None]
 
 
-def _smtp(config: Config, progress: Progress | None) -> Transport:
-    from smail.transports.smtp import SMTPTransport
-    return SMTPTransport.from_config(config)
+class Session(Protocol):
+    def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
+        """Send one message; the receipt's status is SENT. Raises SMailError."""
+        ...
+
+    def close(self) -> None: ...
 
 
-def _graph(config: Config, progress: Progress | None) -> Transport:
+def _smtp(config: Config, progress: Progress | None) -> Session:
+    from smail.transports.smtp import SMTPSession
+    return SMTPSession.from_config(config)
+
+
+def _graph(config: Config, progress: Progress | None) -> Session:
     # Imported only here: msal and requests stay out of SMTP-only runs.
-    from smail.transports.graph import GraphTransport
-    return GraphTransport.from_config(config, progress=progress)
+    from smail.transports.graph import GraphSession
+    return GraphSession.from_config(config, progress=progress)
 
 
-_FACTORIES: Mapping[Mode, Callable[[Config, Progress | None], Transport]] = {
+_FACTORIES: Mapping[Mode, Callable[[Config, Progress | None], Session]] = {
     Mode.SMTP: _smtp, Mode.GRAPH: _graph}
 
 
-def create(config: Config, progress: Progress | None = None) -> Transport:
-    """The transport for config.mode; `progress(name, done, total)` reports long uploads."""
+def open_session(config: Config, progress: Progress | None = None) -> Session:
+    """A session for config.mode; connects on its first message. `progress(name, done, total)`
+    reports long uploads."""
     return _FACTORIES[config.mode](config, progress)
+
+
+def deliver(session: Session, message: Message, rendered: Rendered, policy: retry.RetryPolicy, *,
+            on_commit: Commit | None = None, sleep: Callable[[float], None] = time.sleep) -> Receipt:
+    """Send one message with retries; a failure is a Receipt too (its `failure` is the error)."""
+    attempts = 0
+    started = time.monotonic()
+
+    def attempt() -> Receipt:
+        nonlocal attempts
+        attempts += 1
+        return session.send(message, rendered, on_commit=on_commit)
+    try:
+        receipt = retry.run(attempt, policy, sleep=sleep)
+    except SMailError as err:
+        return Receipt.from_error(err, message_id=message.message_id, attempts=attempts,
+                                  duration=time.monotonic() - started)
+    return receipt.with_facts(message_id=message.message_id, attempts=attempts,
+                              duration=time.monotonic() - started)
+
+
+@dataclass
+class Job:
+    """One message of many (a batch row, an outbox entry), with what identifies it."""
+
+    key: object
+    message: Message
+    rendered: Rendered
+    on_commit: Commit | None = None
+
+
+# A failure of the session itself (the server is unreachable, refuses the login or the TLS
+# handshake): the next messages would fail the same way, so sending many stops there.
+def ends_session(receipt: Receipt) -> bool:
+    err = receipt.failure
+    if isinstance(err, RetryExceededError):
+        err = err.last
+    return isinstance(err, (ConnectError, AuthError))
+
+
+class Pacer:
+    """/RATE: message starts spaced evenly, shared by every worker; nothing when no rate."""
+
+    def __init__(self, per_second: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.clock, self.sleep = clock, sleep
+        self.lock = threading.Lock()
+        self.next_start: float | None = None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = self.clock()
+            start = now if self.next_start is None else max(now, self.next_start)
+            self.next_start = start + self.interval
+        if start > now:
+            self.sleep(start - now)
+
+
+def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, *,
+              on_done: Callable[[Job, Receipt], None], per_second: float | None = None,
+              workers: int = 1, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Send every job through one session, `workers` at a time, paced by `per_second`;
+    `on_done` gets each receipt as soon as it is known. Returns False when a failure of the
+    session stopped the run before every job was tried."""
+    pacer = Pacer(per_second, sleep=sleep)
+    source = iter(jobs)
+    lock = threading.Lock()
+    stopped = threading.Event()
+
+    def work() -> None:
+        while not stopped.is_set():
+            with lock:
+                job = next(source, None)
+            if job is None:
+                return
+            pacer.wait()
+            receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit, sleep=sleep)
+            if ends_session(receipt):
+                stopped.set()
+            with lock:
+                on_done(job, receipt)
+    if workers <= 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return not stopped.is_set()

@@ -1,9 +1,14 @@
-"""GraphTransport: app-only sendMail, or a draft with upload sessions for large attachments.
+"""GraphSession: app-only sendMail, or a draft with upload sessions for large attachments.
 
-Shapes, limits and error codes follow Microsoft's documentation (see the project's Graph
-notes): one request is at most 4 MB, so larger messages go through
-POST /messages, /attachments (small ones), createUploadSession + PUT chunks (large ones),
-then POST /messages/{id}/send.
+Shapes, limits and error codes follow Microsoft's pages "user: sendMail", "Attach large files
+to Outlook messages" and "Microsoft Graph throttling guidance": one request is at most 4 MB,
+so larger messages go through POST /messages, /attachments (small ones), createUploadSession
++ PUT chunks (large ones), then POST /messages/{id}/send.
+
+Never twice: Graph has no idempotency key, so once the send request is out, a timeout, a lost
+connection or a 500/502/504 answer means the message may have been sent (MaybeSentError).
+One session serves several threads (a batch keeps up to 4 requests in flight per mailbox):
+the token is shared, and a 429 slows every thread down, not only the one that got it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -20,13 +27,13 @@ import requests
 
 from smail import auth, httpclient, redact
 from smail.config import Config, GraphSettings
-from smail.errors import AuthError, FileMissingError, ParamError, SendError, SMailError
+from smail.errors import AuthError, FileMissingError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
-from smail.message import FilePart, Mailbox, Message, parse_header
+from smail.message import FilePart, Mailbox, Message, Priority
 from smail.mime import Rendered
-from smail.options import Priority
+from smail.receipt import Receipt, Status
 from smail.redact import Secret
-from smail.transports import Receipt
+from smail.transports import Commit
 
 log = logging.getLogger("smail")
 
@@ -34,24 +41,12 @@ REQUEST_LIMIT: Final = 4_000_000          # Graph refuses larger requests (413)
 UPLOAD_MINIMUM: Final = 3 * 1024 * 1024   # createUploadSession refuses smaller attachments
 UPLOAD_MAXIMUM: Final = 150 * 1024 * 1024
 CHUNK: Final = 12 * 320 * 1024            # 3,932,160 B: < 4 MiB, and a multiple of 320 KiB
-MAX_HEADERS: Final = 5
-TRANSIENT_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+# Answers to the send request that prove it was not carried out (Graph SDK retry handler).
+NOT_SENT_STATUS: Final = frozenset({429, 503})
 IMPORTANCE: Final = {Priority.HIGHEST: "high", Priority.HIGH: "high", Priority.NORMAL: "normal",
                      Priority.LOW: "low", Priority.LOWEST: "low"}
 
 Progress = Callable[[str, int, int], None]
-
-
-def check_headers(headers: tuple[str, ...]) -> None:
-    """Graph's internetMessageHeaders rule: only X- names, at most 5 (exit 2 otherwise)."""
-    names = [parse_header(h)[0] for h in headers]
-    for name in names:
-        if not name.lower().startswith("x-"):
-            raise ParamError(_("Microsoft Graph accepts only custom headers whose name starts with X- (\"{name}\" does not).").format(
-                name=name))
-    if len(names) > MAX_HEADERS:
-        raise ParamError(_("Microsoft Graph accepts at most {limit} custom headers; {count} were given.").format(
-            limit=MAX_HEADERS, count=len(names)))
 
 
 def _recipients(boxes: tuple[Mailbox, ...]) -> list[dict[str, Any]]:
@@ -116,8 +111,28 @@ class _Parts:
         yield from ((p, False) for p in self.attachments)
 
 
-class GraphTransport:
-    """Sends one message through Microsoft Graph as the /GRAPH_SENDER mailbox."""
+class _Throttle:
+    """Shared by the threads of one session: after a 429, every request waits (Retry-After)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.clock, self.sleep = clock, sleep
+        self.lock = threading.Lock()
+        self.not_before = 0.0
+
+    def wait(self) -> None:
+        with self.lock:
+            delay = self.not_before - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+
+    def slow_down(self, seconds: float) -> None:
+        with self.lock:
+            self.not_before = max(self.not_before, self.clock() + seconds)
+
+
+class GraphSession:
+    """Sends messages through Microsoft Graph as the /GRAPH_SENDER mailbox."""
 
     def __init__(self, settings: GraphSettings, *, session: httpclient.Session | None = None,
                  progress: Progress | None = None) -> None:
@@ -126,50 +141,56 @@ class GraphTransport:
                                                      proxy=settings.proxy)
         self.progress = progress
         self.token: Secret | None = None
+        self.token_lock = threading.Lock()
+        self.throttle = _Throttle()
         base = settings.app.graph_endpoint.rstrip("/")
         self.user_url = f"{base}/v1.0/users/{quote(settings.sender, safe='@')}"
         self.where = urlsplit(base).netloc
 
     @classmethod
-    def from_config(cls, config: Config, progress: Progress | None = None) -> GraphTransport:
+    def from_config(cls, config: Config, progress: Progress | None = None) -> GraphSession:
         settings = config.transport
         assert isinstance(settings, GraphSettings)
-        check_headers(config.message.headers)
         return cls(settings, progress=progress)
+
+    def close(self) -> None:
+        self.session.close()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _token(self) -> Secret:
-        if self.token is None:
-            app = self.settings.app
-            self.token = auth.client_token(app, f"{app.graph_endpoint.rstrip('/')}/.default",
-                                           tls_settings=self.settings.tls, timeout=self.settings.timeout,
-                                           session=self.session)
-        return self.token
+        with self.token_lock:
+            if self.token is None:
+                app = self.settings.app
+                self.token = auth.client_token(app, app.graph_scope, tls_settings=self.settings.tls,
+                                               timeout=self.settings.timeout, session=self.session)
+            return self.token
 
     def _call(self, method: str, url: str, *, what: str, json_body: Any = None, data: bytes | None = None,
               headers: dict[str, str] | None = None, authorize: bool = True,
-              sends: bool = False) -> requests.Response:
-        """One Graph request; failures become SMail errors (401/403 -> 4, other 4xx -> 5)."""
+              commits: bool = False) -> requests.Response:
+        """One Graph request; failures become SMail errors (401/403 -> 4, other 4xx -> 5).
+        `commits`: this request sends the message, so an unanswered one may have sent it."""
         headers = dict(headers or {})
         if authorize:
             headers["Authorization"] = f"Bearer {self._token().reveal()}"
         if json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        self.throttle.wait()
         try:
             response = self.session.request(method, url, data=data, headers=headers)
         except requests.RequestException as exc:
-            raise httpclient.network_error(exc, self.where, sent=sends) from exc
+            raise httpclient.network_error(exc, self.where, sent=commits) from exc
         log.info(_("Graph {method} {path}: {status} (request-id {request_id}, client-request-id {client_request_id}).").format(
             method=method, path=urlsplit(url).path if authorize else _("upload session"),
             status=response.status_code, request_id=response.headers.get("request-id", "-"),
             client_request_id=response.headers.get("client-request-id", "-")))
         if response.status_code >= 400:
-            raise self._refusal(response, what)
+            raise self._refusal(response, what, commits)
         return response
 
-    def _refusal(self, response: requests.Response, what: str) -> SMailError:
+    def _refusal(self, response: requests.Response, what: str, commits: bool) -> SMailError:
         status = response.status_code
         try:
             error = response.json().get("error", {})
@@ -177,47 +198,61 @@ class GraphTransport:
         except (ValueError, AttributeError):
             code, text = str(status), response.text[:200]
         text = redact.redact(text)
+        answer = HTTPAnswer(status, code, response.headers.get("request-id", ""))
+        retry_after = httpclient.retry_after(response.headers)
+        if status == 429:
+            self.throttle.slow_down(retry_after if retry_after is not None else 1.0)
         if status == 401 or (status == 403 and code in ("ErrorAccessDenied", "NoPermissionsInAccessToken",
                                                           "Authorization_RequestDenied")):
-            self.token = None
+            with self.token_lock:
+                self.token = None
             return AuthError(_("Microsoft Graph refused access while {what} ({status} {code}: {text}). Check that the application has the Mail.Send application permission with admin consent, and that no application access policy excludes the mailbox {mailbox}.").format(
-                what=what, status=status, code=code, text=text, mailbox=self.settings.sender))
-        if status in TRANSIENT_STATUS:
+                what=what, status=status, code=code, text=text, mailbox=self.settings.sender), answer=answer)
+        if commits and status >= 500 and status not in NOT_SENT_STATUS:
+            return MaybeSentError(_("Microsoft Graph answered {status} {code} after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+                status=status, code=code), answer=answer)
+        if answer.status in (429, 500, 502, 503, 504):
             return SendError(_("Microsoft Graph is busy or unavailable while {what} ({status} {code}: {text}).").format(
-                what=what, status=status, code=code, text=text), transient=True,
-                retry_after=httpclient.retry_after(response.headers))
+                what=what, status=status, code=code, text=text), retry_after=retry_after, answer=answer)
         return SendError(_("Microsoft Graph refused the message while {what} ({status} {code}: {text}).").format(
-            what=what, status=status, code=code, text=text))
+            what=what, status=status, code=code, text=text), answer=answer)
 
     # -- sending ------------------------------------------------------------------------------
 
-    def send(self, message: Message, rendered: Rendered) -> Receipt:
+    def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
         parts = _Parts(message.inline, message.attachments)
         resource = graph_message(message, self.settings.sender)
         attachments_size = sum(_encoded_size(p) for p, _inline in parts.all())
         base_size = len(json.dumps(resource, ensure_ascii=False).encode("utf-8"))
         if base_size + attachments_size <= REQUEST_LIMIT:
-            self._send_mail(resource, parts)
+            response = self._send_mail(resource, parts, on_commit)
         else:
-            self._send_through_draft(resource, parts)
+            response = self._send_through_draft(resource, parts, on_commit)
         count = len(message.recipients)
         summary = ngettext(
             "Message sent to {n} recipient via Microsoft Graph as {mailbox}.",
             "Message sent to {n} recipients via Microsoft Graph as {mailbox}.",
             count).format(n=count, mailbox=self.settings.sender)
-        return Receipt(recipients=count, summary=summary)
+        return Receipt(status=Status.SENT, message_id=message.message_id,
+                       accepted=tuple(box.address for box in message.recipients),
+                       server=f"{self.where} ({self.settings.sender})",
+                       reply=f"{response.status_code} {response.reason}",
+                       request_id=response.headers.get("request-id") or None, summary=summary)
 
-    def _send_mail(self, resource: dict[str, Any], parts: _Parts) -> None:
+    def _send_mail(self, resource: dict[str, Any], parts: _Parts, on_commit: Commit | None) -> requests.Response:
         attachments = [_file_attachment(p, inline) for p, inline in parts.all()]
         if attachments:
             resource = {**resource, "attachments": attachments}
         body: dict[str, Any] = {"message": resource}
         if not self.settings.save_to_sent:
             body["saveToSentItems"] = False
-        self._call("POST", f"{self.user_url}/sendMail", what=_("sending the message"), json_body=body,
-                   sends=True)
+        if on_commit is not None:
+            on_commit()
+        return self._call("POST", f"{self.user_url}/sendMail", what=_("sending the message"), json_body=body,
+                          commits=True)
 
-    def _send_through_draft(self, resource: dict[str, Any], parts: _Parts) -> None:
+    def _send_through_draft(self, resource: dict[str, Any], parts: _Parts,
+                            on_commit: Commit | None) -> requests.Response:
         for part, _inline in parts.all():
             if part.size > UPLOAD_MAXIMUM:
                 raise SendError(_("{name} is {size} bytes; Microsoft Graph accepts attachments of at most 150 MB.").format(
@@ -236,13 +271,17 @@ class GraphTransport:
                                json_body=_file_attachment(part, inline))
                 else:
                     self._upload(message_url, part, inline)
-            self._call("POST", f"{message_url}/send", what=_("sending the draft"), data=b"", sends=True)
+            if on_commit is not None:
+                on_commit()
+            return self._call("POST", f"{message_url}/send", what=_("sending the draft"), data=b"", commits=True)
+        except MaybeSentError:
+            raise  # the draft may have become the sent message: never delete it
         except SMailError as exc:
             if message_url is not None:
                 self._delete_draft(message_url)
             if isinstance(exc, AuthError):
                 raise AuthError(_("{error} Messages over 4 MB are sent through a draft, which needs the Mail.ReadWrite application permission in addition to Mail.Send.").format(
-                    error=exc.message)) from exc
+                    error=exc.message), answer=exc.answer) from exc
             raise
 
     def _delete_draft(self, message_url: str) -> None:

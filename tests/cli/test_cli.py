@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smail import __version__, cli
+from smail import __version__, cli, message
 from smail.cli import main
 from smail.errors import ExitCode
 from smail.options import OPTIONS
@@ -38,7 +39,10 @@ def test_help_in_french(run_smail, args, env):
 
 def test_version(run_smail):
     result = run_smail("/VERSION", log=False)
-    assert (result.exit_code, result.stdout) == (ExitCode.OK, f"SMail {__version__}\n")
+    assert result.exit_code == ExitCode.OK
+    # SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64): what a support request needs to know
+    assert re.fullmatch(rf"SMail {re.escape(__version__)} \(Python 3\.\d+\.\d+, OpenSSL [^,]+, x(64|86)\)\n",
+                        result.stdout), result.stdout
 
 
 def test_typo_in_french(run_smail):
@@ -136,13 +140,13 @@ def test_log_levels(run_smail, smtpd, tmp_path, level, present, absent):
 
 def test_log_is_in_the_chosen_language(run_smail):
     result = run_smail("/LANG=FR", "/SMTP_SERVER=127.0.0.1", "/SMTP_PORT=9", *BASIC, "/DRY_RUN")
-    assert "SMail 1.0.0 démarré." in result.log
+    assert f"SMail {__version__} démarré." in result.log
 
 
 def test_a_bug_exits_7_with_one_line_and_the_traceback_in_the_log(run_smail, monkeypatch):
     def broken(_settings):
         raise RuntimeError("internal detail")
-    monkeypatch.setattr(cli, "load_message", broken)
+    monkeypatch.setattr(message, "load_message", broken)
     result = run_smail("/SMTP_SERVER=smtp.test", *BASIC)
     assert result.exit_code == ExitCode.INTERNAL
     assert result.stderr.count("\n") == 1 and "internal error (a bug)" in result.stderr
@@ -150,7 +154,7 @@ def test_a_bug_exits_7_with_one_line_and_the_traceback_in_the_log(run_smail, mon
 
 
 def test_a_bug_without_log_writes_a_crash_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "load_message", lambda s: 1 / 0)
+    monkeypatch.setattr(message, "load_message", lambda s: 1 / 0)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -370,13 +371,13 @@ def test_unreadable_certificate_file_exits_8(graph, tmp_path, monkeypatch):
     pem = tmp_path / "app.pem"
     pem.write_text("placeholder")
 
-    original = Path.read_text
+    original = os.open
 
-    def denied(self, *args, **kwargs):
-        if self == pem:
+    def denied(path, *args, **kwargs):
+        if Path(path) == pem:
             raise PermissionError(13, "Permission denied")
-        return original(self, *args, **kwargs)
-    monkeypatch.setattr(Path, "read_text", denied)
+        return original(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
     result = graph(f"/O365_CERT_FILE={pem}", secret=False)
     assert result.exit_code == ExitCode.FILE_NOT_FOUND
     assert "Permission denied" in result.stderr and "app.pem" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import ssl
 import time
 
@@ -371,7 +372,23 @@ def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
     assert smtp._is_loopback(Client()) is loopback  # False -> "Authenticating without TLS" warning
 
 
-@pytest.mark.parametrize("name, expected", [("erp01", "erp01"), ("büro-pc", "xn--bro-pc-3ya"), ("", "localhost")])
-def test_default_ehlo_name_is_ascii(name, expected):
+@pytest.mark.parametrize("fqdn, local, expected", [
+    ("erp01.corp.example", "10.0.0.5", "erp01.corp.example"),
+    ("büro-pc.example.de", "10.0.0.5", "xn--bro-pc-3ya.example.de"),
+    ("erp01", "192.0.2.1", "[192.0.2.1]"),                 # a bare short name: never sent
+    ("ERP_01", "192.0.2.1", "[192.0.2.1]"),
+    ("", "2001:db8::1", "[IPv6:2001:db8::1]"),
+    ("bad..name.example", None, "[127.0.0.1]"),
+])
+def test_default_ehlo_name_is_a_fqdn_or_an_address_literal(fqdn, local, expected):
     from smail.transports import smtp
-    assert smtp.local_hostname(lambda: name) == expected
+    assert smtp.ehlo_name(local, fqdn=lambda: fqdn) == expected
+
+
+def test_ehlo_argument_recorded_by_the_server_is_a_fqdn_or_an_address_literal(smtpd, run_smail):
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    result = run_smail(*server.options, *BASIC)
+    assert result.exit_code == ExitCode.OK, result.stderr
+    [name] = handler.helo_names
+    assert re.fullmatch(r"\[[0-9.]+\]|\[IPv6:[0-9a-fA-F:]+\]|([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+", name), name

@@ -84,6 +84,7 @@ class FakeMicrosoft:
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
         self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
         self.max_request = 0
+        self.graph_audience = "https://graph.microsoft.com"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
@@ -316,7 +317,9 @@ class FakeMicrosoft:
                                     "message": "Access token is empty." if not token else
                                     "Access token validation failure."}}, {}), None
         app_id, audience = self.tokens[token]
-        if audience != self.base:
+        # The fake stands for Microsoft Graph reached through a private URL (a proxy, a gateway):
+        # the tokens it accepts are Microsoft Graph's own, whatever the URL SMail was given.
+        if audience != self.graph_audience:
             return (401, {"error": {"code": "InvalidAuthenticationToken",
                                     "message": "Access token validation failure. Invalid audience."}}, {}), None
         app = next(a for apps in self.tenants.values() for a in apps.values() if a.app_id == app_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from smail import options
@@ -141,9 +143,21 @@ def test_every_option_has_help_and_a_unique_name():
 def test_wildcards(tmp_path):
     for name in ("a.pdf", "b.pdf", "c.txt"):
         (tmp_path / name).write_text("x")
-    assert [p.name for p in options.expand_wildcards(str(tmp_path / "*.pdf"))] == ["a.pdf", "b.pdf"]
+    (tmp_path / "d.pdf").mkdir()  # a folder matching the pattern is not a file
+    assert [p.name for p in options.file_list(str(tmp_path / "*.pdf"))] == ["a.pdf", "b.pdf"]
     with pytest.raises(FileMissingError, match="No file matches"):
-        options.expand_wildcards(str(tmp_path / "*.doc"))
+        options.file_list(str(tmp_path / "*.doc"))
+
+
+def test_a_file_name_holding_a_separator_is_one_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("Facture 1,2.pdf", "a;b.txt", "c.txt"):
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in options.file_list("Facture 1,2.pdf")] == ["Facture 1,2.pdf"]
+    assert [p.name for p in options.file_list("c.txt;a;b.txt, Facture 1,2.pdf")] == [
+        "c.txt", "a;b.txt", "Facture 1,2.pdf"]
+    with pytest.raises(FileMissingError, match="File not found: Facture 1"):
+        options.file_list("Facture 1,3.pdf")
 
 
 def test_split_list():
@@ -154,8 +168,12 @@ def test_unreadable_response_file_is_exit_8(tmp_path, monkeypatch):
     rsp = tmp_path / "opts.rsp"
     rsp.write_text("/SUBJECT=x\n")
 
-    def denied(self):
-        raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(type(rsp), "read_bytes", denied)
+    original = os.open
+
+    def denied(path, *args, **kwargs):
+        if str(path) == str(rsp):
+            raise PermissionError(13, "Permission denied")
+        return original(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(FileMissingError, match="Cannot read .*opts.rsp: Permission denied"):
         parse([f"@{rsp}"], {})

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from smail import redact
-from smail.errors import ConnectError, ExitCode, RetryExceededError, SendError
+from smail.errors import ConnectError, ExitCode, HTTPAnswer, RetryExceededError, SendError
 from smail.redact import RedactingFilter, Secret
 from smail.retry import RetryPolicy, run
 
@@ -69,7 +69,7 @@ def test_delay_is_capped_and_retry_after_wins():
     sleeps = []
 
     def attempt():
-        raise SendError("throttled", transient=True, retry_after=7)
+        raise SendError("throttled", retry_after=7, answer=HTTPAnswer(429))
     with pytest.raises(RetryExceededError) as info:
         run(attempt, RetryPolicy(attempts=3, delay=1000), sleep=sleeps.append, jitter=lambda: 1)
     assert sleeps == [7, 7]

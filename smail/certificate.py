@@ -1,0 +1,51 @@
+"""/O365_CERT_FILE: a .pfx/.p12, or PEM with the certificate and its private key, opened
+with /O365_CERT_PASSWORD. Checked during validation (so that /DRY_RUN refuses what a real run
+would) and turned into msal's client_credential. Imports cryptography: Graph paths only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from smail import files
+from smail.errors import AuthError, ParamError
+from smail.i18n import _
+from smail.redact import Secret
+
+_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.*?-----END (?:[A-Z]+ )?PRIVATE KEY-----", re.DOTALL)
+_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _is_pfx(path: Path) -> bool:
+    return path.suffix.lower() in (".pfx", ".p12")
+
+
+def load(path: Path, password: Secret | None) -> dict[str, Any]:
+    """msal's client_credential for the certificate; ParamError when it cannot be opened."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
+
+    data = files.read_bounded(path)
+    secret = password.reveal().encode("utf-8") if password else None
+    try:
+        if _is_pfx(path):
+            key, cert, _extra = pkcs12.load_key_and_certificates(data, secret)
+            if key is None or cert is None:
+                raise ValueError("no key or no certificate")
+            credential: dict[str, Any] = {"private_key_pfx_path": str(path)}
+        else:
+            key_pem, cert_pem = _KEY.search(data), _CERT.search(data)
+            if not key_pem or not cert_pem:
+                raise ParamError(_("/O365_CERT_FILE {path} must hold the certificate and its private key (PEM), or be a .pfx/.p12 file.").format(
+                    path=path))
+            load_pem_private_key(key_pem.group(0), secret)
+            x509.load_pem_x509_certificate(cert_pem.group(0))
+            credential = {"private_key": key_pem.group(0).decode("ascii"),
+                          "public_certificate": cert_pem.group(0).decode("ascii")}
+    except (ValueError, TypeError) as exc:  # the credential cannot be used: exit 4, as Entra would refuse it
+        raise AuthError(_("The certificate {path} could not be used: {reason} (wrong /O365_CERT_PASSWORD?).").format(
+            path=path, reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+    if password:
+        credential["passphrase"] = password.reveal()
+    return credential

@@ -1,0 +1,193 @@
+"""Files as an unattended tool must treat them.
+
+Inputs: only regular files are read (a FIFO, a device or a folder is refused before it can
+block or flood memory), and what is read whole is bounded. Outputs: never block on a FIFO,
+replace a result atomically, and remove only a regular file SMail could have written.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from smail.errors import FileMissingError, SMailError
+from smail.i18n import _
+
+# What is read whole into memory: response, configuration, secret, token and CA files.
+TEXT_LIMIT: Final = 4 * 1024 * 1024
+# A body file is read whole too (it is decoded and may be rewritten); attachments are streamed.
+BODY_LIMIT: Final = 64 * 1024 * 1024
+
+_READ_FLAGS: Final = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+                      | getattr(os, "O_NOCTTY", 0))
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file() that also says False for names the OS rejects (too long, NUL...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path) -> bool:
+    """Path.exists() that says False for names the OS rejects instead of raising."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def not_regular(path: Path) -> FileMissingError:
+    """The refusal of a folder, device or FIFO given where a file is expected (exit 8)."""
+    if is_dir(path):
+        return FileMissingError(_("{path} is a folder, not a file.").format(path=path))
+    return FileMissingError(_("{path} is not a regular file (a device, a pipe or a socket).").format(
+        path=path))
+
+
+def open_input(path: Path) -> BinaryIO:
+    """Open a regular file for reading without ever blocking on a FIFO; exit 8 otherwise."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except ValueError:  # a NUL character in the name
+        raise FileMissingError(_("File not found: {path}").format(path=path)) from None
+    except OSError as exc:
+        if is_dir(path):
+            raise not_regular(path) from None
+        raise FileMissingError.unreadable(path, exc) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_regular(path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
+    """The whole content of a regular file of at most `limit` bytes (exit 8 otherwise)."""
+    blocks: list[bytes] = []
+    size = 0
+    with open_input(path) as stream:
+        try:  # in blocks: read(n) would reserve n bytes at once, whatever the file's size
+            while size <= limit and (block := stream.read(min(1 << 20, limit + 1 - size))):
+                blocks.append(block)
+                size += len(block)
+        except OSError as exc:
+            raise FileMissingError.unreadable(path, exc) from None
+    data = b"".join(blocks)
+    if len(data) > limit:
+        raise FileMissingError(_("{path} is larger than {limit} MB, too large for its use.").format(
+            path=path, limit=limit // (1024 * 1024)))
+    return data
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252 ("ANSI"): how Notepad saves."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def read_text_file(path: Path, limit: int = TEXT_LIMIT) -> str:
+    """A small text file (options, configuration, secret): regular, bounded, UTF-8 or ANSI."""
+    return decode_text(read_bounded(path, limit))
+
+
+def expand_wildcards(pattern: str) -> list[Path]:
+    """`*.pdf` -> the matching regular files, sorted; a pattern matching nothing is exit 8."""
+    if not glob.has_magic(pattern):
+        return [Path(pattern)]
+    matches = sorted(Path(p) for p in glob.glob(pattern) if is_file(Path(p)))
+    if not matches:
+        raise FileMissingError(_("No file matches {pattern}").format(pattern=pattern))
+    return matches
+
+
+def identity(path: Path) -> tuple[str, object]:
+    """A key equal for two names of the same file: device and inode when it exists."""
+    try:
+        info = os.stat(path)
+        if info.st_ino:
+            return ("inode", (info.st_dev, info.st_ino))
+    except (OSError, ValueError):
+        pass
+    return ("name", os.path.normcase(os.path.abspath(path)))
+
+
+def open_output(path: Path, *, append: bool = False) -> BinaryIO:
+    """Open an output for writing; a FIFO without a reader fails at once instead of blocking."""
+    flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_NOCTTY", 0) | (os.O_APPEND if append else 0))
+    fd = os.open(path, flags, 0o666)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if stat.S_ISREG(info.st_mode) and not append:
+            os.ftruncate(fd, 0)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def is_regular_output(path: Path) -> bool:
+    """Whether `path` is a regular file itself (not a symlink, device, FIFO or folder)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def remove_output(path: Path) -> None:
+    """Delete a file SMail writes (the error file) only when it is a regular file itself."""
+    if is_regular_output(path):
+        path.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` all at once (temporary file in the same folder, fsync,
+    rename), so that a reader never sees half a file. A device or FIFO is written in place."""
+    target = Path(os.path.realpath(path))
+    if exists(target) and not is_regular_output(target):
+        with open_output(target) as stream:
+            stream.write(data)
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_failure(path: Path, exc: OSError | ValueError) -> SMailError:
+    """An output that could not be written (exit 1), naming it and the OS's reason."""
+    from smail.errors import reason
+
+    return SMailError(_("{path} could not be written: {reason}").format(path=path, reason=reason(exc)))

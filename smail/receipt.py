@@ -1,0 +1,101 @@
+"""One receipt model for every message SMail handles, whatever sent it (SMTP or Graph) and
+whatever produced it (a single send, a batch row, an outbox entry); /RESULT_FILE is its JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from smail import files, redact
+from smail.errors import ExitCode, MaybeSentError, RecipientsRefusedError, RetryExceededError, SMailError
+
+
+class Status(Enum):
+    SENT = "sent"
+    REFUSED = "refused"              # a permanent refusal: sending it again cannot help
+    FAILED = "failed"                # not sent now; another attempt later may succeed
+    MAYBE_SENT = "may-have-been-sent"  # the end of the message went out, no answer came
+    QUEUED = "queued"                # kept in the outbox for a later /FLUSH
+    SKIPPED = "skipped"              # /BATCH_RESUME: already sent by an earlier run
+    DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    """What happened to one message, with what the server said."""
+
+    status: Status
+    message_id: str | None = None
+    accepted: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()     # (address, the server's reply)
+    server: str | None = None                     # host:port, or Graph's host and mailbox
+    reply: str | None = None                      # the server's last reply
+    request_id: str | None = None                 # Graph's request-id
+    queue_id: str | None = None
+    tls_version: str | None = None
+    attempts: int = 0
+    duration: float = 0.0
+    exit_code: ExitCode = ExitCode.OK
+    error: str | None = None
+    summary: str = ""                             # the translated success line
+    source: dict[str, Any] = field(default_factory=dict)  # batch row or outbox entry
+    failure: SMailError | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_error(cls, err: SMailError, **facts: Any) -> Receipt:
+        """The receipt of a message that was not (certainly) sent."""
+        cause = err.last if isinstance(err, RetryExceededError) else err
+        if isinstance(cause, MaybeSentError):
+            status = Status.MAYBE_SENT
+        elif err.transient or isinstance(err, RetryExceededError):
+            status = Status.FAILED
+        else:
+            status = Status.REFUSED
+        refused = tuple((address, str(reply)) for address, reply in cause.refused) \
+            if isinstance(cause, RecipientsRefusedError) else ()
+        reply = cause.reply
+        answer = cause.answer
+        return cls(status=status, exit_code=err.exit_code, error=err.message, refused=refused,
+                   reply=str(reply) if reply else None,
+                   request_id=answer.request_id or None if answer else None,
+                   failure=err, **facts)
+
+    def with_facts(self, **facts: Any) -> Receipt:
+        return replace(self, **facts)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self, dict_factory=lambda items: {k: v for k, v in items
+                                                       if k not in ("failure", "summary")})
+        data["status"] = self.status.value
+        data["exit_code"] = int(self.exit_code)
+        data["exit_name"] = f"EXIT_{self.exit_code.name}"
+        data["refused"] = [{"address": a, "reply": r} for a, r in self.refused]
+        data["accepted"] = list(self.accepted)
+        data["duration"] = round(self.duration, 3)
+        return data
+
+
+def run_result(exit_code: ExitCode, text: str, receipts: Sequence[Receipt]) -> dict[str, Any]:
+    """The /RESULT_FILE document of one run."""
+    return {"exit_code": int(exit_code), "exit_name": f"EXIT_{exit_code.name}",
+            "message": text, "messages": [r.as_json() for r in receipts]}
+
+
+def write_result(path: Path, document: dict[str, Any]) -> None:
+    """/RESULT_FILE, written atomically, secrets masked; an OSError is the caller's to report."""
+    text = redact.redact(json.dumps(document, ensure_ascii=False, indent=2))
+    files.write_atomically(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
+
+
+@dataclass
+class Outcome:
+    """How a run ended: its exit code, the line the user reads, and every message's receipt."""
+
+    exit_code: ExitCode
+    text: str
+    receipts: list[Receipt] = field(default_factory=list)
+    error: SMailError | None = None

@@ -1,0 +1,268 @@
+"""Windows-only services behind small typed functions: code pages, DPAPI, Credential Manager.
+
+Everything goes through ctypes (no pywin32). The module imports on any platform: the DLLs are
+loaded on first use, and each function either takes an injectable hook (so its non-Windows
+behaviour is unit-tested on Linux) or raises NotOnWindowsError off Windows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import ctypes
+import functools
+import sys
+from collections.abc import Callable
+from ctypes import POINTER, Structure, byref, c_char, c_uint32, c_void_p, c_wchar_p
+from typing import Any
+
+# winnt.h / wincrypt.h / wincred.h / winerror.h
+_DWORD = c_uint32  # DWORD is 32 bits on both x86 and x64 Windows (c_ulong would be 64 on Linux)
+CP_UTF8 = 65001
+CRYPTPROTECT_UI_FORBIDDEN = 0x1
+CRYPTPROTECT_LOCAL_MACHINE = 0x4
+CRED_TYPE_GENERIC = 1
+CRED_PERSIST_LOCAL_MACHINE = 2
+ERROR_NOT_FOUND = 1168
+
+PROTECTED_MAGIC = b"SMail-DPAPI/1"
+_SCOPES = (b"USER", b"MACHINE")
+_MAGIC_PREFIX = b"SMAIL-DPAPI/"
+
+
+class NotOnWindowsError(OSError):
+    """A Windows-only feature (DPAPI, Credential Manager) was asked for on another system."""
+
+
+class DATA_BLOB(Structure):
+    """wincrypt.h DATA_BLOB: the byte buffer DPAPI reads and writes."""
+
+    _fields_ = [("cbData", _DWORD), ("pbData", POINTER(c_char))]
+
+
+class FILETIME(Structure):
+    """minwinbase.h FILETIME (two DWORDs, so 4-byte aligned inside CREDENTIALW)."""
+
+    _fields_ = [("dwLowDateTime", _DWORD), ("dwHighDateTime", _DWORD)]
+
+
+class CREDENTIALW(Structure):
+    """wincred.h CREDENTIALW; 52 bytes on x86 and 80 on x64, where CredentialBlob is padded to 8."""
+
+    _fields_ = [
+        ("Flags", _DWORD),
+        ("Type", _DWORD),
+        ("TargetName", c_wchar_p),
+        ("Comment", c_wchar_p),
+        ("LastWritten", FILETIME),
+        ("CredentialBlobSize", _DWORD),
+        ("CredentialBlob", POINTER(c_char)),
+        ("Persist", _DWORD),
+        ("AttributeCount", _DWORD),
+        ("Attributes", c_void_p),
+        ("TargetAlias", c_wchar_p),
+        ("UserName", c_wchar_p),
+    ]
+
+
+def _code_page(number: int, default: str) -> str:
+    """A Python codec name for a Windows code page number."""
+    if number == CP_UTF8:
+        return "utf-8"
+    name = f"cp{number}"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return default  # e.g. cp20127: "mbcs"/"oem" are Python's codecs for "whatever the ANSI/OEM page is"
+    return name
+
+
+def ansi_code_page(get_acp: Callable[[], int] | None = None) -> str:
+    """The ANSI code page's codec (Notepad's "ANSI" files), "cp1252" off Windows."""
+    if get_acp is None:
+        if sys.platform != "win32":
+            return "cp1252"
+        get_acp = _kernel32().GetACP
+    return _code_page(int(get_acp()), "mbcs")
+
+
+def oem_code_page(get_oemcp: Callable[[], int] | None = None) -> str:
+    """The OEM code page's codec (what cmd.exe pipes carry), "cp850" off Windows."""
+    if get_oemcp is None:
+        if sys.platform != "win32":
+            return "cp850"
+        get_oemcp = _kernel32().GetOEMCP
+    return _code_page(int(get_oemcp()), "oem")
+
+
+def _require_windows(feature: str) -> None:
+    if sys.platform != "win32":
+        raise NotOnWindowsError(f"{feature} is only available on Windows.")
+
+
+def _last_error(target: str | None = None) -> OSError:
+    """An OSError carrying GetLastError()'s code and Windows' own message (in the UI language)."""
+    code = ctypes.get_last_error()  # type: ignore[attr-defined,unused-ignore]
+    message = ctypes.FormatError(code).strip()  # type: ignore[attr-defined,unused-ignore]
+    # OSError(errno, strerror, filename, winerror): Windows maps winerror to errno and prints
+    # "[WinError 1168] Element not found: 'target'".
+    return OSError(0, message, target, code)
+
+
+def _dll(name: str) -> Any:
+    # use_last_error: ctypes saves GetLastError() right after the call, before Python can clobber it.
+    return ctypes.WinDLL(name, use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+
+
+def _prototype(function: Any, restype: Any, *argtypes: Any) -> None:
+    function.restype, function.argtypes = restype, list(argtypes)
+
+
+@functools.cache
+def _kernel32() -> Any:
+    kernel32 = _dll("kernel32")
+    _prototype(kernel32.GetACP, ctypes.c_uint)
+    _prototype(kernel32.GetOEMCP, ctypes.c_uint)
+    _prototype(kernel32.LocalFree, c_void_p, c_void_p)
+    return kernel32
+
+
+@functools.cache
+def _crypt32() -> Any:
+    crypt32 = _dll("crypt32")
+    blob, void = POINTER(DATA_BLOB), c_void_p
+    # BOOL CryptProtectData(in, szDataDescr, entropy, reserved, prompt, flags, out)
+    _prototype(crypt32.CryptProtectData, ctypes.c_int, blob, c_wchar_p, blob, void, void, _DWORD, blob)
+    # BOOL CryptUnprotectData(in, ppszDataDescr, entropy, reserved, prompt, flags, out)
+    _prototype(crypt32.CryptUnprotectData, ctypes.c_int, blob, void, blob, void, void, _DWORD, blob)
+    return crypt32
+
+
+@functools.cache
+def _advapi32() -> Any:
+    advapi32 = _dll("advapi32")
+    _prototype(advapi32.CredReadW, ctypes.c_int, c_wchar_p, _DWORD, _DWORD, POINTER(POINTER(CREDENTIALW)))
+    _prototype(advapi32.CredWriteW, ctypes.c_int, POINTER(CREDENTIALW), _DWORD)
+    _prototype(advapi32.CredDeleteW, ctypes.c_int, c_wchar_p, _DWORD, _DWORD)
+    _prototype(advapi32.CredFree, None, c_void_p)
+    return advapi32
+
+
+def _dpapi(call: str, data: bytes, flags: int) -> bytes:
+    """Run CryptProtectData or CryptUnprotectData on `data`; the output is freed with LocalFree."""
+    buffer = ctypes.create_string_buffer(data, len(data))
+    blob_in = DATA_BLOB(len(data), ctypes.cast(buffer, POINTER(c_char)))
+    blob_out = DATA_BLOB()
+    if not getattr(_crypt32(), call)(byref(blob_in), None, None, None, None, flags, byref(blob_out)):
+        raise _last_error()
+    try:
+        return ctypes.string_at(blob_out.pbData, blob_out.cbData)
+    finally:
+        _kernel32().LocalFree(ctypes.cast(blob_out.pbData, c_void_p))
+
+
+def protect(data: bytes, *, machine: bool = False) -> bytes:
+    """Encrypt for this Windows user (or, with machine=True, any account on this machine)."""
+    _require_windows("DPAPI")
+    return _dpapi("CryptProtectData", data,
+                  CRYPTPROTECT_UI_FORBIDDEN | (CRYPTPROTECT_LOCAL_MACHINE if machine else 0))
+
+
+def unprotect(blob: bytes) -> bytes:
+    """Decrypt a DPAPI blob; another user's or machine's blob raises OSError with Windows' reason."""
+    _require_windows("DPAPI")
+    return _dpapi("CryptUnprotectData", blob, CRYPTPROTECT_UI_FORBIDDEN)
+
+
+def format_protected(blob: bytes, *, machine: bool) -> bytes:
+    """The text file that holds a DPAPI blob: a header naming the scope, then base64 lines, CRLF."""
+    encoded = base64.b64encode(blob)
+    lines = [PROTECTED_MAGIC + (b" MACHINE" if machine else b" USER")]
+    lines += [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def parse_protected(data: bytes) -> bytes | None:
+    """The blob of a format_protected() file, None for any other file; ValueError when corrupt."""
+    text = _ascii_text(data)
+    header, _newline, body = text.partition(b"\n")
+    words = header.upper().split()
+    if not words or not words[0].startswith(_MAGIC_PREFIX):
+        return None  # an ordinary password file
+    if words[0] != PROTECTED_MAGIC.upper() or len(words) != 2 or words[1] not in _SCOPES:
+        raise ValueError(f"unsupported protected-secret header {header.strip()[:40]!r}")
+    try:
+        blob = base64.b64decode(b"".join(body.split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"corrupt protected secret: {exc}") from exc
+    if not blob:
+        raise ValueError("corrupt protected secret: no data after the header")
+    return blob
+
+
+def _ascii_text(data: bytes) -> bytes:
+    """`data` without its BOM; UTF-16 (what PowerShell 5's `>` writes) re-encoded as ASCII when it can be."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16").encode("ascii")
+        except UnicodeError:
+            return b""
+    return data.removeprefix(codecs.BOM_UTF8)
+
+
+def decode_secret(blob: bytes) -> str:
+    """A credential blob as text: UTF-16-LE (cmdkey, most tools) or else UTF-8 (git, docker)."""
+    # An ASCII UTF-8 secret of even length is also valid UTF-16-LE (b"ab" -> "\u6261"), so UTF-16 is
+    # chosen only when the bytes hold a NUL (Latin text in UTF-16) or are not UTF-8 at all.
+    if len(blob) % 2 == 0 and (b"\x00" in blob or not _is_utf8(blob)):
+        try:
+            return blob.decode("utf-16-le").rstrip("\x00")
+        except UnicodeDecodeError:
+            pass
+    return blob.decode("utf-8").rstrip("\x00")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_credential(target: str) -> str:
+    """The secret of a generic Windows credential; OSError (ERROR_NOT_FOUND...) when unreadable."""
+    _require_windows("Windows Credential Manager")
+    advapi32 = _advapi32()
+    pointer = POINTER(CREDENTIALW)()
+    if not advapi32.CredReadW(target, CRED_TYPE_GENERIC, 0, byref(pointer)):
+        raise _last_error(target)
+    try:
+        credential = pointer.contents
+        blob = ctypes.string_at(credential.CredentialBlob, credential.CredentialBlobSize)
+    finally:
+        advapi32.CredFree(pointer)
+    try:
+        return decode_secret(blob)
+    except UnicodeDecodeError as exc:
+        raise OSError(f"The credential {target!r} is neither UTF-16 nor UTF-8 text.") from exc
+
+
+def write_credential(target: str, secret: str) -> None:
+    """Store `secret` as a generic credential of this user, UTF-16-LE like cmdkey /generic."""
+    _require_windows("Windows Credential Manager")
+    data = secret.encode("utf-16-le")
+    buffer = ctypes.create_string_buffer(data, len(data))
+    credential = CREDENTIALW(Type=CRED_TYPE_GENERIC, TargetName=target, CredentialBlobSize=len(data),
+                             CredentialBlob=ctypes.cast(buffer, POINTER(c_char)),
+                             Persist=CRED_PERSIST_LOCAL_MACHINE, UserName="SMail")
+    if not _advapi32().CredWriteW(byref(credential), 0):
+        raise _last_error(target)
+
+
+def delete_credential(target: str) -> None:
+    """Remove a generic credential; OSError (ERROR_NOT_FOUND) when there is none."""
+    _require_windows("Windows Credential Manager")
+    if not _advapi32().CredDeleteW(target, CRED_TYPE_GENERIC, 0):
+        raise _last_error(target)
