@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from smail import __version__, files, i18n, log, options, redact
+from smail import __version__, files, i18n, log, options, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.output import Console, ErrorFile
@@ -222,15 +222,3 @@ def _report(outcome: Outcome, console: Console, report: Reporting) -> None:
         except (OSError, ValueError) as exc:
             console.err(_("The result file {path} could not be written: {reason}").format(
                 path=report.result_file, reason=reason(exc)))
-
-
-def version_line() -> str:
-    """`SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64)`."""
-    import ssl
-    import struct
-
-    words = ssl.OPENSSL_VERSION.split()
-    openssl = words[1] if len(words) > 1 and words[0] == "OpenSSL" else ssl.OPENSSL_VERSION
-    python = ".".join(str(n) for n in sys.version_info[:3])
-    machine = "x64" if struct.calcsize("P") == 8 else "x86"
-    return f"SMail {__version__} (Python {python}, OpenSSL {openssl}, {machine})"

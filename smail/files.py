@@ -110,10 +110,13 @@ def read_text_file(path: Path, limit: int = TEXT_LIMIT) -> str:
 
 
 def expand_wildcards(pattern: str) -> list[Path]:
-    """`*.pdf` -> the matching regular files, sorted; a pattern matching nothing is exit 8."""
-    if not glob.has_magic(pattern):
+    """`*.pdf` -> the matching regular files, sorted; a pattern matching nothing is exit 8.
+
+    Only `*` and `?` are wildcards, as in cmd: `[` in a name (`Report[1].pdf`) is literal.
+    """
+    if "*" not in pattern and "?" not in pattern:
         return [Path(pattern)]
-    matches = sorted(Path(p) for p in glob.glob(pattern) if is_file(Path(p)))
+    matches = sorted(Path(p) for p in glob.glob(pattern.replace("[", "[[]")) if is_file(Path(p)))
     if not matches:
         raise FileMissingError(_("No file matches {pattern}").format(pattern=pattern))
     return matches

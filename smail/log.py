@@ -57,7 +57,7 @@ class _AppendHandler(_SMailHandler):
         try:
             line = self.format(record) + "\n"
             os.write(self.stream.fileno(), line.encode("utf-8", errors="backslashreplace"))
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # never logging's "--- Logging error ---" traceback on stderr
             self.failed = True
             self.warn(_("The log file {path} could not be written: {reason}").format(
                 path=self.path, reason=reason(exc)))

@@ -30,8 +30,12 @@ class Secret:
 
 def _variants(value: str) -> set[str]:
     """The forms under which a secret may travel: raw, URL-encoded, base64."""
-    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
-    forms.add(base64.b64encode(value.encode("utf-8")).decode("ascii"))
+    try:  # a value from argv may hold undecodable bytes (lone surrogates)
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = value.encode("utf-8", "surrogatepass")
+    forms = {value, urllib.parse.quote(data, safe=""), urllib.parse.quote_plus(data)}
+    forms.add(base64.b64encode(data).decode("ascii"))
     return {form for form in forms if len(form) >= 3}
 
 
@@ -84,7 +88,11 @@ class RedactingFilter(logging.Filter):
     """Sits on every handler, so it also sees records of msal, urllib3 and requests."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        try:
+            text = record.getMessage()
+        except Exception:  # a library's malformed log call must not break the run
+            text = f"{record.msg!s} {record.args!r}"
+        record.msg = redact(text)
         record.args = None
         if record.exc_info:
             formatter = logging.Formatter()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import pyinstaller_common as common  # build/ is on pytest's pythonpath
 import pytest
 
+from smail import __version__
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "build"))
-
-import pyinstaller_common as common  # noqa: E402
-
-from smail import __version__  # noqa: E402
 
 
 @pytest.mark.parametrize("arch, bits", [("x86", 64), ("x64", 32)])

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import string
-import sys
 from pathlib import Path
 
+import catalogs  # build/ is on pytest's pythonpath, as it is on sys.path for every build script
 import pytest
 
 from smail import i18n
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("catalogs", ROOT / "build" / "catalogs.py")
-catalogs = importlib.util.module_from_spec(spec)
-sys.modules["catalogs"] = catalogs  # dataclasses resolve annotations through it
-spec.loader.exec_module(catalogs)
 
 
 def test_order_lang_env_config_os_then_english():

@@ -1,0 +1,113 @@
+"""Files as an unattended tool must treat them: regular inputs only, bounded reads, outputs
+that never block and never remove what SMail did not write."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from smail import files
+from smail.errors import FileMissingError
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev devices are POSIX")
+
+
+def test_regular_file_is_read_whole_within_its_bound(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"x" * 100)
+    assert files.read_bounded(path, limit=100) == b"x" * 100
+    with pytest.raises(FileMissingError, match="larger than"):
+        files.read_bounded(path, limit=99)
+
+
+def test_a_folder_is_refused_naming_it(tmp_path):
+    with pytest.raises(FileMissingError, match="is a folder, not a file"):
+        files.read_bounded(tmp_path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileMissingError, match="File not found"):
+        files.read_bounded(tmp_path / "nope.txt")
+
+
+@posix_only
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/urandom"])
+def test_devices_are_refused_at_once(device):
+    with pytest.raises(FileMissingError, match="not a regular file"):
+        files.read_bounded(Path(device))
+
+
+@posix_only
+def test_a_fifo_without_writer_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(pytest.raises(FileMissingError, files.read_bounded, fifo)))
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive() and outcome  # it returned: refused, not blocked
+
+
+@posix_only
+def test_output_to_a_fifo_without_reader_fails_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError):
+        files.open_output(fifo)
+
+
+@posix_only
+def test_remove_output_never_touches_devices_fifos_folders_or_symlink_targets(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    for path in (fifo, tmp_path, link):
+        files.remove_output(path)
+    files.remove_output(Path("/dev/null"))
+    assert fifo.exists() and link.is_symlink() and target.read_text() == "keep" and os.path.exists("/dev/null")
+    regular = tmp_path / "error.txt"
+    regular.write_text("old error")
+    files.remove_output(regular)
+    assert not regular.exists()
+
+
+def test_write_atomically_replaces_the_whole_file(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    files.write_atomically(path, b'{"new": true}')
+    assert path.read_bytes() == b'{"new": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+@posix_only
+def test_write_atomically_writes_a_device_in_place():
+    files.write_atomically(Path("/dev/null"), b"x")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_wildcards_only_star_and_question_mark(tmp_path):
+    for name in ("Report[1].pdf", "a.pdf", "b.txt"):
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in files.expand_wildcards(str(tmp_path / "*.pdf"))] == ["Report[1].pdf", "a.pdf"]
+    assert files.expand_wildcards(str(tmp_path / "Report[1].pdf")) == [tmp_path / "Report[1].pdf"]
+    assert [p.name for p in files.expand_wildcards(str(tmp_path / "Report[1]?pdf"))] == ["Report[1].pdf"]
+
+
+def test_identity_of_two_names_of_one_file(tmp_path, monkeypatch):
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert files.identity(path) == files.identity(Path("a.txt"))
+    assert files.identity(tmp_path / "missing") == files.identity(Path("missing"))
+
+
+def test_decode_text_utf8_then_ansi():
+    assert files.decode_text("\ufeffété".encode()) == "été"
+    assert files.decode_text("été".encode("cp1252")) == "été"
