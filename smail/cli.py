@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -29,6 +28,8 @@ def _crash_report(err: InternalError, log_path: Path | None) -> Path | None:
     if log_path is not None:
         logger.error(err.details)
         return log_path
+    import tempfile
+
     try:
         fd, name = tempfile.mkstemp(prefix="smail-crash-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as stream:

@@ -7,7 +7,6 @@ it carries (an SMTP reply, an HTTP answer), whether retrying may help.
 from __future__ import annotations
 
 import re
-import traceback
 from dataclasses import dataclass
 from enum import IntEnum, unique
 from typing import ClassVar
@@ -229,4 +228,6 @@ class InternalError(SMailError):
     @classmethod
     def from_current(cls, message: str) -> InternalError:
         """Wrap the exception being handled."""
+        import traceback
+
         return cls(message, traceback.format_exc())

@@ -7,10 +7,8 @@ replace a result atomically, and remove only a regular file SMail could have wri
 
 from __future__ import annotations
 
-import glob
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -116,6 +114,8 @@ def expand_wildcards(pattern: str) -> list[Path]:
     """
     if "*" not in pattern and "?" not in pattern:
         return [Path(pattern)]
+    import glob
+
     matches = sorted(Path(p) for p in glob.glob(pattern.replace("[", "[[]")) if is_file(Path(p)))
     if not matches:
         raise FileMissingError(_("No file matches {pattern}").format(pattern=pattern))
@@ -174,6 +174,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         with open_output(target) as stream:
             stream.write(data)
         return
+    import tempfile
+
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as stream:

@@ -94,14 +94,13 @@ def os_ui_language(environ: Mapping[str, str] | None = None, *,
     return posix_ui_language(os.environ if environ is None else environ)
 
 
-def choose_language(argv_lang: str | None, environ: Mapping[str, str],
-                    config_lang: str | None = None, *,
+def choose_language(wanted: str | None, environ: Mapping[str, str], *,
                     ui_language: Callable[[], str | None] | None = None) -> str:
-    """/LANG, then SMAIL_LANG, then the config file, then the OS UI language, else English."""
-    for wanted in (argv_lang, environ.get("SMAIL_LANG"), config_lang):
-        code = normalize(wanted)
-        if code:
-            return code
+    """/LANG as the options give it (command line, SMAIL_LANG, then the configuration file),
+    else the OS UI language, else English."""
+    code = normalize(wanted)
+    if code:
+        return code
     detected = ui_language() if ui_language else os_ui_language(environ)
     return normalize(detected) or "en"
 

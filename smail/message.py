@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import codecs
 import email.utils
+import functools
 import logging
 import mimetypes
 import os
 import re
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -67,9 +67,13 @@ OWNED_HEADERS: Final = frozenset(name.lower() for name in (
 # A header name must leave room for its value on a 78-character line (RFC 5322 section 2.1.1).
 HEADER_NAME_MAX: Final = 76
 
-# Built-in table only: the Windows registry and /etc/mime.types would make the result
-# depend on the machine.
-_TYPES: Final = mimetypes.MimeTypes(filenames=())
+
+
+@functools.cache
+def _types() -> mimetypes.MimeTypes:
+    """Python's built-in table only: the Windows registry and /etc/mime.types would make the
+    result depend on the machine. Made on first use: building it costs start-up time."""
+    return mimetypes.MimeTypes(filenames=())
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 section 3.6.8, ftext
 _LOCAL_PART = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
@@ -328,7 +332,7 @@ def html_to_text(html: str) -> str:
 
 
 def content_type_of(name: str | Path) -> str:
-    guessed, _encoding = _TYPES.guess_type(Path(name).name, strict=False)
+    guessed, _encoding = _types().guess_type(Path(name).name, strict=False)
     return guessed or "application/octet-stream"
 
 
@@ -486,7 +490,7 @@ def _check_inline_references(html: str, inline: tuple[FilePart, ...]) -> None:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex holds, without loading uuid
 
 
 def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,

@@ -8,8 +8,6 @@ each option's own checks), the secret registry and the batch columns.
 from __future__ import annotations
 
 import codecs
-import configparser
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -357,7 +355,12 @@ class Option:
 
     @property
     def env_name(self) -> str:
-        return f"SMAIL_{self.name}"
+        return self.env_names[0]
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """SMAIL_<NAME>, then SMAIL_<ALIAS> for the aliases that can name a variable."""
+        return tuple(f"SMAIL_{name}" for name in (self.name, *self.aliases) if name.isidentifier())
 
     def default_shown(self) -> str | None:
         """The default as the help screen shows it, or None when there is none."""
@@ -552,6 +555,8 @@ def find(name: str) -> Option:
     key = name.strip().upper().replace("-", "_")
     if key in BY_NAME:
         return BY_NAME[key]
+    import difflib  # only for a typo
+
     close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6)
     if close:
         raise ParamError(_("Unknown option /{name}. Did you mean /{suggestion}?").format(
@@ -688,11 +693,9 @@ class _Reader:
     def environ_layer(environ: Mapping[str, str]) -> _Layer:
         layer = _Layer()
         for option in OPTIONS:
-            for name in (option.name, *option.aliases):
-                value = environ.get(f"SMAIL_{name}") if name.isidentifier() else None
-                if value is not None:
-                    layer.put(option, value)
-                    break
+            value = next((environ[name] for name in option.env_names if name in environ), None)
+            if value is not None:
+                layer.put(option, value)
         return layer
 
     def config_layer(self, value: str) -> _Layer:
@@ -704,6 +707,8 @@ class _Reader:
             self._fail(exc if isinstance(exc, SMailError) else ParamError(str(exc)))
             return layer
         self.read_files.append(path)
+        import configparser  # only with /CONFIG
+
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:
             parser.read_string(content, source=str(path))

@@ -3,7 +3,6 @@ whatever produced it (a single send, a batch row, an outbox entry); /RESULT_FILE
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -87,6 +86,8 @@ def run_result(exit_code: ExitCode, text: str, receipts: Sequence[Receipt]) -> d
 
 def write_result(path: Path, document: dict[str, Any]) -> None:
     """/RESULT_FILE, written atomically, secrets masked; an OSError is the caller's to report."""
+    import json
+
     text = redact.redact(json.dumps(document, ensure_ascii=False, indent=2))
     files.write_atomically(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
 

@@ -381,3 +381,17 @@ def test_unreadable_certificate_file_exits_8(graph, tmp_path, monkeypatch):
     result = graph(f"/O365_CERT_FILE={pem}", secret=False)
     assert result.exit_code == ExitCode.FILE_NOT_FOUND
     assert "Permission denied" in result.stderr and "app.pem" in result.stderr
+
+
+def test_a_private_graph_endpoint_still_asks_for_a_microsoft_graph_token(graph, microsoft):
+    result = graph()  # /GRAPH_ENDPOINT is the fake's own https://127.0.0.1:<port>
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert microsoft.token_for("https://graph.microsoft.com")
+    assert not microsoft.token_for(microsoft.graph)
+
+
+def test_graph_scope_option_sets_the_scope(graph, microsoft):
+    result = graph("/GRAPH_SCOPE=https://graph.microsoft.us/.default")
+    assert microsoft.token_for("https://graph.microsoft.us")  # asked for what /GRAPH_SCOPE says
+    assert result.exit_code == ExitCode.AUTH  # and the Graph fake (global) refuses its audience
+    assert "Invalid audience" in result.stderr

@@ -9,19 +9,27 @@ from pathlib import Path
 import catalogs  # build/ is on pytest's pythonpath, as it is on sys.path for every build script
 import pytest
 
-from smail import i18n
+from smail import i18n, options
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_order_lang_env_config_os_then_english():
-    os_fr = lambda: "fr"  # noqa: E731
-    assert i18n.choose_language("EN", {"SMAIL_LANG": "FR"}, "fr", ui_language=os_fr) == "en"
-    assert i18n.choose_language(None, {"SMAIL_LANG": "FR"}, "en", ui_language=lambda: "en") == "fr"
-    assert i18n.choose_language(None, {}, "fr", ui_language=lambda: "en") == "fr"
-    assert i18n.choose_language(None, {}, None, ui_language=os_fr) == "fr"
-    assert i18n.choose_language(None, {}, None, ui_language=lambda: "de") == "en"
-    assert i18n.choose_language(None, {}, None, ui_language=lambda: None) == "en"
+def test_order_lang_env_config_os_then_english(tmp_path):
+    ini = tmp_path / "smail.ini"
+    ini.write_text("[smail]\nlang = fr\n", encoding="utf-8")
+
+    def language(argv: list[str], environ: dict[str, str], os_language: str | None) -> str:
+        wanted = options.parse(argv, environ, tolerant=True).get("LANG")
+        return i18n.choose_language(wanted, environ, ui_language=lambda: os_language)
+    assert language(["/LANG=EN", f"/CONFIG={ini}"], {"SMAIL_LANG": "FR"}, "fr") == "en"
+    assert language([f"/CONFIG={ini}"], {"SMAIL_LANG": "EN"}, "fr") == "en"
+    assert language([f"/CONFIG={ini}"], {}, "en") == "fr"
+    rsp = tmp_path / "opts.rsp"
+    rsp.write_text("/LANG=FR\n", encoding="utf-8")
+    assert language([f"@{rsp}"], {}, "en") == "fr"  # read where it is written: inside an @file
+    assert language([], {}, "fr") == "fr"
+    assert language([], {}, "de") == "en"
+    assert language([], {}, None) == "en"
 
 
 @pytest.mark.parametrize("langid, expected", [(0x040C, "fr"), (0x080C, "fr"), (0x0C0C, "fr"),
