@@ -27,9 +27,9 @@ import requests
 
 from smail import auth, httpclient, redact
 from smail.config import Config, GraphSettings
-from smail.errors import AuthError, FileMissingError, HTTPAnswer, MaybeSentError, SendError, SMailError
+from smail.errors import AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
-from smail.message import FilePart, Mailbox, Message, Priority
+from smail.message import FilePart, Mailbox, Message, Priority, part_chunks, read_part
 from smail.mime import Rendered
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
@@ -54,18 +54,11 @@ def _recipients(boxes: tuple[Mailbox, ...]) -> list[dict[str, Any]]:
             for box in boxes]
 
 
-def _file_bytes(part: FilePart) -> bytes:
-    try:
-        return part.path.read_bytes()
-    except OSError as exc:
-        raise FileMissingError.unreadable(part.path, exc) from None
-
-
 def _file_attachment(part: FilePart, inline: bool) -> dict[str, Any]:
     attachment: dict[str, Any] = {
         "@odata.type": "#microsoft.graph.fileAttachment", "name": part.filename,
         "contentType": part.content_type,
-        "contentBytes": base64.b64encode(_file_bytes(part)).decode("ascii")}
+        "contentBytes": base64.b64encode(read_part(part)).decode("ascii")}
     if inline:
         attachment.update(isInline=True, contentId=part.content_id)
     return attachment
@@ -304,18 +297,15 @@ class GraphSession:
         query = urlsplit(upload_url).query
         redact.remember(upload_url, query)  # the URL is pre-authenticated: a credential
         what = _("uploading {name}").format(name=part.filename)
-        try:
-            with part.path.open("rb") as stream:
-                start = 0
-                while start < part.size:
-                    chunk = stream.read(CHUNK)
-                    end = start + len(chunk) - 1
-                    # The upload URL carries its own credential: no Authorization header.
-                    self._call("PUT", upload_url, what=what, data=chunk, authorize=False, headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"bytes {start}-{end}/{part.size}"})
-                    start = end + 1
-                    if self.progress:
-                        self.progress(part.filename, start, part.size)
-        except OSError as exc:
-            raise FileMissingError.unreadable(part.path, exc) from None
+        start = 0
+        # A file that changes while it is uploaded raises before its last chunk: the draft is
+        # then deleted, and nothing is sent.
+        for chunk in part_chunks(part, CHUNK):
+            end = start + len(chunk) - 1
+            # The upload URL carries its own credential: no Authorization header.
+            self._call("PUT", upload_url, what=what, data=chunk, authorize=False, headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {start}-{end}/{part.size}"})
+            start = end + 1
+            if self.progress:
+                self.progress(part.filename, start, part.size)
