@@ -26,7 +26,8 @@ logger = logging.getLogger("smail")
 def _crash_report(err: InternalError, log_path: Path | None) -> Path | None:
     """The traceback of a bug goes to the log, or to a file in the temporary folder."""
     if log_path is not None:
-        logger.error(err.details)
+        for line in err.details.splitlines():  # every log line stays one record
+            logger.error(line)
         return log_path
     import tempfile
 
@@ -208,6 +209,7 @@ def _report(outcome: Outcome, console: Console, report: Reporting) -> None:
     """The outcome on the console, in the log, /ERROR_FILE and /RESULT_FILE; none of these
     can change the exit code."""
     error_file = ErrorFile(report.error_file, report.error_file_on_success, report.error_file_encoding)
+    outcome.text = redact.shown(outcome.text)  # one line, whatever value an error echoes
     if outcome.error is not None:
         logger.error(outcome.text)
         console.err(outcome.text)

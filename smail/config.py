@@ -3,6 +3,7 @@ that involve several options and the checks each mode needs before anything is s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -333,6 +334,7 @@ def check_outputs(raw: RawOptions) -> None:
     from smail.options import file_items
 
     inputs: dict[tuple[str, object], Path] = {}
+    patterns: list[str] = []
     for path in raw.read_files:
         inputs[files.identity(path)] = path
     for option in OPTIONS:
@@ -343,21 +345,30 @@ def check_outputs(raw: RawOptions) -> None:
             for item in (file_items(value) if option.repeat else [value.strip().strip('"')]):
                 if not item or "\0" in item:
                     continue
+                if "*" in item or "?" in item:
+                    patterns.append(item)  # the log may not exist yet: match outputs by name too
                 try:
                     paths = files.expand_wildcards(item) if option.repeat else [Path(item)]
                 except SMailError:  # reported by validation, with its own exit code
                     continue
                 for path in paths:
                     inputs.setdefault(files.identity(path), path)
+    outputs: dict[tuple[str, object], str] = {}
     for option in OPTIONS:
         output = raw.get(option.name) if option.output_file else None
         if not output or "\0" in output:
             continue
         path = Path(output.strip().strip('"'))
         clash = inputs.get(files.identity(path))
+        if clash is None:
+            clash = next((Path(p) for p in patterns if _matches(path, p)), None)
         if clash is not None:
             raise ParamError(_("/{name}={path} names a file SMail reads ({input}): refused, so that it cannot be overwritten.").format(
                 name=option.name, path=path, input=clash))
+        other = outputs.setdefault(files.identity(path), option.name)
+        if other != option.name:
+            raise ParamError(_("/{name} and /{other} name the same file {path}: give each its own file.").format(
+                name=option.name, other=other, path=path))
 
 
 def _batch(values: Values) -> BatchSettings | None:
@@ -384,6 +395,15 @@ def _outbox(values: Values) -> OutboxSettings | None:
         raise ParamError(_("/OUTBOX={path} is not a folder.").format(path=folder))
     return OutboxSettings(folder=folder, flush=values.flag("FLUSH"),
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    """Whether a wildcard of /ATTACH or /INLINE would pick the file `path`, once it exists."""
+    import fnmatch
+
+    folder = Path(pattern).parent
+    return (files.identity(path.parent) == files.identity(folder)
+            and fnmatch.fnmatch(os.path.normcase(path.name), os.path.normcase(Path(pattern).name.replace("[", "[[]"))))
 
 
 def validate(raw: RawOptions) -> Config:

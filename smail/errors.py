@@ -207,6 +207,11 @@ class MaybeSentError(SendError):
         return False
 
 
+class InterruptedAfterCommitError(MaybeSentError):
+    """Interrupted (Ctrl+C) while waiting for the answer to the end of a message: it may have
+    been sent, and nothing more is sent."""
+
+
 class RetryExceededError(SMailError):
     exit_code = ExitCode.RETRY_EXCEEDED
 

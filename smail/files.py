@@ -7,6 +7,7 @@ replace a result atomically, and remove only a regular file SMail could have wri
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 from pathlib import Path
@@ -95,9 +96,14 @@ def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252 ("ANSI"): how Notepad saves."""
+    """How Notepad and PowerShell save: a BOM (UTF-8, UTF-16 LE/BE: "Unicode", and what
+    PowerShell 5's `>` writes), else UTF-8, else Windows-1252 ("ANSI")."""
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                       (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec, errors="replace")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace")
 
@@ -178,6 +184,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        _set_mode(fd, target)
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -189,6 +196,20 @@ def write_atomically(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _set_mode(fd: int, target: Path) -> None:
+    """The mode a plain open() would give (mkstemp's is 0600): the replaced file's, else
+    0666 less the umask."""
+    if not hasattr(os, "fchmod"):
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    os.fchmod(fd, mode)
 
 
 def write_failure(path: Path, exc: OSError | ValueError) -> SMailError:

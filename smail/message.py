@@ -23,6 +23,7 @@ from smail.errors import FileChangedError, FileMissingError, ParamError
 from smail.files import BODY_LIMIT, open_input, read_bounded
 from smail.hosts import ascii_name
 from smail.i18n import _
+from smail.redact import shown
 
 log = logging.getLogger("smail")
 
@@ -179,11 +180,6 @@ _NAMED = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^<>"]*?))\s*<([^<>]*)>$', re.DOT
 
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def shown(text: str) -> str:
-    r"""`text` with its control characters written `\xNN`, so that an error names it safely."""
-    return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 def _invalid_address(text: str) -> ParamError:

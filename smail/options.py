@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, hosts
+from smail import files, hosts, redact
 from smail.cloud import Cloud
 from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
 from smail.i18n import N_, Language, _
@@ -102,7 +102,7 @@ def seconds(value: str) -> float:
     except ValueError:
         raise ConversionError(_("expected a number of seconds")) from None
     if not 0 < number <= 86400:
-        raise ConversionError(_("expected a number of seconds greater than 0"))
+        raise ConversionError(_("expected a number of seconds greater than 0 and at most {limit}").format(limit=86400))
     return number
 
 
@@ -152,7 +152,17 @@ def server(value: str) -> str:
 def helo(value: str) -> str:
     """/HELO: an ASCII host name or an address literal, on one line."""
     value = header_text(value).strip()
-    if re.fullmatch(r"\[[0-9A-Fa-f:.IPv]+\]", value):
+    if value.startswith("[") and value.endswith("]"):  # an address literal, RFC 5321 section 4.1.3
+        import ipaddress
+
+        literal = value[1:-1]
+        try:
+            if literal.upper().startswith("IPV6:"):
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            raise ConversionError(_("expected an ASCII host name")) from None
         return value
     if not value.isascii():
         raise ConversionError(_("expected an ASCII host name"))
@@ -171,14 +181,20 @@ def code_page(value: str) -> str | None:
     return windows.ansi_code_page() if word == "ANSI" else windows.oem_code_page() if word == "OEM" else None
 
 
+_NOT_CHARSETS: Final = frozenset({"punycode", "idna", "undefined"})
+
+
 def charset(value: str) -> str:
     """/BODY_CHARSET: the name of a text encoding (rot13, base64 or zlib are not), ANSI or OEM."""
     name = code_page(value) or value.strip()
     try:
-        codecs.lookup(name)
-        b"".decode(name)
+        info = codecs.lookup(name)
     except (LookupError, ValueError, TypeError):
         raise ConversionError(_("unknown character set")) from None
+    # bytes-to-bytes and str-to-str codecs (base64, zlib, rot13...) are not text encodings,
+    # and punycode, idna and undefined do not encode a text body.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        raise ConversionError(_("unknown character set"))
     return name
 
 
@@ -352,6 +368,11 @@ class Option:
     output_file: bool = False          # a file SMail writes
     per_row: bool = False              # a /BATCH column may set it for its row
     required_in: frozenset[Mode] = frozenset()
+
+    @property
+    def names_a_file(self) -> bool:
+        """Its value is a path: kept as the bytes the OS gave, since it names a real file."""
+        return self.input_file or self.output_file or self.convert is folder
 
     @property
     def env_name(self) -> str:
@@ -540,14 +561,40 @@ BY_NAME: Final[Mapping[str, Option]] = {
     key: option for option in OPTIONS for key in (option.name, *option.aliases)}
 
 
+def readable(value: str) -> str:
+    """A text value whose bytes were not UTF-8 (lone surrogates, as Python passes them from argv
+    and the environment) read as Windows-1252, like a Notepad "ANSI" file; a lone surrogate of
+    invalid UTF-16 (Windows) becomes "?". File names keep their bytes: they name real files."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in value):
+        return value
+    try:
+        return files.decode_text(value.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def convert(option: Option, value: str) -> object:
     """The typed value of `option`; ParamError naming the option (masked if secret)."""
+    if not option.names_a_file:
+        value = readable(value)
     try:
         return option.convert(value)
     except ConversionError as exc:
-        shown = "****" if option.secret else value[:80]
+        shown = "****" if option.secret else redact.shown(value[:80])
         raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
             value=shown, name=option.name, reason=exc)) from None
+
+
+def echoed(token: str) -> str:
+    """A token as an error may show it: one line, and what follows a secret option's name
+    masked (`SMTP_PASSWORD=...` without its "/", `/SMTP_PASSWORD:...`, a stray quote...)."""
+    body = token.lstrip("/-\"' ")
+    key = body.upper().replace("-", "_")
+    for option in OPTIONS:
+        if option.secret and any(key.startswith(name) and len(key) > len(name)
+                                 for name in (option.name, *option.aliases)):
+            return redact.shown(token[:len(token) - len(body)] + option.name) + " ****"
+    return redact.shown(readable(token))
 
 
 def find(name: str) -> Option:
@@ -560,9 +607,9 @@ def find(name: str) -> Option:
     close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6)
     if close:
         raise ParamError(_("Unknown option /{name}. Did you mean /{suggestion}?").format(
-            name=name, suggestion=close[0]))
+            name=echoed(name), suggestion=close[0]))
     raise ParamError(_("Unknown option /{name}. Run SMail /? for the list of options.").format(
-        name=name))
+        name=echoed(name)))
 
 
 class Source(Enum):
@@ -675,7 +722,7 @@ class _Reader:
                 parts = split_token(token)
                 if parts is None:
                     raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
-                        arg=token[:200]))
+                        arg=echoed(token[:200])))
                 name, value = parts
                 option = find(name)
                 if value is None:
@@ -716,10 +763,12 @@ class _Reader:
             self._fail(ParamError(_("Cannot read the configuration file {path}: {reason}").format(
                 path=path, reason=str(exc).splitlines()[0])))
             return layer
-        if not parser.has_section("smail"):
+        # Section names are case-insensitive in Windows INI files: [SMail] is [smail].
+        section = next((name for name in parser.sections() if name.lower() == "smail"), None)
+        if section is None:
             self._fail(ParamError(_("The configuration file {path} has no [smail] section.").format(path=path)))
             return layer
-        for key, item in parser.items("smail"):
+        for key, item in parser.items(section):
             try:
                 option = find(key)
                 if option.name == "CONFIG":
@@ -728,7 +777,8 @@ class _Reader:
                 self._fail(ParamError(_("In the configuration file {path}: {problem}").format(
                     path=path, problem=exc.message)))
                 continue
-            layer.put(option, _unquote(item) if not option.repeat else item)
+            # A quoted value is one value, also for a list ("a@b.test, c@d.test" is two items).
+            layer.put(option, _unquote(item))
         return layer
 
 

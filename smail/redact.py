@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -63,6 +64,14 @@ _SHAPES = (
 )
 
 
+def shown(text: str) -> str:
+    r"""`text` with its control characters written `\xNN`: one line, nothing a terminal or a
+    log reader would interpret (a value echoed in an error cannot forge a log line)."""
+    if text.isprintable():
+        return text
+    return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
 def redact(text: str) -> str:
     """`text` with every registered secret replaced by ****, longest first, then by shape."""
     for value in sorted(_registry, key=len, reverse=True):
@@ -92,7 +101,7 @@ class RedactingFilter(logging.Filter):
             text = record.getMessage()
         except Exception:  # a library's malformed log call must not break the run
             text = f"{record.msg!s} {record.args!r}"
-        record.msg = redact(text)
+        record.msg = shown(redact(text))
         record.args = None
         if record.exc_info:
             formatter = logging.Formatter()

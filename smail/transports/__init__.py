@@ -15,7 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from smail import retry
-from smail.errors import AuthError, ConnectError, RetryExceededError, SMailError
+from smail.errors import AuthError, ConnectError, InterruptedAfterCommitError, RetryExceededError, SMailError
 from smail.receipt import Receipt
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def ends_session(receipt: Receipt) -> bool:
     err = receipt.failure
     if isinstance(err, RetryExceededError):
         err = err.last
-    return isinstance(err, (ConnectError, AuthError))
+    return isinstance(err, (ConnectError, AuthError, InterruptedAfterCommitError))
 
 
 class Pacer:

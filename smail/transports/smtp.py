@@ -18,6 +18,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +28,7 @@ from smail.config import Config, SMTPSettings
 from smail.errors import (
     AuthError,
     ConnectError,
+    InterruptedAfterCommitError,
     MaybeSentError,
     NameResolutionError,
     RecipientsRefusedError,
@@ -57,6 +59,7 @@ WILL_FORWARD: Final = 251
 AUTH_CHALLENGE: Final = 334
 START_MAIL_INPUT: Final = 354
 BAD_SEQUENCE: Final = 503        # AUTH when already authenticated: nothing to do
+SERVICE_CLOSING: Final = 421
 AUTH_REFUSED: Final = frozenset({530, 534, 535, 538})
 WRITE_SIZE: Final = 256 * 1024
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
@@ -81,11 +84,46 @@ class _Transcript:
         super().send(s)  # type: ignore[misc]
 
     def getreply(self) -> tuple[int, bytes]:
-        code, message = super().getreply()  # type: ignore[misc]
+        """smtplib's reply reader, with /TIMEOUT for the whole reply: a server that trickles
+        continuation lines ("220-...") cannot hold SMail beyond it."""
+        client: Any = self
+        if client.file is None:
+            client.file = client.sock.makefile("rb")
+        timeout = client.timeout if isinstance(client.timeout, (int, float)) else None
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        lines: list[bytes] = []
+        code = -1
+        try:
+            while True:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("the reply did not end in time")
+                    client.sock.settimeout(left)
+                line = client.file.readline(smtplib._MAXLINE + 1)  # type: ignore[attr-defined]
+                if not line:
+                    raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+                if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
+                    raise smtplib.SMTPResponseException(500, b"Line too long.")
+                lines.append(line[4:].strip(b" \t\r\n"))
+                try:
+                    code = int(line[:3])
+                except ValueError:
+                    code = -1
+                    break
+                if line[3:4] != b"-":
+                    break
+        except BaseException:
+            client.close()
+            raise
+        finally:
+            if deadline is not None and client.sock is not None:
+                client.sock.settimeout(timeout)
+        message = b"\n".join(lines)
         if transcript.isEnabledFor(logging.DEBUG):
-            lines = message.decode("utf-8", "replace").split("\n")
-            for index, line in enumerate(lines):
-                transcript.debug("S: %s%s%s", code, "-" if index < len(lines) - 1 else " ", line)
+            for index, text in enumerate(lines):
+                transcript.debug("S: %s%s%s", code, "-" if index < len(lines) - 1 else " ",
+                                 text.decode("utf-8", "replace"))
         return code, message
 
 
@@ -127,6 +165,7 @@ class _Connection:
     tls_version: str | None = None
     cipher: str | None = None
     delivered: int = 0  # messages accepted on this connection
+    used: bool = False  # a transaction was started: RSET before the next one
 
 
 class SMTPSession:
@@ -387,9 +426,10 @@ class SMTPSession:
                 raise _StaleConnection(err) from err
             raise
         except SMailError as err:
-            # After a refusal the server is in a known state (no transaction): keep the line.
+            # After a refusal the server is in a known state: keep the line, unless the reply
+            # was 421, which closes it (RFC 5321 section 3.8).
             if not isinstance(err, SendError) or isinstance(err, MaybeSentError) or err.reply is None \
-                    or err.reply.command == "CONNECT":
+                    or err.reply.code == SERVICE_CLOSING:
                 self._drop()
             raise
         except (smtplib.SMTPException, OSError) as exc:  # smtplib's errors derive from OSError
@@ -447,7 +487,9 @@ class SMTPSession:
         client = connection.client
         mail_options, rcpt_options = self._mail_options(client, message, rendered)
         encoding = "utf-8" if message.needs_smtputf8 else "ascii"
-        commands = [("RSET", b"RSET")] if reused else []
+        reset = connection.used  # an earlier transaction (sent, refused, abandoned) may be open
+        connection.used = True
+        commands = [("RSET", b"RSET")] if reset else []
         commands.append(("MAIL FROM", f"MAIL FROM:<{message.sender.address}>{mail_options}".encode(encoding)))
         recipients = message.recipients
         commands += [("RCPT TO", f"RCPT TO:<{box.address}>{rcpt_options}".encode(encoding)) for box in recipients]
@@ -457,7 +499,7 @@ class SMTPSession:
             if reused:
                 raise _StaleConnection(self._network_error(exc)) from exc
             raise
-        if reused:
+        if reset:
             replies = replies[1:]
         mail, rcpts = replies[0], replies[1:]
         if mail.code != OK:
@@ -508,13 +550,21 @@ class SMTPSession:
             sock.sendall(b".\r\n")
             transcript.debug("C: <%d bytes of message data>", rendered.size)
             end = SMTPReply(*_reply(client), "DATA")
+        except KeyboardInterrupt:
+            self._drop()
+            raise InterruptedAfterCommitError(_("Interrupted after the message was handed over to {where}: it may have been delivered. Check before sending it again.").format(
+                where=self.where)) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise MaybeSentError(_("The message was handed over to {where}, but no answer came ({reason}): it may have been delivered. Check before sending it again.").format(
                 where=self.where, reason=self._network_error(exc).message)) from exc
-        if end.code != OK:
+        if end.code == OK:
+            return end
+        if 400 <= end.code < 600:  # a refusal: the server did not take the message
             raise reply_error(end)
-        return end
+        self._drop()  # not an SMTP reply: nobody knows whether it was accepted
+        raise MaybeSentError(_("The message was handed over to {where}, but its answer could not be understood ({reply}): it may have been delivered. Check before sending it again.").format(
+            where=self.where, reply=redact.shown(end.text[:200])))
 
     def _receipt(self, connection: _Connection, message: Message, accepted: tuple[str, ...],
                  reply: SMTPReply) -> Receipt:
