@@ -4,7 +4,7 @@ whatever produced it (a single send, a batch row, an outbox entry); /RESULT_FILE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,9 @@ class Receipt:
         return replace(self, **facts)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self, dict_factory=lambda items: {k: v for k, v in items
-                                                       if k not in ("failure", "summary")})
+        # Field by field: asdict() would deep-copy `failure`, an exception that need not copy.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("failure", "summary")}
+        data["source"] = dict(self.source)
         data["status"] = self.status.value
         data["exit_code"] = int(self.exit_code)
         data["exit_name"] = f"EXIT_{self.exit_code.name}"

@@ -44,3 +44,11 @@ def test_result_file_is_json_with_every_field(tmp_path):
                        "queue_id": "4F2A1", "tls_version": "TLSv1.3", "attempts": 2, "duration": 1.235,
                        "exit_code": 0, "exit_name": "EXIT_OK", "error": None, "source": {}}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
+
+
+def test_a_refusal_with_its_error_attached_is_written(tmp_path):
+    error = RecipientsRefusedError("refused", refused=(("a@x.test", SMTPReply(550, "no", "RCPT TO")),))
+    path = tmp_path / "result.json"
+    write_result(path, run_result(ExitCode.SEND, "refused", [Receipt.from_error(error)]))
+    assert json.loads(path.read_text(encoding="utf-8"))["messages"][0]["refused"] == [
+        {"address": "a@x.test", "reply": "550 no"}]
