@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import importlib.util
 import json
 import os
-import string
 import sys
 import types
 from pathlib import Path
@@ -21,16 +19,6 @@ from smail.message import Message, MessageSettings, Priority, load_message
 from smail.receipt import Receipt, Status
 
 ROOT = Path(__file__).resolve().parents[2]
-PENDING = ROOT / "locales" / "fr" / "LC_MESSAGES" / "pending-outbox.po"
-
-
-def catalogs_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("catalogs", ROOT / "build" / "catalogs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["catalogs"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -249,36 +237,8 @@ def test_a_failure_after_the_rename_still_says_kept(message, tmp_path, monkeypat
 
 # -- French -------------------------------------------------------------------------------------
 
-def outbox_msgids() -> dict[str, object]:
-    catalogs = catalogs_module()
-    return {m: e for m, e in catalogs.extract().items()
-            if any(r.startswith("smail/outbox.py") for r in e.references)}
-
-
-def test_every_outbox_sentence_has_a_french_translation_with_its_placeholders():
-    catalogs = catalogs_module()
-    _header, pending = catalogs.parse_po(PENDING)
-    _header, main = catalogs.parse_po(ROOT / "locales" / "fr" / "LC_MESSAGES" / "smail.po")
-    names = lambda text: sorted(f[1] for f in string.Formatter().parse(text) if f[1])  # noqa: E731
-    missing = []
-    for msgid, entry in outbox_msgids().items():
-        french = pending.get(msgid) or main.get(msgid)
-        if french is None or not all(french.msgstr) or french.fuzzy:
-            missing.append(msgid)
-            continue
-        assert french.plural == entry.plural, msgid
-        for translated in french.msgstr:
-            assert names(translated) == names(msgid), (msgid, translated)
-    assert missing == []
-    assert set(pending) <= set(outbox_msgids()), "pending-outbox.po holds sentences the code no longer has"
-
-
 def test_the_french_line_of_keep(message, tmp_path):
-    catalogs = catalogs_module()
-    header, entries = catalogs.parse_po(ROOT / "locales" / "fr" / "LC_MESSAGES" / "smail.po")
-    entries.update(catalogs.parse_po(PENDING)[1])
-    catalogs.write_mo(header, entries, tmp_path / "cat" / "fr" / "LC_MESSAGES" / "smail.mo")
-    i18n.activate("fr", tmp_path / "cat")
+    i18n.activate("fr")
     try:
         outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message),
                               transient_receipt(message))
