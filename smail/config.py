@@ -365,6 +365,8 @@ def check_outputs(raw: RawOptions) -> None:
         if clash is not None:
             raise ParamError(_("/{name}={path} names a file SMail reads ({input}): refused, so that it cannot be overwritten.").format(
                 name=option.name, path=path, input=clash))
+        if files.exists(path) and not files.is_file(path):
+            continue  # a device (NUL, /dev/null) takes any number of outputs
         other = outputs.setdefault(files.identity(path), option.name)
         if other != option.name:
             raise ParamError(_("/{name} and /{other} name the same file {path}: give each its own file.").format(

@@ -586,14 +586,12 @@ def convert(option: Option, value: str) -> object:
 
 
 def echoed(token: str) -> str:
-    """A token as an error may show it: one line, and what follows a secret option's name
-    masked (`SMTP_PASSWORD=...` without its "/", `/SMTP_PASSWORD:...`, a stray quote...)."""
-    body = token.lstrip("/-\"' ")
-    key = body.upper().replace("-", "_")
-    for option in OPTIONS:
-        if option.secret and any(key.startswith(name) and len(key) > len(name)
-                                 for name in (option.name, *option.aliases)):
-            return redact.shown(token[:len(token) - len(body)] + option.name) + " ****"
+    """A token as an error may show it: one line, and never what follows a name and a
+    separator (`SMTP_PASWORD=...` without its "/", `/SMTP_PASSWORD:...`, `SMAIL_...=...`): a
+    misspelt option may carry a password. The name is enough to tell what is wrong."""
+    match = re.match(r"([^=:\s]*)([=:\s])", token)
+    if match and token[match.end():].strip():
+        return redact.shown(readable(match.group(1) + match.group(2))) + "****"
     return redact.shown(readable(token))
 
 
@@ -717,13 +715,19 @@ class _Reader:
 
     def argv_layer(self, argv: Sequence[str]) -> _Layer:
         layer = _Layer()
+        after_secret = False
         for token in self.expand(argv):
             try:
                 parts = split_token(token)
                 if parts is None:
+                    # A word after a secret option is most likely the rest of a password the
+                    # shell split (`/SMTP_PASSWORD= %PW%`, an unquoted space): never shown.
                     raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
-                        arg=echoed(token[:200])))
+                        arg="****" if after_secret else echoed(token[:200])))
                 name, value = parts
+                after_secret = False
+                option = find(name)
+                after_secret = option.secret
                 option = find(name)
                 if value is None:
                     if not option.switch:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from smail import files, redact
-from smail.errors import ExitCode, MaybeSentError, RecipientsRefusedError, RetryExceededError, SMailError
+from smail.errors import (
+    ConnectError,
+    ExitCode,
+    MaybeSentError,
+    RecipientsRefusedError,
+    RetryExceededError,
+    SMailError,
+)
 
 
 class Status(Enum):
@@ -50,8 +57,8 @@ class Receipt:
         cause = err.last if isinstance(err, RetryExceededError) else err
         if isinstance(cause, MaybeSentError):
             status = Status.MAYBE_SENT
-        elif err.transient or isinstance(err, RetryExceededError):
-            status = Status.FAILED
+        elif err.transient or isinstance(err, (RetryExceededError, ConnectError)):
+            status = Status.FAILED  # not refused by the server: it may work later (exit 3 is kept)
         else:
             status = Status.REFUSED
         refused = tuple((address, str(reply)) for address, reply in cause.refused) \

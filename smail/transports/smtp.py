@@ -18,7 +18,7 @@ import re
 import smtplib
 import socket
 import ssl
-import time
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -85,23 +85,37 @@ class _Transcript:
 
     def getreply(self) -> tuple[int, bytes]:
         """smtplib's reply reader, with /TIMEOUT for the whole reply: a server that trickles
-        continuation lines ("220-...") cannot hold SMail beyond it."""
+        a reply, line by line or byte by byte, cannot hold SMail beyond it (a watchdog shuts
+        the socket down when the time is up)."""
         client: Any = self
         if client.file is None:
             client.file = client.sock.makefile("rb")
         timeout = client.timeout if isinstance(client.timeout, (int, float)) else None
-        deadline = time.monotonic() + timeout if timeout is not None else None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            try:
+                client.sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+        watchdog = threading.Timer(timeout, expire) if timeout is not None else None
         lines: list[bytes] = []
         code = -1
         try:
+            if watchdog is not None:
+                watchdog.daemon = True
+                watchdog.start()
             while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("the reply did not end in time")
-                    client.sock.settimeout(left)
-                line = client.file.readline(smtplib._MAXLINE + 1)  # type: ignore[attr-defined]
+                try:
+                    line = client.file.readline(smtplib._MAXLINE + 1)  # type: ignore[attr-defined]
+                except OSError:
+                    if expired.is_set():
+                        raise TimeoutError("the reply did not end in time") from None
+                    raise
                 if not line:
+                    if expired.is_set():
+                        raise TimeoutError("the reply did not end in time")
                     raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
                 if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
                     raise smtplib.SMTPResponseException(500, b"Line too long.")
@@ -117,8 +131,10 @@ class _Transcript:
             client.close()
             raise
         finally:
-            if deadline is not None and client.sock is not None:
-                client.sock.settimeout(timeout)
+            if watchdog is not None:
+                watchdog.cancel()
+        if expired.is_set():  # the reply ended just as the time ran out: it stands, the line is gone
+            client.close()
         message = b"\n".join(lines)
         if transcript.isEnabledFor(logging.DEBUG):
             for index, text in enumerate(lines):
@@ -556,8 +572,10 @@ class SMTPSession:
                 where=self.where)) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
+            why = _("no answer within {seconds:g} s").format(seconds=self.settings.timeout) \
+                if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError) else reason(exc)
             raise MaybeSentError(_("The message was handed over to {where}, but no answer came ({reason}): it may have been delivered. Check before sending it again.").format(
-                where=self.where, reason=self._network_error(exc).message)) from exc
+                where=self.where, reason=why)) from exc
         if end.code == OK:
             return end
         if 400 <= end.code < 600:  # a refusal: the server did not take the message
