@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,8 +42,9 @@ def test_version(run_smail):
     result = run_smail("/VERSION", log=False)
     assert result.exit_code == ExitCode.OK
     # SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64): what a support request needs to know
-    assert re.fullmatch(rf"SMail {re.escape(__version__)} \(Python 3\.\d+\.\d+, OpenSSL [^,]+, x(64|86)\)\n",
-                        result.stdout), result.stdout
+    windows = ", Windows 10 / Server 2016 or later" if sys.platform == "win32" else ""
+    assert re.fullmatch(rf"SMail {re.escape(__version__)} \(Python 3\.\d+\.\d+, OpenSSL [^,]+, x(64|86)"
+                        rf"{re.escape(windows)}\)\n", result.stdout), result.stdout
 
 
 def test_typo_in_french(run_smail):
