@@ -144,7 +144,10 @@ def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
         [str(root / "smail" / "__main__.py")],
         pathex=[str(root)],
         datas=catalog_datas(root),
-        hiddenimports=["smail.transports.smtp", "smail.transports.graph", "smail.auth"],
+        # Imported on demand by SMail (listed so that no analysis can miss them): each path's
+        # modules, jinja2 for batch templates among them.
+        hiddenimports=["smail.transports.smtp", "smail.transports.graph", "smail.auth", "smail.certificate",
+                       "smail.batch", "smail.outbox", "smail.windows", "jinja2.sandbox"],
         excludes=EXCLUDES,
         noarchive=False,
     )

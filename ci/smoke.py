@@ -2,8 +2,8 @@
 
 Checks /VERSION, the help in French and English, exit codes 2, 8, 9 and 3, a real send to a
 local SMTP server (the message and its attachment arrive), a STARTTLS send with /CA_FILE and
-/SSL_VERSION=TLSV1_2, and a Graph send to the local fake of Microsoft's services (run from a
-checkout: it uses tests/fakes). Needs aiosmtpd, trustme and cryptography.
+/SSL_VERSION=TLSV1_2, a batch of two templated rows, the outbox (kept, then flushed), and a
+Graph send to the local fake of Microsoft's services (run from a checkout: it uses tests/fakes). Needs aiosmtpd, trustme and cryptography.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def main(exe: Path) -> int:
     body.write_text("Bonjour,\nmessage de test.\n", encoding="utf-8")
 
     result = run(exe, "/VERSION")
-    check("/VERSION", result.returncode == 0 and result.stdout.startswith("SMail "), result)
+    check("/VERSION", result.returncode == 0 and result.stdout.startswith("SMail ")
+          and "Python 3." in result.stdout and "OpenSSL" in result.stdout, result)
     result = run(exe, "/LANG=FR", "/?")
     check("/? in French", result.returncode == 0 and "Options générales" in result.stdout, result)
     result = run(exe, "/?", lang="en_US.UTF-8")
@@ -127,6 +128,38 @@ def main(exe: Path) -> int:
     result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}", "/FROM_ADDR=a@b.test",
                  "/TO=c@d.test", "/BODY=x", "/TIMEOUT=5")
     check("closed port -> 3", result.returncode == 3, result)
+
+    # A batch of two personalised messages over one connection (jinja2 is frozen), then the
+    # outbox: kept while the server is down (exit 10), delivered by /FLUSH once it is back.
+    rows = work / "rows.csv"
+    rows.write_text("TO;customer\nun@test.test;Dupont\ndeux@test.test;Zoé\n", encoding="utf-8")
+    batch_sink = Sink()
+    port = free_port()
+    batch_server = Controller(batch_sink, hostname="127.0.0.1", port=port)
+    batch_server.start()
+    try:
+        result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", "/FROM_ADDR=albert@demo.test",
+                     f"/BATCH={rows}", "/SUBJECT=Facture {{ customer }}", "/BODY=Bonjour {{ customer }}")
+    finally:
+        batch_server.stop()
+    subjects = sorted(str(email.message_from_bytes(m, policy=email.policy.default)["Subject"])
+                      for m in batch_sink.messages)
+    check("batch of 2 rows -> 0, personalised subjects", result.returncode == 0
+          and subjects == ["Facture Dupont", "Facture Zoé"], result)
+    outbox = work / "outbox"
+    port = free_port()
+    result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", "/FROM_ADDR=a@demo.test", "/TO=c@test.test",
+                 "/SUBJECT=Outbox", "/BODY=x", f"/OUTBOX={outbox}", "/TIMEOUT=5")
+    queued = result.returncode == 10
+    flush_sink = Sink()
+    flush_server = Controller(flush_sink, hostname="127.0.0.1", port=port)
+    flush_server.start()
+    try:
+        result = run(exe, "/FLUSH", f"/OUTBOX={outbox}", "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}")
+    finally:
+        flush_server.stop()
+    check("outbox: server down -> 10, /FLUSH -> 0 and delivered", queued and result.returncode == 0
+          and len(flush_sink.messages) == 1, result)
 
     # Microsoft Graph through the local fake: proves msal, requests and truststore are frozen.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
