@@ -20,7 +20,6 @@ import io
 import logging
 import os
 import stat
-import sys
 import threading
 import time
 from collections import Counter
@@ -428,31 +427,6 @@ def read_results(path: Path) -> dict[int, Recorded]:
     return recorded
 
 
-def lock(fd: int) -> bool:
-    """Lock an open file without waiting; False when another process holds it. The lock is
-    released when the process ends, kill -9 included."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        # A byte far past the end: Windows locks are mandatory, and readers must still read.
-        position = os.lseek(fd, 0, os.SEEK_CUR)
-        os.lseek(fd, 1 << 40, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        finally:
-            os.lseek(fd, position, os.SEEK_SET)
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 class ResultsFile:
     """/BATCH_RESULT: one CSV line per event, each written whole with one write (O_APPEND)."""
 
@@ -463,7 +437,7 @@ class ResultsFile:
         except (OSError, ValueError) as exc:
             raise files.write_failure(path, exc) from None
         self.fd = self._stream.fileno()
-        if not lock(self.fd):
+        if not files.lock_file(self.fd):
             self._stream.close()
             raise SMailError(_("{path} is being written by another SMail run: two runs of one batch would send its rows twice.").format(
                 path=path))
@@ -822,8 +796,16 @@ class Batch:
             return
         assert self.stop_error is not None
         text = _("Not sent: the batch stopped on an earlier failure ({error}).").format(error=self.stop_error.message)
-        self._finish(row, key, Receipt(status=Status.FAILED, exit_code=self.stop_error.exit_code, error=text),
-                     not_sent=True)
+        failed = Receipt(status=Status.FAILED, exit_code=self.stop_error.exit_code, error=text)
+        if self.config.outbox is not None and Receipt.from_error(self.stop_error).status is Status.FAILED:
+            # The server is down for every row, not only the one that found out: with /OUTBOX,
+            # the rest of the batch waits there for /FLUSH instead of being lost.
+            message = builder.message(row)
+            rendered = mime.render(message)
+            failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
+            self._finish(row, key, self._keep(Job(key=None, message=message, rendered=rendered), failed))
+            return
+        self._finish(row, key, failed, not_sent=True)
 
     def _finish_earlier(self, row: Row, key: str, status: Status) -> None:
         """A row an earlier run handled: never sent again."""

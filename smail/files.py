@@ -8,8 +8,10 @@ replace a result atomically, and remove only a regular file SMail could have wri
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -210,6 +212,36 @@ def _set_mode(fd: int, target: Path) -> None:
         os.umask(mask)
         mode = 0o666 & ~mask
     os.fchmod(fd, mode)
+
+
+def lock_file(fd: int) -> bool:
+    """Lock an open file without waiting; False when another process holds the lock.
+
+    The OS releases it when the file is closed or its process dies, kill -9 included, so a
+    lock whose owner died is simply taken over. On Windows the lock covers one byte far past
+    the end: Windows locks are mandatory, and readers must still read the file.
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        position = os.lseek(fd, 0, os.SEEK_CUR)
+        os.lseek(fd, 1 << 40, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EDEADLK):
+                return False
+            raise
+        finally:
+            os.lseek(fd, position, os.SEEK_SET)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def write_failure(path: Path, exc: OSError | ValueError) -> SMailError:

@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import stat
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -67,31 +66,6 @@ JSON_LIMIT: Final = 4 * files.BODY_LIMIT
 
 # -- the lock ----------------------------------------------------------------------------------
 
-def lock_file(fd: int) -> bool:
-    """Lock an open file without waiting; False when another open of it holds the lock.
-
-    The OS releases the lock when the file is closed or its process dies, kill -9 included.
-    """
-    if sys.platform == "win32":
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EDEADLK):
-                return False
-            raise
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def _lock(folder: Path, wait: float, *, clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> int | None:
     """The outbox's lock file, locked by us; None when another flush still holds it after `wait` s."""
@@ -99,7 +73,7 @@ def _lock(folder: Path, wait: float, *, clock: Callable[[], float] = time.monoto
                  | getattr(os, "O_NOINHERIT", 0), 0o666)
     deadline = clock() + wait
     try:
-        while not lock_file(fd):
+        while not files.lock_file(fd):
             if clock() >= deadline:
                 os.close(fd)
                 return None

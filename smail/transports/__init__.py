@@ -133,19 +133,25 @@ def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, 
     source = iter(jobs)
     lock = threading.Lock()
     stopped = threading.Event()
+    bugs: list[BaseException] = []
 
     def work() -> None:
-        while not stopped.is_set():
-            with lock:
-                job = next(source, None)
-            if job is None:
-                return
-            pacer.wait()
-            receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit, sleep=sleep)
-            if ends_session(receipt):
-                stopped.set()
-            with lock:
-                on_done(job, receipt)
+        try:
+            while not stopped.is_set():
+                with lock:
+                    job = next(source, None)
+                if job is None:
+                    return
+                pacer.wait()
+                receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit,
+                                  sleep=sleep)
+                if ends_session(receipt):
+                    stopped.set()
+                with lock:
+                    on_done(job, receipt)
+        except BaseException as exc:  # a bug (or Ctrl+C) stops every worker, and is raised below
+            bugs.append(exc)
+            stopped.set()
     if workers <= 1:
         work()
     else:
@@ -154,4 +160,6 @@ def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, 
             thread.start()
         for thread in threads:
             thread.join()
+    if bugs:
+        raise bugs[0]
     return not stopped.is_set()

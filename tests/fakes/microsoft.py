@@ -87,7 +87,10 @@ class FakeMicrosoft:
         self.graph_audience = "https://graph.microsoft.com"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
+        # Each connection's TLS handshake runs in that connection's thread, not in the accept
+        # loop: clients opening several connections at once must not wait on each other.
+        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

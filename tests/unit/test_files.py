@@ -3,9 +3,11 @@ that never block and never remove what SMail did not write."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,40 @@ def test_identity_of_two_names_of_one_file(tmp_path, monkeypatch):
 def test_decode_text_utf8_then_ansi():
     assert files.decode_text("\ufeffété".encode()) == "été"
     assert files.decode_text("été".encode("cp1252")) == "été"
+
+
+def test_lock_file_is_exclusive_between_opens_and_released_on_close(tmp_path):
+    """The same test runs on Windows (msvcrt.locking) and elsewhere (fcntl.flock)."""
+    path = tmp_path / ".lock"
+    first = os.open(path, os.O_RDWR | os.O_CREAT)
+    second = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert files.lock_file(first) is True
+        assert files.lock_file(second) is False
+        os.close(first)
+        first = -1
+        assert files.lock_file(second) is True
+    finally:
+        for fd in (first, second):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_lock_file_windows_branch_locks_a_byte_past_the_end_and_keeps_the_position(monkeypatch, tmp_path):
+    calls = []
+
+    def locking(fd, mode, size):
+        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, size))
+        if len(calls) > 1:
+            raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_NBLCK=2, locking=locking))
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"xyz")
+        assert files.lock_file(fd) is True
+        assert files.lock_file(fd) is False
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 3  # readers and appenders keep their place
+    finally:
+        os.close(fd)
+    assert calls == [(1 << 40, 2, 1), (1 << 40, 2, 1)]

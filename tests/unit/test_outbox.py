@@ -40,45 +40,6 @@ def transient_receipt(msg: Message) -> Receipt:
                               attempts=1)
 
 
-# -- lock_file ----------------------------------------------------------------------------------
-
-def test_lock_file_is_exclusive_between_opens_and_released_on_close(tmp_path):
-    """The same test runs on Windows (msvcrt.locking) and elsewhere (fcntl.flock)."""
-    path = tmp_path / ".lock"
-    first = os.open(path, os.O_RDWR | os.O_CREAT)
-    second = os.open(path, os.O_RDWR | os.O_CREAT)
-    try:
-        assert outbox.lock_file(first) is True
-        assert outbox.lock_file(second) is False
-        os.close(first)
-        first = -1
-        assert outbox.lock_file(second) is True
-    finally:
-        for fd in (first, second):
-            if fd >= 0:
-                os.close(fd)
-
-
-def test_lock_file_windows_branch_locks_one_byte_at_the_start(monkeypatch, tmp_path):
-    calls = []
-
-    def locking(fd, mode, size):
-        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, size))
-        if len(calls) > 1:
-            raise OSError(errno.EACCES, "Permission denied")
-    fake = types.SimpleNamespace(LK_NBLCK=2, locking=locking)
-    monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setitem(sys.modules, "msvcrt", fake)
-    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
-    try:
-        os.write(fd, b"xyz")
-        assert outbox.lock_file(fd) is True
-        assert outbox.lock_file(fd) is False
-    finally:
-        os.close(fd)
-    assert calls == [(0, 2, 1), (0, 2, 1)]
-
-
 def test_lock_waits_then_gives_up(tmp_path):
     holder = outbox._lock(tmp_path, 0)
     assert holder is not None

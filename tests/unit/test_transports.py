@@ -85,3 +85,19 @@ def test_workers_send_every_job_once():
     done: list[object] = []
     send_many(session, jobs(50), RetryPolicy(), on_done=lambda job, r: done.append(job.key), workers=4)
     assert sorted(done) == list(range(50)) and len(session.sent) == 50
+
+
+def test_a_bug_in_one_worker_stops_them_all_and_is_raised():
+    class Broken(FakeSession):
+        def send(self, message, rendered, *, on_commit=None):
+            if message.message_id == "<3@x>":
+                raise ZeroDivisionError("a bug")
+            return super().send(message, rendered, on_commit=on_commit)
+    done: list[object] = []
+    try:
+        send_many(Broken(), jobs(40), RetryPolicy(), on_done=lambda job, r: done.append(job.key), workers=4)
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("the bug was swallowed")
+    assert 3 not in done and len(done) < 40
