@@ -97,6 +97,18 @@ def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
     return data
 
 
+_CP1252_UNDEFINED: Final = frozenset({0x81, 0x8D, 0x8F, 0x90, 0x9D})
+
+
+def decode_windows_1252(data: bytes) -> str:
+    """Notepad "ANSI"; the five bytes cp1252 leaves undefined map to the same code points."""
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b in _CP1252_UNDEFINED else bytes([b]).decode("cp1252")
+                       for b in data)
+
+
 def decode_text(data: bytes) -> str:
     """How Notepad and PowerShell save: a BOM (UTF-8, UTF-16 LE/BE: "Unicode", and what
     PowerShell 5's `>` writes), else UTF-8, else Windows-1252 ("ANSI")."""
@@ -107,7 +119,7 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        return decode_windows_1252(data)
 
 
 def read_text_file(path: Path, limit: int = TEXT_LIMIT) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import email.utils
 import functools
 import logging
@@ -20,7 +19,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from smail.errors import FileChangedError, FileMissingError, ParamError
-from smail.files import BODY_LIMIT, open_input, read_bounded
+from smail.files import BODY_LIMIT, decode_text, decode_windows_1252, open_input, read_bounded
 from smail.hosts import ascii_name
 from smail.i18n import _
 from smail.redact import shown
@@ -239,26 +238,7 @@ def decode_body(data: bytes, charset: str | None) -> str:
         except UnicodeDecodeError:
             raise ParamError(_("The body file cannot be read as {charset}.").format(
                 charset=charset)) from None
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                       (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors="replace")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return decode_windows_1252(data)
-
-
-_CP1252_UNDEFINED: Final = frozenset({0x81, 0x8D, 0x8F, 0x90, 0x9D})
-
-
-def decode_windows_1252(data: bytes) -> str:
-    """Notepad "ANSI"; the five bytes cp1252 leaves undefined map to the same code points."""
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return "".join(chr(b) if b in _CP1252_UNDEFINED else bytes([b]).decode("cp1252")
-                       for b in data)
+    return decode_text(data)
 
 
 _META_CHARSET = re.compile(
