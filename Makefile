@@ -59,6 +59,7 @@ endif
 
 bench: catalogs
 	$(PY) bench/bench.py
+	$(PY) bench/batch_bench.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check smail build ci tests examples bench

@@ -28,8 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench import Measure, Sink, ensure_msmtp  # noqa: E402
-from bench import measure as measure_with_wait4  # noqa: E402
+from bench import Measure, Sink, ensure_msmtp, measure  # noqa: E402
 
 ATTACHMENT = 20 * 1024
 PASSWORD = "Bench-Secret-1"
@@ -101,29 +100,6 @@ def start_sink(context: ssl.SSLContext | None = None) -> int:
     loop.run_until_complete(loop.create_server(TLSSink if context else Sink, "127.0.0.1", port))
     threading.Thread(target=loop.run_forever, daemon=True).start()
     return port
-
-
-GNU_TIME = "/usr/bin/time" if sys.platform.startswith("linux") and Path("/usr/bin/time").exists() else None
-
-
-def measure(command: list[str], stdin: Path | None = None) -> Measure:
-    """Wall, CPU and peak RSS of one command. A child's peak RSS counts the memory of the
-    process it was forked from (this bench holds a few dozen MiB): GNU time, small itself,
-    forks the command and reports the command's own peak."""
-    if GNU_TIME is None:
-        return measure_with_wait4(command, stdin)
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        started = time.perf_counter()
-        with (stdin.open("rb") if stdin else open(os.devnull, "rb")) as feed:
-            process = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", report.name, *command], stdin=feed,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _pid, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise SystemExit(f"{command[0]} failed: {error}")
-        peak_kib = int(report.read().split()[-1])
-    return Measure(wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024)
 
 
 @dataclass

@@ -97,7 +97,30 @@ class Measure:
     rss_mib: float
 
 
+GNU_TIME = "/usr/bin/time" if sys.platform.startswith("linux") and Path("/usr/bin/time").exists() else None
+
+
 def measure(command: list[str], stdin: Path | None = None) -> Measure:
+    """Wall, CPU and peak RSS of one command. A child's peak RSS counts the memory of the
+    process it was forked from (this bench holds a few dozen MiB): GNU time, small itself,
+    forks the command and reports the command's own peak."""
+    if GNU_TIME is None:
+        return measure_with_wait4(command, stdin)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        with (stdin.open("rb") if stdin else open(os.devnull, "rb")) as feed:
+            process = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", report.name, *command], stdin=feed,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _pid, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise SystemExit(f"{command[0]} failed: {error}")
+        peak_kib = int(report.read().split()[-1])
+    return Measure(wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024)
+
+
+def measure_with_wait4(command: list[str], stdin: Path | None = None) -> Measure:
     """Wall time, CPU time and peak RSS of one child process (wait4 rusage)."""
     started = time.perf_counter()
     with (stdin.open("rb") if stdin else open(os.devnull, "rb")) as feed:
@@ -131,6 +154,7 @@ def transfer_table(work: Path, port: int, sizes: dict[str, int]) -> list[str]:
     rows = ["| attachment | SMail wall / CPU / peak RSS | msmtp wall / CPU / peak RSS | smtplib wall / CPU / peak RSS "
             "| SMail ÷ msmtp (wall) | SMail ÷ smtplib (wall) |", "|---|---|---|---|---|---|"]
     figures: dict[str, Measure] = {}
+    plains: dict[str, Measure] = {}
     for label, size in sizes.items():
         attachment = work / f"attachment-{size}.bin"
         with attachment.open("wb") as stream:
@@ -148,6 +172,7 @@ def transfer_table(work: Path, port: int, sizes: dict[str, int]) -> list[str]:
         mine = best_of(runs, smail)
         figures[label] = mine
         plain = best_of(runs, [sys.executable, "-c", SMTPLIB_SCRIPT, str(port), str(attachment)])
+        plains[label] = plain
         if msmtp:
             other = best_of(runs, [msmtp, "--host=127.0.0.1", f"--port={port}", "--auth=off", "--tls=off",
                                    "--from=bench@smail.test", "sink@smail.test"], stdin=eml)
@@ -160,6 +185,10 @@ def transfer_table(work: Path, port: int, sizes: dict[str, int]) -> list[str]:
                     f"{mine.wall / plain.wall:.2f}× |")
         attachment.unlink()
         eml.unlink()
+    small = figures["0 B"].wall / plains["0 B"].wall
+    rows.append("")
+    rows.append(f"Small send: SMail {small:.2f}× the smtplib + EmailMessage script (target ≤ 1.5×: "
+                f"{'met' if small <= 1.5 else 'missed'}).")
     if "100 MiB" in figures:
         zero, big = figures["0 B"].rss_mib, figures["100 MiB"].rss_mib
         rows.append("")
@@ -167,6 +196,24 @@ def transfer_table(work: Path, port: int, sizes: dict[str, int]) -> list[str]:
                     f"{100 * (big / zero - 1):+.1f} % against the 0-byte run (target within 10 %: "
                     f"{'met' if big <= zero * 1.10 else 'missed'}).")
     return rows
+
+
+def interpreter_table() -> list[str]:
+    """`python -m smail /VERSION` against `python -c "import ssl, smtplib"`, the same interpreter."""
+    def median(command: list[str]) -> float:
+        times = []
+        for _ in range(15):
+            started = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+    version = median([sys.executable, "-m", "smail", "/VERSION"])
+    floor = median([sys.executable, "-c", "import ssl, smtplib"])
+    ratio = version / floor
+    return ["| command | median of 15 |", "|---|---|",
+            f"| `python -m smail /VERSION` | {version * 1000:.0f} ms |",
+            f"| `python -c \"import ssl, smtplib\"` | {floor * 1000:.0f} ms |",
+            "", f"/VERSION ratio {ratio:.2f}× (target ≤ 1.3×: {'met' if ratio <= 1.3 else 'missed'})."]
 
 
 def startup_table(work: Path) -> list[str]:
@@ -206,6 +253,8 @@ def main() -> int:
         sizes = {k: v for k, v in SIZES.items() if not quick or v <= 1 << 20}
         print("## Sending through a local SMTP sink\n")
         print("\n".join(transfer_table(work, port, sizes)))
+        print("\n## Start-up, installed\n")
+        print("\n".join(interpreter_table()))
         if not quick:
             print("\n## Frozen binary\n")
             print("\n".join(startup_table(work)))
