@@ -18,7 +18,7 @@ import re
 import smtplib
 import socket
 import ssl
-import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -85,37 +85,17 @@ class _Transcript:
 
     def getreply(self) -> tuple[int, bytes]:
         """smtplib's reply reader, with /TIMEOUT for the whole reply: a server that trickles
-        a reply, line by line or byte by byte, cannot hold SMail beyond it (a watchdog shuts
-        the socket down when the time is up)."""
+        a reply, line by line or byte by byte, cannot hold SMail beyond it. Lines are read
+        from the socket itself, each recv() given only the time left."""
         client: Any = self
-        if client.file is None:
-            client.file = client.sock.makefile("rb")
         timeout = client.timeout if isinstance(client.timeout, (int, float)) else None
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            try:
-                client.sock.shutdown(socket.SHUT_RDWR)
-            except (OSError, AttributeError):
-                pass
-        watchdog = threading.Timer(timeout, expire) if timeout is not None else None
+        deadline = time.monotonic() + timeout if timeout is not None else None
         lines: list[bytes] = []
         code = -1
         try:
-            if watchdog is not None:
-                watchdog.daemon = True
-                watchdog.start()
             while True:
-                try:
-                    line = client.file.readline(smtplib._MAXLINE + 1)  # type: ignore[attr-defined]
-                except OSError:
-                    if expired.is_set():
-                        raise TimeoutError("the reply did not end in time") from None
-                    raise
+                line = self._read_line(client, deadline)
                 if not line:
-                    if expired.is_set():
-                        raise TimeoutError("the reply did not end in time")
                     raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
                 if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
                     raise smtplib.SMTPResponseException(500, b"Line too long.")
@@ -131,16 +111,38 @@ class _Transcript:
             client.close()
             raise
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-        if expired.is_set():  # the reply ended just as the time ran out: it stands, the line is gone
-            client.close()
+            if client.sock is not None:
+                client.sock.settimeout(timeout)
         message = b"\n".join(lines)
         if transcript.isEnabledFor(logging.DEBUG):
             for index, text in enumerate(lines):
                 transcript.debug("S: %s%s%s", code, "-" if index < len(lines) - 1 else " ",
                                  text.decode("utf-8", "replace"))
         return code, message
+
+
+    _buffer = b""
+    _buffer_sock: Any = None
+
+    def _read_line(self, client: Any, deadline: float | None) -> bytes:
+        """One line, or what came before the connection closed; TimeoutError past `deadline`."""
+        sock = client.sock
+        if sock is None:
+            return b""
+        if self._buffer_sock is not sock:  # a new connection, or TLS just started (RFC 3207 4.2)
+            self._buffer, self._buffer_sock = b"", sock
+        while b"\n" not in self._buffer and len(self._buffer) <= smtplib._MAXLINE:  # type: ignore[attr-defined]
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the reply did not end in time")
+                sock.settimeout(left)
+            chunk = sock.recv(8192)
+            if not chunk:
+                break
+            self._buffer += chunk
+        line, newline, self._buffer = self._buffer.partition(b"\n")
+        return line + newline
 
 
 class _SMTP(_Transcript, smtplib.SMTP):

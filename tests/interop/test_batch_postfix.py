@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from tests.interop import servers as interop
 
 pytestmark = pytest.mark.interop
 ROWS = 25
-
-
-@pytest.fixture(scope="module")
-def postfix() -> Iterator[interop.Servers]:
-    try:
-        started = interop.start()
-    except RuntimeError as exc:  # neither root nor sudo: cannot install or start Postfix
-        pytest.skip(str(exc))
-    yield started
-    interop.stop(started.folder)
 
 
 def sessions(postfix: interop.Servers) -> list[str]:

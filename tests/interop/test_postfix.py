@@ -6,26 +6,14 @@ from __future__ import annotations
 import email
 import email.policy
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from smail.errors import ExitCode
-from tests.interop import servers as interop
 
 pytestmark = pytest.mark.interop
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def postfix() -> Iterator[interop.Servers]:
-    try:
-        started = interop.start()
-    except RuntimeError as exc:  # neither root nor sudo: cannot install or start Postfix
-        pytest.skip(str(exc))
-    yield started
-    interop.stop(started.folder)
 
 
 @pytest.fixture
