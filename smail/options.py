@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -374,14 +374,14 @@ class Option:
         """Its value is a path: kept as the bytes the OS gave, since it names a real file."""
         return self.input_file or self.output_file or self.convert is folder
 
-    @property
-    def env_name(self) -> str:
-        return self.env_names[0]
+    def env_name(self, name: str | None = None) -> str:
+        """The environment variable of this option (or of one of its aliases): SMAIL_<NAME>."""
+        return f"SMAIL_{name or self.name}"
 
     @property
     def env_names(self) -> tuple[str, ...]:
         """SMAIL_<NAME>, then SMAIL_<ALIAS> for the aliases that can name a variable."""
-        return tuple(f"SMAIL_{name}" for name in (self.name, *self.aliases) if name.isidentifier())
+        return tuple(self.env_name(name) for name in (self.name, *self.aliases) if name.isidentifier())
 
     def default_shown(self) -> str | None:
         """The default as the help screen shows it, or None when there is none."""
@@ -801,12 +801,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = F
             raw.values[name] = value
             raw.sources[name] = source
     return raw
-
-
-def split_list(values: Iterable[str]) -> list[str]:
-    """Items of `,`/`;`-separated lists, blanks dropped."""
-    return [item for value in values for item in (_unquote(i) for i in value.replace(";", ",").split(","))
-            if item]
 
 
 # Exit codes for the help screen, in SPEC.md's order.

@@ -160,8 +160,9 @@ def test_a_file_name_holding_a_separator_is_one_file(tmp_path, monkeypatch):
         options.file_list("Facture 1,3.pdf")
 
 
-def test_split_list():
-    assert options.split_list(["a.pdf, b.pdf;c.pdf", "d.pdf"]) == ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
+def test_file_items_split_on_both_separators(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert options.file_items("a.pdf, b.pdf;c.pdf") == ["a.pdf", "b.pdf", "c.pdf"]
 
 
 def test_unreadable_response_file_is_exit_8(tmp_path, monkeypatch):
