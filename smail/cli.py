@@ -116,9 +116,14 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
     try:
         if sys.stdin is not None and sys.stdin.isatty():
             secret = getpass.getpass(_("Secret to protect (not shown): "))
-        else:
-            secret = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
-    except (OSError, EOFError, ValueError):
+        else:  # piped: UTF-8 (PowerShell 7), else what cmd's echo writes, the OEM code page
+            line = sys.stdin.buffer.readline() if sys.stdin is not None else b""
+            try:
+                secret = line.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                secret = line.decode(windows.oem_code_page(), errors="replace")
+            secret = secret.rstrip("\r\n")
+    except (OSError, EOFError, ValueError, AttributeError):
         secret = ""
     if not secret:
         raise ParamError(_("No secret was given: type it at the prompt, or pipe it on standard input."))
@@ -164,7 +169,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
     early = options.parse(argv, environ, tolerant=True)
-    redact.remember(*(early.get(o.name) for o in options.OPTIONS if o.secret))
     i18n.activate(i18n.choose_language(early.get("LANG"), environ))
     if early.flag("HELP"):
         console.out(options.help_text(__version__))
@@ -172,8 +176,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if early.flag("VERSION"):
         console.out(version_line())
         return ExitCode.OK
-    from smail.config import check_outputs, reporting
+    from smail.config import check_outputs, raw_secrets, reporting
 
+    redact.remember(*raw_secrets(early))  # before anything can print them
     report = reporting(early)
     try:
         check_outputs(early)  # before the log or the error file can touch an input

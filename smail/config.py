@@ -14,7 +14,7 @@ from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.log import LogLevel, LogSettings
 from smail.message import MessageSettings, Priority, parse_header
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.retry import RetryPolicy
@@ -431,7 +431,8 @@ def validate(raw: RawOptions) -> Config:
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:
-    """Secret option values as given, registered before anything can fail and print them."""
+    """Secret option values as given, registered before anything can fail and print them
+    (`@wincred:NAME` names a secret and is not one: the secret it reads is registered then)."""
     return [value for option in OPTIONS if option.secret
-            for value in [raw.get(option.name)] if value]
+            for value in [raw.get(option.name)] if value and not is_credential_reference(value)]
 

@@ -23,6 +23,7 @@ TEXT_LIMIT: Final = 4 * 1024 * 1024
 # A body file is read whole too (it is decoded and may be rewritten); attachments are streamed.
 BODY_LIMIT: Final = 64 * 1024 * 1024
 
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
 _READ_FLAGS: Final = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
                       | getattr(os, "O_NOCTTY", 0))
 
@@ -71,7 +72,7 @@ def open_input(path: Path) -> BinaryIO:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise not_regular(path)
-        if hasattr(os, "set_blocking"):
+        if _NONBLOCK:  # undone only where it was set: Windows can unblock pipes only
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -164,7 +165,7 @@ def open_output(path: Path, *, append: bool = False) -> BinaryIO:
             raise IsADirectoryError(21, "Is a directory")
         if stat.S_ISREG(info.st_mode) and not append:
             os.ftruncate(fd, 0)
-        if hasattr(os, "set_blocking"):
+        if _NONBLOCK:  # undone only where it was set: Windows can unblock pipes only
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -254,6 +255,31 @@ def lock_file(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+_APPEND_LOCK: Final = (1 << 40) + 1  # a byte of its own, beside lock_file()'s
+
+
+def append(fd: int, data: bytes) -> None:
+    """Append `data` whole to a file opened for appending, even when other processes append
+    to it too (a shared /LOG). On POSIX one write() with O_APPEND is atomic; Windows emulates
+    O_APPEND with a seek then a write, so there both happen under a lock (waiting at most
+    about 10 s, as msvcrt.locking does). OSError when it could not be written whole."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, _APPEND_LOCK, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            written = os.write(fd, data)
+        finally:
+            os.lseek(fd, _APPEND_LOCK, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk is full
 
 
 def write_failure(path: Path, exc: OSError | ValueError) -> SMailError:

@@ -8,7 +8,6 @@ SMail processes sharing one log never interleave within a line. A log that canno
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -56,7 +55,7 @@ class _AppendHandler(_SMailHandler):
             return
         try:
             line = self.format(record) + "\n"
-            os.write(self.stream.fileno(), line.encode("utf-8", errors="backslashreplace"))
+            files.append(self.stream.fileno(), line.encode("utf-8", errors="backslashreplace"))
         except Exception as exc:  # never logging's "--- Logging error ---" traceback on stderr
             self.failed = True
             self.warn(_("The log file {path} could not be written: {reason}").format(

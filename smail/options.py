@@ -250,10 +250,14 @@ def error_file_charset(value: str) -> str:
 _WINCRED: Final = "@WINCRED:"
 
 
+def is_credential_reference(value: str) -> bool:
+    return value.upper().startswith(_WINCRED)
+
+
 def secret(value: str) -> Secret:
     """A secret given as it is, or `@wincred:NAME`: a generic credential of the Windows
     Credential Manager."""
-    if not value.upper().startswith(_WINCRED):
+    if not is_credential_reference(value):
         return Secret(value)
     from smail import windows
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smail import __version__, cli, message
+from smail import __version__, cli, i18n, message
 from smail.cli import main
 from smail.errors import ExitCode
 from smail.options import OPTIONS
@@ -29,13 +29,26 @@ def test_help_in_english_lists_every_option_exit_codes_and_examples(run_smail):
     assert "SMTP options (/MODE=SMTP)" in result.stdout
 
 
-@pytest.mark.parametrize("args, env", [(["/LANG=FR", "/?"], {}), (["/HELP"], {"SMAIL_LANG": "fr"}),
-                                       (["-h"], {"LANG": "fr_FR.UTF-8"})])
+@pytest.mark.parametrize("args, env", [
+    (["/LANG=FR", "/?"], {}), (["/HELP"], {"SMAIL_LANG": "fr"}),
+    pytest.param(["-h"], {"LANG": "fr_FR.UTF-8"}, marks=pytest.mark.skipif(
+        sys.platform == "win32", reason="LANG does not choose the language on Windows: GetUserDefaultUILanguage "
+        "does (test_windows_ignores_lang_and_follows_its_ui_language)")),
+])
 def test_help_in_french(run_smail, args, env):
     result = run_smail(*args, env=env, log=False)
     assert result.exit_code == ExitCode.OK
     assert "Options générales" in result.stdout and "Codes de sortie :" in result.stdout
     assert "Affiche cette aide." in result.stdout
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="the Windows user-interface language")
+def test_windows_ignores_lang_and_follows_its_ui_language(run_smail):
+    ui = i18n.windows_ui_language() or "en"  # GetUserDefaultUILanguage(); neither French nor English: English
+    other = "en_US.UTF-8" if ui == "fr" else "fr_FR.UTF-8"
+    result = run_smail("/?", env={"LANG": other, "LC_ALL": other, "LANGUAGE": other}, log=False)
+    assert result.exit_code == ExitCode.OK
+    assert ("Options générales" in result.stdout) is (ui == "fr"), result.stdout[:200]
 
 
 def test_version(run_smail):
@@ -164,7 +177,7 @@ def test_a_bug_without_log_writes_a_crash_file(monkeypatch, tmp_path):
     code = main(["/SMTP_SERVER=smtp.test", *BASIC], {}, io.StringIO(), stderr)
     assert code == ExitCode.INTERNAL
     [crash] = list(tmp_path.glob("smail-crash-*.log"))
-    assert str(crash) in stderr.getvalue() and "ZeroDivisionError" in crash.read_text()
+    assert str(crash) in stderr.getvalue() and "ZeroDivisionError" in crash.read_text(encoding="utf-8")
 
 
 CANARIES = {"SMTP_PASSWORD": "Canary-Pw-7f3a9", "O365_SECRET": "Canary-Secret-2b8c",

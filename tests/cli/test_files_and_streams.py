@@ -24,12 +24,15 @@ from tests.smtpd import RecordingHandler, read_line
 BASIC = ("/FROM_ADDR=albert@demo.test", "/TO=client@test.test", "/SUBJECT=Hello", "/BODY=Bonjour")
 NOWHERE = ("/SMTP_SERVER=127.0.0.1", "/SMTP_PORT=1")
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, /dev/* and POSIX shells")
+ROOT = Path(__file__).resolve().parents[2]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR)\s+smail[.\w]*: ")
 
 
 def environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMAIL_")}
     env.update({"LANG": "en_US.UTF-8", "TMPDIR": str(tmp_path), "TEMP": str(tmp_path), "TMP": str(tmp_path)})
+    # `python -m smail` from another folder: the checkout may not be installed (the Windows CI cells).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -357,6 +360,7 @@ def test_stdout_a_pipe_nobody_reads_does_not_change_the_exit_code(smtpd, tmp_pat
                             stderr=subprocess.PIPE, env=environ(tmp_path), cwd=tmp_path)
     assert proc.stdout is not None
     proc.stdout.close()  # like `SMail ... | head -c0`
+    proc.stdout = None  # communicate() on Windows would read the closed pipe in a thread (ValueError there)
     _out, err = proc.communicate(timeout=20)
     no_crash(err.decode())
     assert proc.returncode == ExitCode.OK, err

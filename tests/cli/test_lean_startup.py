@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.smtpd import RecordingHandler, free_port
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("msal", "requests", "cryptography", "OpenSSL", "urllib3", "truststore", "jwt", "jinja2", "json",
          "configparser", "difflib", "smail.transports.smtp", "smtplib")
 PROBE = f"""
@@ -24,7 +26,9 @@ print(json.dumps({{"code": code, "heavy": heavy}}))
 
 
 def probe(*args: str) -> dict:
-    completed = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+    # From the checkout, which `-c` puts first on sys.path: it may not be installed (the Windows CI cells).
+    completed = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
+                               cwd=ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

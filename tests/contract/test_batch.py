@@ -8,11 +8,9 @@ import asyncio
 import csv
 import email
 import email.policy
-import fcntl
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from smail import files
 from smail.errors import ExitCode
 from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler, free_port, read_line
@@ -341,7 +340,10 @@ def test_column_naming_an_option_a_row_cannot_set(smtpd, run_smail, tmp_path):
     assert result.stderr.startswith("Column smtp_server: /SMTP_SERVER cannot change from one row to another")
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+@pytest.mark.parametrize("kind", [
+    pytest.param("fifo", marks=pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX")),
+    pytest.param("device", marks=pytest.mark.skipif(sys.platform == "win32", reason="/dev/zero is POSIX")),
+    "folder"])
 def test_batch_naming_something_that_is_not_a_file_exits_8_at_once(run_smail, tmp_path, kind):
     target = {"fifo": tmp_path / "pipe", "device": Path("/dev/zero"), "folder": tmp_path}[kind]
     if kind == "fifo":
@@ -438,7 +440,7 @@ def test_a_results_file_another_run_holds_is_refused(smtpd, run_smail, tmp_path)
     rows = invoices(tmp_path, 2)
     results = tmp_path / "results.csv"
     with results.open("ab") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert files.lock_file(held.fileno())  # as another SMail run holds it
         result = run_smail(*server.options, *COMMON, "/BODY=x", f"/BATCH={rows}", f"/BATCH_RESULT={results}")
     assert result.exit_code == ExitCode.ERROR
     assert "is being written by another SMail run" in result.stderr
@@ -509,7 +511,7 @@ def test_kill_9_then_resume_delivers_each_row_exactly_once(smtpd, tmp_path):
     # Row 7 holds invoice 6: kill once its end went out, while the server takes its time.
     wait_for(lambda: results.exists() and "\n7,sending," in results.read_text(encoding="utf-8-sig"))
     time.sleep(0.2)
-    first.send_signal(signal.SIGKILL)
+    first.kill()  # SIGKILL; TerminateProcess on Windows
     first.wait()
     assert last_status(results)[7] == "sending"
     second = smail_process(*args, "/BATCH_RESUME")
@@ -533,7 +535,7 @@ def test_killed_at_random_moments_and_resumed_never_sends_a_row_twice(smtpd, tmp
     for delay in (0.45, 0.3, 0.37, 0.52):
         process = smail_process(*args)
         time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
+        process.kill()  # SIGKILL; TerminateProcess on Windows
         process.wait()
     final = smail_process(*args)
     final.communicate(timeout=60)
@@ -662,6 +664,7 @@ def test_header_only_sends_nothing_and_succeeds(smtpd, run_smail, tmp_path):
     assert handler.helo_names == []
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full is Linux")
 def test_results_file_that_cannot_be_written_stops_before_sending(smtpd, run_smail, tmp_path):
     handler = RecordingHandler()
     server = smtpd(handler)

@@ -25,6 +25,7 @@ from tests.smtpd import RecordingHandler, free_port, read_line
 
 BASIC = ("/FROM_ADDR=albert@demo.test", "/TO=client@test.test", "/SUBJECT=Hello", "/BODY=Bonjour")
 MAYBE = "may have been delivered"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Stateful:
@@ -121,13 +122,21 @@ def drop(conn: socket.socket) -> bool:
     return True
 
 
-def smail_process(*args: str | bytes, tmp_path: Path, timeout: float = 20,
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """SMail as a real process; crash reports (if any) land in tmp_path, not in /tmp."""
+def process_environ(tmp_path: Path) -> dict[str, str]:
+    """The environment of a real SMail process: crash reports (if any) land in tmp_path, not in
+    /tmp; the checkout is importable from any folder, installed or not (the Windows CI cells)."""
     environ = dict(os.environ)
-    environ.update({"LANG": "en_US.UTF-8", "TMPDIR": str(tmp_path), "TEMP": str(tmp_path), "TMP": str(tmp_path)})
+    environ.update({"LANG": "en_US.UTF-8", "TMPDIR": str(tmp_path), "TEMP": str(tmp_path), "TMP": str(tmp_path),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     for name in [n for n in environ if n.upper().startswith("SMAIL_")]:
         del environ[name]
+    return environ
+
+
+def smail_process(*args: str | bytes, tmp_path: Path, timeout: float = 20,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """SMail as a real process, in tmp_path."""
+    environ = process_environ(tmp_path)
     environ.update(env or {})
     return subprocess.run([sys.executable, "-m", "smail", *args], capture_output=True, env=environ,
                           timeout=timeout, cwd=tmp_path)
@@ -351,20 +360,18 @@ def test_real_process_answer_after_timeout_delivered_once(scripted, tmp_path):
     assert server.complete == 1 and listener.connections == 1
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_kill_9_after_the_final_dot_leaves_one_message_and_no_outbox_entry(scripted, tmp_path):
     server = Stateful(after_dot=_stall)
     listener = scripted(server)
     outbox = tmp_path / "outbox"
-    environ = {**os.environ, "LANG": "en_US.UTF-8", "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "smail", "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={listener.port}",
                              *BASIC, "/TIMEOUT=30", "/RETRY=3", "/RETRY_DELAY=0.01", f"/OUTBOX={outbox}",
-                             "/RESULT_FILE=result.json"], cwd=tmp_path, env=environ,
+                             "/RESULT_FILE=result.json"], cwd=tmp_path, env=process_environ(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert server.dot.wait(10), "the message never reached the server"
         time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up runs
         proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
@@ -378,17 +385,18 @@ def test_kill_9_after_the_final_dot_leaves_one_message_and_no_outbox_entry(scrip
         assert statuses in ([], ["may-have-been-sent"], ["sent"])
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.skipif(sys.platform == "win32", reason="Popen.send_signal(SIGINT) is refused on Windows, and a "
+                    "console Ctrl+C (CTRL_C_EVENT) cannot be sent to one child process alone")
 def test_ctrl_c_after_the_final_dot_says_it_may_have_been_delivered(scripted, tmp_path):
     """BUG: Ctrl+C (SIGINT) while SMail waits for the server's answer to the final dot ends
     with exit 1 "Interrupted." and an empty result file: nothing tells the user that the
     message may have been delivered, so they send it again."""
     server = Stateful(after_dot=_stall)
     listener = scripted(server)
-    environ = {**os.environ, "LANG": "en_US.UTF-8", "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "smail", "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={listener.port}",
                              *BASIC, "/TIMEOUT=30", "/ERROR_FILE=error.txt", "/RESULT_FILE=result.json"],
-                            cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=process_environ(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         assert server.dot.wait(10), "the message never reached the server"
         time.sleep(0.2)

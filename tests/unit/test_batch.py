@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -121,7 +122,10 @@ def test_bom_and_semicolons(tmp_path):
         assert csv_file.columns[0].option is not None and csv_file.separator == ";"
 
 
-@pytest.mark.parametrize("path", ["/dev/zero", "FOLDER", "FIFO"])
+@pytest.mark.parametrize("path", [
+    pytest.param("/dev/zero", marks=pytest.mark.skipif(sys.platform == "win32", reason="/dev/zero is POSIX")),
+    "FOLDER",
+    pytest.param("FIFO", marks=pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX"))])
 def test_not_a_regular_file(tmp_path, path):
     target = {"FOLDER": tmp_path, "FIFO": tmp_path / "fifo"}.get(path, Path(path))
     if path == "FIFO":

@@ -29,8 +29,8 @@ def test_unknown_architecture():
 
 
 def test_specs_differ_by_one_constant():
-    x86 = (ROOT / "spec" / "SMail-x86.spec").read_text().splitlines()
-    x64 = (ROOT / "spec" / "SMail-x64.spec").read_text().splitlines()
+    x86 = (ROOT / "spec" / "SMail-x86.spec").read_text(encoding="utf-8").splitlines()
+    x64 = (ROOT / "spec" / "SMail-x64.spec").read_text(encoding="utf-8").splitlines()
     assert [(a, b) for a, b in zip(x86, x64, strict=True) if a != b] == [('ARCH = "x86"', 'ARCH = "x64"')]
 
 

@@ -97,7 +97,9 @@ def test_write_atomically_writes_a_device_in_place():
 def test_wildcards_only_star_and_question_mark(tmp_path):
     for name in ("Report[1].pdf", "a.pdf", "b.txt"):
         (tmp_path / name).write_text("x")
-    assert [p.name for p in files.expand_wildcards(str(tmp_path / "*.pdf"))] == ["Report[1].pdf", "a.pdf"]
+    # sorted as paths compare: case first on POSIX, without case on Windows
+    expected = ["a.pdf", "Report[1].pdf"] if sys.platform == "win32" else ["Report[1].pdf", "a.pdf"]
+    assert [p.name for p in files.expand_wildcards(str(tmp_path / "*.pdf"))] == expected
     assert files.expand_wildcards(str(tmp_path / "Report[1].pdf")) == [tmp_path / "Report[1].pdf"]
     assert [p.name for p in files.expand_wildcards(str(tmp_path / "Report[1]?pdf"))] == ["Report[1].pdf"]
 
@@ -150,3 +152,21 @@ def test_lock_file_windows_branch_locks_a_byte_past_the_end_and_keeps_the_positi
     finally:
         os.close(fd)
     assert calls == [(1 << 40, 2, 1), (1 << 40, 2, 1)]
+
+
+def test_append_on_windows_locks_around_the_seek_and_the_write(monkeypatch, tmp_path):
+    calls = []
+
+    def locking(fd, mode, size):
+        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, size))
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_LOCK=1, LK_UNLCK=0, locking=locking))
+    fd = os.open(tmp_path / "shared.log", os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"first\n")
+        os.lseek(fd, 0, os.SEEK_SET)
+        files.append(fd, b"second\n")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "shared.log").read_bytes() == b"first\nsecond\n"
+    assert calls == [((1 << 40) + 1, 1, 1), ((1 << 40) + 1, 0, 1)]

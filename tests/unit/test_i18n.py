@@ -83,5 +83,5 @@ def test_compiled_catalog_translates():
 
 def test_no_sentence_is_built_by_concatenating_translations():
     pattern = re.compile(r"_\(\"[^\"]*\"\)\s*\+|\+\s*_\(")
-    offenders = [p.name for p in (ROOT / "smail").rglob("*.py") if pattern.search(p.read_text())]
+    offenders = [p.name for p in (ROOT / "smail").rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []

@@ -361,7 +361,13 @@ def test_a_part_changed_before_it_is_read_is_refused(tmp_path, change):
     assert str(caught.value) == expected and caught.value.exit_code == ExitCode.FILE_NOT_FOUND
 
 
-@pytest.mark.parametrize("change", list(CHANGES))
+OPEN_FILE_CHANGES = [pytest.param(change, marks=pytest.mark.skipif(
+    sys.platform == "win32" and change in ("replaced by rename", "deleted"),
+    reason="Windows refuses to delete or rename over a file that is open, and the part is open here"))
+    for change in CHANGES]
+
+
+@pytest.mark.parametrize("change", OPEN_FILE_CHANGES)
 def test_a_part_changed_while_it_is_read_never_gives_its_last_chunk(tmp_path, change):
     path, part = _part(tmp_path)
     chunks = part_chunks(part, 40)
