@@ -12,6 +12,8 @@ import errno
 import os
 import stat
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -187,6 +189,21 @@ def remove_output(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def rename(source: str | Path, target: str | Path, *, replace: bool = False,
+           sleep: Callable[[float], None] = time.sleep) -> None:
+    """os.rename (os.replace with `replace`), retried for about 2 s on Windows, where an
+    antivirus or an indexer holding a file open for a moment makes renaming it fail."""
+    move = os.replace if replace else os.rename
+    for attempt in range(10 if sys.platform == "win32" else 1):
+        try:
+            move(source, target)
+            return
+        except PermissionError:
+            if attempt == (9 if sys.platform == "win32" else 0):
+                raise
+            sleep(0.2)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` all at once (temporary file in the same folder, fsync,
     rename), so that a reader never sees half a file. A device or FIFO is written in place."""
@@ -204,7 +221,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, target)
+        rename(temporary, target, replace=True)
     except BaseException:
         try:
             os.unlink(temporary)

@@ -300,7 +300,7 @@ def write_entry(folder: Path, message: Message, rendered: Rendered, receipt: Rec
                                              "message": encode_message(message)}))
         _write_new(temporary / STATUS, _dump(status))
         _fsync_dir(temporary)
-        os.rename(temporary, folder / name)
+        files.rename(temporary, folder / name)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -565,7 +565,7 @@ class _Flush:
         """Delete a sent entry: renamed aside at once (one atomic step), then erased."""
         done = self.folder / f"{DONE}{name}"
         try:
-            os.rename(self.folder / name, done)
+            files.rename(self.folder / name, done)
             _fsync_dir(self.folder)
         except OSError as exc:
             log.warning(_("The outbox entry {entry} was sent but could not be removed ({reason}): the next /FLUSH will move it to uncertain.").format(
@@ -592,7 +592,7 @@ class _Flush:
             while os.path.lexists(target):
                 number += 1
                 target = target_folder / f"{name}-{number}"
-            os.rename(entry, target)
+            files.rename(entry, target)
             _fsync_dir(self.folder)
             _fsync_dir(target_folder)
         except OSError as exc:

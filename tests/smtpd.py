@@ -208,6 +208,17 @@ def read_line(conn: socket.socket) -> bytes:
     return data
 
 
+def read_message(conn: socket.socket) -> bytes | None:
+    """The DATA of one message, up to and including the final dot; None if the line dropped."""
+    data = b""
+    while not data.endswith(b"\r\n.\r\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
 def talk(conn: socket.socket, replies: dict[str, str], *, stop_after: str | None = None,
          drop_during_data: bool = False, sink: list[bytes] | None = None) -> None:
     """A minimal SMTP dialogue: reply by command verb; optionally drop the line mid-DATA."""
@@ -224,12 +235,8 @@ def talk(conn: socket.socket, replies: dict[str, str], *, stop_after: str | None
                 conn.recv(100)
                 conn.shutdown(socket.SHUT_RDWR)
                 return
-            data = b""
-            while not data.endswith(b"\r\n.\r\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
+            if read_message(conn) is None:
+                return
             conn.sendall((replies.get("END", "250 OK") + "\r\n").encode())
             continue
         reply = replies.get(verb, "250 OK")

@@ -27,7 +27,7 @@ import pytest
 from smail import files
 from smail.errors import ExitCode
 from tests.fakes.microsoft import App, FakeMicrosoft
-from tests.smtpd import RecordingHandler, free_port, read_line
+from tests.smtpd import RecordingHandler, free_port, read_line, read_message
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "factures@domaine.test"
@@ -157,12 +157,9 @@ class Limited:
                 conn.sendall(b"451 4.3.2 Too many messages on this connection\r\n")
             elif verb == b"DATA":
                 conn.sendall(b"354 go ahead\r\n")
-                data = b""
-                while not data.endswith(b"\r\n.\r\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
+                data = read_message(conn)
+                if data is None:
+                    return
                 self.messages.append(data)
                 delivered += 1
                 conn.sendall(f"250 2.0.0 Ok: queued as Q{len(self.messages)}\r\n".encode())

@@ -170,3 +170,21 @@ def test_append_on_windows_locks_around_the_seek_and_the_write(monkeypatch, tmp_
         os.close(fd)
     assert (tmp_path / "shared.log").read_bytes() == b"first\nsecond\n"
     assert calls == [((1 << 40) + 1, 1, 1), ((1 << 40) + 1, 0, 1)]
+
+
+def test_rename_is_retried_on_windows_while_a_scanner_holds_the_file(monkeypatch, tmp_path):
+    source, target = tmp_path / "a", tmp_path / "b"
+    source.write_text("x")
+    failures = iter([PermissionError(13, "in use"), PermissionError(13, "in use")])
+    real = os.rename
+
+    def busy(src, dst):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        real(src, dst)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "rename", busy)
+    slept: list[float] = []
+    files.rename(source, target, sleep=slept.append)
+    assert target.read_text() == "x" and slept == [0.2, 0.2]
