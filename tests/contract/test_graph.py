@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import os
 import tracemalloc
 from pathlib import Path
@@ -395,3 +396,32 @@ def test_graph_scope_option_sets_the_scope(graph, microsoft):
     assert microsoft.token_for("https://graph.microsoft.us")  # asked for what /GRAPH_SCOPE says
     assert result.exit_code == ExitCode.AUTH  # and the Graph fake (global) refuses its audience
     assert "Invalid audience" in result.stderr
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_answer_to_the_send_request_may_have_been_sent_and_is_not_retried(graph, microsoft, status,
+                                                                                 tmp_path):
+    microsoft.fail(r"/sendMail$", status)
+    result_file = tmp_path / "result.json"
+    result = graph("/RETRY=3", "/RETRY_DELAY=0.01", f"/RESULT_FILE={result_file}")
+    assert result.exit_code == ExitCode.SEND
+    assert "it may have been sent" in result.stderr
+    assert sum(1 for _m, p, _h in microsoft.requests if p.endswith("/sendMail")) == 1
+    [receipt] = json.loads(result_file.read_text(encoding="utf-8"))["messages"]
+    assert receipt["status"] == "may-have-been-sent"
+
+
+def test_a_504_to_the_drafts_send_keeps_the_draft_and_is_not_retried(graph, microsoft, tmp_path):
+    big = big_file(tmp_path / "archive.zip", 5 * 1024 * 1024)
+    microsoft.fail(r"/messages/[^/]+/send$", 504)
+    result = graph(f"/ATTACH={big}", "/RETRY=3", "/RETRY_DELAY=0.01")
+    assert result.exit_code == ExitCode.SEND and "it may have been sent" in result.stderr
+    assert sum(1 for m, p, _h in microsoft.requests if m == "POST" and p.endswith("/send")) == 1
+    assert microsoft.deleted == []  # the draft may have become the sent message: never deleted
+
+
+def test_503_to_the_send_request_proves_it_was_not_sent_and_is_retried(graph, microsoft):
+    microsoft.fail(r"/sendMail$", 503, headers={"Retry-After": "0"})
+    result = graph("/RETRY=2", "/RETRY_DELAY=0.01")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert len(microsoft.sent) == 1
