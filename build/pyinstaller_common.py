@@ -147,7 +147,7 @@ def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
         # Imported on demand by SMail (listed so that no analysis can miss them): each path's
         # modules, jinja2 for batch templates among them.
         hiddenimports=["smail.transports.smtp", "smail.transports.graph", "smail.auth", "smail.certificate",
-                       "smail.batch", "smail.outbox", "smail.windows", "jinja2.sandbox"],
+                       "smail.batch", "smail.outbox", "smail.windows", "smail.htmltext", "jinja2.sandbox"],
         excludes=EXCLUDES,
         noarchive=False,
     )
