@@ -17,8 +17,10 @@ import csv
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -47,7 +49,7 @@ from smail.message import (
     parse_mailbox,
     parse_mailboxes,
 )
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, file_list
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, file_items, file_list
 from smail.receipt import Outcome, Receipt, Status
 from smail.transports import Job, Mode, ends_session, open_session, send_many
 
@@ -185,9 +187,14 @@ class CSVFile:
             self.encoding, errors = detect_encoding(self._binary)
             self._text: TextIO = io.TextIOWrapper(self._binary, encoding=self.encoding, errors=errors, newline="")
             first = self._read(self._text.readline)
+            # Excel's "sep=;" line names the separator; Excel does not show it, so the header
+            # is still row 1.
+            named = re.fullmatch(r"sep=(.)\r?\n?", first, re.IGNORECASE)
+            if named:
+                first = self._read(self._text.readline)
             if not first.strip():
                 raise ParamError(_("{path} is empty: its first line must name the columns.").format(path=path))
-            self.separator = detect_separator(first.splitlines()[0])
+            self.separator = named.group(1) if named else detect_separator(first.splitlines()[0])
             csv.field_size_limit(CELL_LIMIT)
             self._reader = csv.reader(_chain(first, self._text), delimiter=self.separator, strict=True)
             self._number = 1
@@ -248,6 +255,24 @@ class CSVFile:
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield first
     yield from rest
+
+
+def files_named(path: Path) -> Iterator[str]:
+    """The files the rows name (ATTACH, INLINE, BODY_FILE cells, as absolute paths or patterns),
+    read tolerantly, for the check that no output of the run overwrites one of them; what
+    cannot be read here is reported by the validation that follows."""
+    folder = Path(os.path.abspath(path)).parent
+    try:
+        with CSVFile(path) as table:
+            columns = [c for c in table.columns if c.option is not None and c.option.input_file]
+            if not columns:
+                return
+            for row in table.rows():
+                for column in columns:
+                    for item in file_items(row.cells[column.index], base=folder):
+                        yield str(Path(item) if Path(item).is_absolute() else folder / item)
+    except (SMailError, ValueError, OSError):
+        return
 
 
 def row_key(columns: tuple[Column, ...], row: Row) -> str:
@@ -407,23 +432,36 @@ class Recorded:
 
 
 def read_results(path: Path) -> dict[int, Recorded]:
-    """Each row's last recorded status; a missing file records nothing (a first run)."""
+    """Each row's last recorded status; a missing file records nothing (a first run).
+
+    The file may have been opened and saved by Excel, which writes `;` where the regional
+    settings say so: the separator is read from its first line. A file that has lines but
+    none of SMail's is refused rather than read as "nothing sent yet" (that would resend).
+    """
     if not files.exists(path):
         return {}
     recorded: dict[int, Recorded] = {}
+    lines = 0
     with files.open_input(path) as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
         try:
+            first = text.readline()
+            separator = ";" if first.count(";") > first.count(",") else ","
             csv.field_size_limit(CELL_LIMIT)
-            for fields in csv.reader(text):
-                if len(fields) < 6 or not fields[0].strip().isdigit():
+            for fields in csv.reader(itertools.chain([first], text), delimiter=separator):
+                lines += any(field.strip() for field in fields)
+                number = fields[0].strip() if fields else ""
+                if len(fields) < 6 or not (number.isascii() and number.isdigit()):
                     continue  # the header, or a line that is not SMail's
-                recorded[int(fields[0])] = Recorded(fields[1].strip(), fields[5].strip())
+                recorded[int(number)] = Recorded(fields[1].strip(), fields[5].strip())
         except csv.Error as exc:
             raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
                 path=path, reason=exc)) from None
         except OSError as exc:
             raise FileMissingError.unreadable(path, exc) from None
+    if lines > 1 and not recorded:
+        raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
+            path=path, reason=_("none of its lines is a row SMail recorded")))
     return recorded
 
 

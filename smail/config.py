@@ -337,22 +337,28 @@ def check_outputs(raw: RawOptions) -> None:
     patterns: list[str] = []
     for path in raw.read_files:
         inputs[files.identity(path)] = path
+    named: list[tuple[bool, str]] = []  # (a list of files?, value) for every input the run reads
     for option in OPTIONS:
-        if not option.input_file or not raw.given(option.name):
-            continue
-        given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
-        for value in given:
-            for item in (file_items(value) if option.repeat else [value.strip().strip('"')]):
-                if not item or "\0" in item:
-                    continue
-                if "*" in item or "?" in item:
-                    patterns.append(item)  # the log may not exist yet: match outputs by name too
-                try:
-                    paths = files.expand_wildcards(item) if option.repeat else [Path(item)]
-                except SMailError:  # reported by validation, with its own exit code
-                    continue
-                for path in paths:
-                    inputs.setdefault(files.identity(path), path)
+        if option.input_file and raw.given(option.name):
+            given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
+            named += [(option.repeat, value) for value in given]
+    batch = (raw.get("BATCH") or "").strip().strip('"')
+    if batch and "\0" not in batch:
+        from smail.batch import files_named  # the files the rows name are inputs too
+
+        named += [(True, item) for item in files_named(Path(batch))]
+    for is_list, value in named:
+        for item in (file_items(value) if is_list else [value.strip().strip('"')]):
+            if not item or "\0" in item:
+                continue
+            if "*" in item or "?" in item:
+                patterns.append(item)  # the log may not exist yet: match outputs by name too
+            try:
+                paths = files.expand_wildcards(item) if is_list else [Path(item)]
+            except SMailError:  # reported by validation, with its own exit code
+                continue
+            for path in paths:
+                inputs.setdefault(files.identity(path), path)
     outputs: dict[tuple[str, object], str] = {}
     for option in OPTIONS:
         output = raw.get(option.name) if option.output_file else None

@@ -22,6 +22,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import time
@@ -68,20 +69,36 @@ JSON_LIMIT: Final = 4 * files.BODY_LIMIT
 
 def _lock(folder: Path, wait: float, *, clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> int | None:
-    """The outbox's lock file, locked by us; None when another flush still holds it after `wait` s."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
-                 | getattr(os, "O_NOINHERIT", 0), 0o666)
+    """The outbox's lock file, locked by us; None when another flush still holds it after `wait` s.
+
+    The file locked must still be the one the outbox names: a lock file deleted and created
+    again meanwhile (by hand, by a cleaner) would let two flushes run at once.
+    """
     deadline = clock() + wait
-    try:
-        while not files.lock_file(fd):
-            if clock() >= deadline:
-                os.close(fd)
-                return None
-            sleep(LOCK_POLL)
-    except BaseException:
+    while True:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+                     | getattr(os, "O_NOINHERIT", 0), 0o666)
+        try:
+            while not files.lock_file(fd):
+                if clock() >= deadline:
+                    os.close(fd)
+                    return None
+                sleep(LOCK_POLL)
+            if holds_lock(folder, fd):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
-        raise
-    return fd
+
+
+def holds_lock(folder: Path, fd: int) -> bool:
+    """Whether the locked file `fd` is still the outbox's lock file."""
+    try:
+        held, named = os.fstat(fd), os.stat(folder / LOCK)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino) if held.st_ino else True
 
 
 # -- durable files -----------------------------------------------------------------------------
@@ -131,6 +148,9 @@ def _load(path: Path) -> Any:
 
 def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+_ENTRY_NAME: Final = re.compile(r"\d{8}T\d{6}-\d{6}Z-[0-9a-f]{12}")
 
 
 def _new_name(now: float) -> str:
@@ -350,9 +370,9 @@ def _entries(folder: Path) -> list[str]:
     except OSError as exc:
         raise SMailError(_("The outbox {folder} cannot be read: {reason}").format(
             folder=folder, reason=reason(exc))) from None
+    # Only folders named as SMail names its entries: anything else in the folder is not ours.
     return sorted(item.name for item in items
-                  if not item.name.startswith(".") and item.name.lower() not in (FAILED, UNCERTAIN)
-                  and item.is_dir(follow_symlinks=False))
+                  if _ENTRY_NAME.fullmatch(item.name) and item.is_dir(follow_symlinks=False))
 
 
 def _age_text(seconds: float) -> str:
@@ -392,7 +412,7 @@ def flush(config: Config, console: Console) -> Outcome:
         raise SMailError(_("Another SMail /FLUSH is sending the outbox {folder} and still held it after {seconds} s: this run sent nothing; the messages stay for the next /FLUSH.").format(
             folder=folder, seconds=round(wait)))
     try:
-        return _Flush(config, settings).run()
+        return _Flush(config, settings, lock=fd).run()
     finally:
         os.close(fd)
 
@@ -400,8 +420,9 @@ def flush(config: Config, console: Console) -> Outcome:
 class _Flush:
     """One /FLUSH under the outbox lock: what it sent, kept and moved."""
 
-    def __init__(self, config: Config, settings: OutboxSettings, *, now: Callable[[], float] = time.time) -> None:
-        self.config, self.settings, self.now = config, settings, now
+    def __init__(self, config: Config, settings: OutboxSettings, *, lock: int | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self.config, self.settings, self.now, self.lock = config, settings, now, lock
         self.folder = settings.folder
         self.receipts: dict[str, Receipt] = {}
         self.stop: SMailError | None = None
@@ -441,6 +462,9 @@ class _Flush:
 
     def _jobs(self, names: Iterable[str]) -> Iterator[Job]:
         for name in names:
+            if self.stop is None and self.lock is not None and not holds_lock(self.folder, self.lock):
+                self.stop = SMailError(_("The outbox lock {path} was removed during the flush: stopping, so that another /FLUSH cannot send the same messages.").format(
+                    path=self.folder / LOCK))
             if self.stop is not None:
                 return
             job = self._prepare(name, send=True)
