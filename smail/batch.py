@@ -94,15 +94,6 @@ def _in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
 
 # -- the CSV file ------------------------------------------------------------------------------
 
-def _windows_1252_fallback(err: UnicodeError) -> tuple[str, int]:
-    """The five bytes Windows-1252 leaves undefined map to the same code points (as Notepad)."""
-    assert isinstance(err, UnicodeDecodeError)
-    return "".join(chr(b) for b in err.object[err.start:err.end]), err.end
-
-
-codecs.register_error("smail-cp1252", _windows_1252_fallback)
-
-
 def detect_encoding(stream: BinaryIO) -> tuple[str, str]:
     """(codec, error handler) like body files: a BOM (UTF-8, UTF-16 LE/BE), else valid UTF-8,
     else Windows-1252. Reads the stream through in blocks and rewinds it."""
@@ -119,7 +110,7 @@ def detect_encoding(stream: BinaryIO) -> tuple[str, str]:
         decoder.decode(b"", final=True)
         encoding = "utf-8", "strict"
     except UnicodeDecodeError:
-        encoding = "cp1252", "smail-cp1252"
+        encoding = "cp1252", files.WINDOWS_1252
     stream.seek(0)
     return encoding
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from smail.errors import FileMissingError, SMailError
+from smail.errors import FileMissingError, SMailError, reason
 from smail.i18n import _
 
 # What is read whole into memory: response, configuration, secret, token and CA files.
@@ -100,16 +100,20 @@ def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
     return data
 
 
-_CP1252_UNDEFINED: Final = frozenset({0x81, 0x8D, 0x8F, 0x90, 0x9D})
+def _windows_1252_undefined(err: UnicodeError) -> tuple[str, int]:
+    """The five bytes Windows-1252 leaves undefined map to the same code points (as Notepad)."""
+    assert isinstance(err, UnicodeDecodeError)
+    return "".join(chr(b) for b in err.object[err.start:err.end]), err.end
+
+
+# The error handler of Notepad's "ANSI": data.decode("cp1252", WINDOWS_1252), or a stream's.
+WINDOWS_1252: Final = "smail-cp1252"
+codecs.register_error(WINDOWS_1252, _windows_1252_undefined)
 
 
 def decode_windows_1252(data: bytes) -> str:
     """Notepad "ANSI"; the five bytes cp1252 leaves undefined map to the same code points."""
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return "".join(chr(b) if b in _CP1252_UNDEFINED else bytes([b]).decode("cp1252")
-                       for b in data)
+    return data.decode("cp1252", WINDOWS_1252)
 
 
 def decode_text(data: bytes) -> str:
@@ -301,6 +305,4 @@ def append(fd: int, data: bytes) -> None:
 
 def write_failure(path: Path, exc: OSError | ValueError) -> SMailError:
     """An output that could not be written (exit 1), naming it and the OS's reason."""
-    from smail.errors import reason
-
     return SMailError(_("{path} could not be written: {reason}").format(path=path, reason=reason(exc)))
