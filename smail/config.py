@@ -14,7 +14,7 @@ from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.log import LogLevel, LogSettings
 from smail.message import MessageSettings, Priority, parse_header
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference, path_of
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.retry import RetryPolicy
@@ -308,10 +308,6 @@ def message_settings(values: Values, mode: Mode) -> MessageSettings:
 
 def reporting(raw: RawOptions) -> Reporting:
     """Reporting settings from tolerantly parsed options: a bad value falls back to the default."""
-    def path(name: str) -> Path | None:
-        value = (raw.get(name) or "").strip().strip('"')
-        return Path(value) if value and "\0" not in value else None
-
     def tolerant(name: str, kind: type[T]) -> T:
         try:
             value = convert(BY_NAME[name], raw.get(name) or "") if raw.given(name) else None
@@ -321,11 +317,11 @@ def reporting(raw: RawOptions) -> Reporting:
             value = BY_NAME[name].default
         assert isinstance(value, kind)
         return value
-    return Reporting(log=LogSettings(path=path("LOG"), level=tolerant("LOG_LEVEL", LogLevel)),
-                     error_file=path("ERROR_FILE"),
+    return Reporting(log=LogSettings(path=path_of(raw.get("LOG")), level=tolerant("LOG_LEVEL", LogLevel)),
+                     error_file=path_of(raw.get("ERROR_FILE")),
                      error_file_on_success=tolerant("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess),
                      error_file_encoding=tolerant("ERROR_FILE_CHARSET", str),
-                     quiet=raw.flag("QUIET"), result_file=path("RESULT_FILE"))
+                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")))
 
 
 def check_outputs(raw: RawOptions) -> None:
@@ -342,11 +338,11 @@ def check_outputs(raw: RawOptions) -> None:
         if option.input_file and raw.given(option.name):
             given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
             named += [(option.repeat, value) for value in given]
-    batch = (raw.get("BATCH") or "").strip().strip('"')
-    if batch and "\0" not in batch:
+    batch = path_of(raw.get("BATCH"))
+    if batch is not None:
         from smail.batch import files_named  # the files the rows name are inputs too
 
-        named += [(True, item) for item in files_named(Path(batch))]
+        named += [(True, item) for item in files_named(batch)]
     for is_list, value in named:
         for item in (file_items(value) if is_list else [value.strip().strip('"')]):
             if not item or "\0" in item:
@@ -361,22 +357,21 @@ def check_outputs(raw: RawOptions) -> None:
                 inputs.setdefault(files.identity(path), path)
     outputs: dict[tuple[str, object], str] = {}
     for option in OPTIONS:
-        output = raw.get(option.name) if option.output_file else None
-        if not output or "\0" in output:
+        output = path_of(raw.get(option.name)) if option.output_file else None
+        if output is None:
             continue
-        path = Path(output.strip().strip('"'))
-        clash = inputs.get(files.identity(path))
+        clash = inputs.get(files.identity(output))
         if clash is None:
-            clash = next((Path(p) for p in patterns if _matches(path, p)), None)
+            clash = next((Path(p) for p in patterns if _matches(output, p)), None)
         if clash is not None:
             raise ParamError(_("/{name}={path} names a file SMail reads ({input}): refused, so that it cannot be overwritten.").format(
-                name=option.name, path=path, input=clash))
-        if files.exists(path) and not files.is_file(path):
+                name=option.name, path=output, input=clash))
+        if files.exists(output) and not files.is_file(output):
             continue  # a device (NUL, /dev/null) takes any number of outputs
-        other = outputs.setdefault(files.identity(path), option.name)
+        other = outputs.setdefault(files.identity(output), option.name)
         if other != option.name:
             raise ParamError(_("/{name} and /{other} name the same file {path}: give each its own file.").format(
-                name=option.name, other=other, path=path))
+                name=option.name, other=other, path=output))
 
 
 def _batch(values: Values) -> BatchSettings | None:

@@ -198,11 +198,17 @@ def charset(value: str) -> str:
     return name
 
 
+def path_of(value: str | None) -> Path | None:
+    """A path as given (blanks and quotes around it removed); None when there is none usable."""
+    value = (value or "").strip().strip('"')
+    return Path(value) if value and "\0" not in value else None
+
+
 def _path(value: str) -> Path:
-    value = value.strip().strip('"')
-    if not value or "\0" in value:
+    path = path_of(value)
+    if path is None:
         raise ConversionError(_("expected a file path"))
-    return Path(value)
+    return path
 
 
 def existing_file(value: str) -> Path:
