@@ -78,6 +78,7 @@ class BatchSettings:
     rows: Path                      # /BATCH
     results: Path | None = None     # /BATCH_RESULT
     resume: bool = False            # /BATCH_RESUME
+    resend_uncertain: bool = False  # /RESEND_UNCERTAIN with /BATCH_RESUME
     per_second: float | None = None  # /RATE
 
 
@@ -85,6 +86,7 @@ class BatchSettings:
 class OutboxSettings:
     folder: Path                    # /OUTBOX
     flush: bool = False             # /FLUSH
+    resend_uncertain: bool = False  # /RESEND_UNCERTAIN with /FLUSH
     max_age: float                  # /OUTBOX_MAX_AGE, seconds
     per_second: float | None = None  # /RATE, for /FLUSH
 
@@ -385,7 +387,7 @@ def _batch(values: Values) -> BatchSettings | None:
     if values.flag("BATCH_RESUME") and results is None:
         raise ParamError(_("/BATCH_RESUME needs /BATCH_RESULT: the file that tells which rows were sent."))
     return BatchSettings(rows=rows, results=results, resume=values.flag("BATCH_RESUME"),
-                         per_second=values.get("RATE", float))
+                         resend_uncertain=values.flag("RESEND_UNCERTAIN"), per_second=values.get("RATE", float))
 
 
 def _outbox(values: Values) -> OutboxSettings | None:
@@ -397,6 +399,7 @@ def _outbox(values: Values) -> OutboxSettings | None:
     if files.exists(folder) and not files.is_dir(folder):
         raise ParamError(_("/OUTBOX={path} is not a folder.").format(path=folder))
     return OutboxSettings(folder=folder, flush=values.flag("FLUSH"),
+                          resend_uncertain=values.flag("RESEND_UNCERTAIN") and values.flag("FLUSH"),
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
 
 
@@ -415,6 +418,10 @@ def validate(raw: RawOptions) -> Config:
     mode = values.require("MODE", Mode)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
+    if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
+            and not (batch is not None and batch.resume):
+        # An explicit decision about what an earlier run left uncertain: never implied.
+        raise ParamError(_("/RESEND_UNCERTAIN needs /FLUSH (the outbox's uncertain folder) or /BATCH_RESUME (the rows marked may-have-been-sent)."))
     if outbox is not None and outbox.flush and batch is not None:
         raise ParamError(_("Give /FLUSH or /BATCH, not both."))
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.

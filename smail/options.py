@@ -514,6 +514,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH.")),
     Option(name="FLUSH", group=_MANY, switch=True, convert=yes_no,
            help=N_("Send the messages waiting in /OUTBOX, oldest first.")),
+    Option(name="RESEND_UNCERTAIN", group=_MANY, switch=True, convert=yes_no,
+           help=N_("Send again what SMail marked as may have been sent, once you have checked that it did not arrive: with /FLUSH the entries in the outbox's uncertain folder, with /BATCH_RESUME the rows marked sending or may-have-been-sent. Each is recorded as a resend.")),
     Option(name="OUTBOX_MAX_AGE", group=_MANY, metavar="72H", convert=duration, default=72 * 3600.0,
            default_text=N_("72H"),
            help=N_("A message older than this in the outbox is moved to its failed folder.")),
