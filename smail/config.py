@@ -342,7 +342,7 @@ def check_outputs(raw: RawOptions) -> None:
             named += [(option.repeat, value) for value in given]
     batch = path_of(raw.get("BATCH"))
     if batch is not None:
-        from smail.batch import files_named  # the files the rows name are inputs too
+        from smail.batch.table import files_named  # the files the rows name are inputs too
 
         named += [(True, item) for item in files_named(batch)]
     for is_list, value in named:

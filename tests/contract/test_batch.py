@@ -673,13 +673,13 @@ def test_results_file_that_cannot_be_written_stops_before_sending(smtpd, run_sma
 
 
 def test_a_sending_line_that_cannot_be_written_aborts_that_message_and_stops(smtpd, run_smail, tmp_path, monkeypatch):
-    from smail import batch
+    from smail.batch.results import ResultsFile
 
     handler = RecordingHandler()
     server = smtpd(handler)
     rows = invoices(tmp_path, 5)
     results = tmp_path / "results.csv"
-    real_record = batch.ResultsFile.record
+    real_record = ResultsFile.record
     calls = Counter()
 
     def record(self: Any, row: int, status: str, **facts: Any) -> None:
@@ -687,7 +687,7 @@ def test_a_sending_line_that_cannot_be_written_aborts_that_message_and_stops(smt
         if status == "sending" and calls[status] == 2:
             raise OSError(28, "No space left on device")
         real_record(self, row, status, **facts)
-    monkeypatch.setattr(batch.ResultsFile, "record", record)
+    monkeypatch.setattr(ResultsFile, "record", record)
     result = run_smail(*server.options, *COMMON, "/BODY=x", f"/BATCH={rows}", f"/BATCH_RESULT={results}")
     assert result.exit_code == ExitCode.PARTIAL
     assert [r.rcpt_tos for r in handler.received] == [["client1@test.test"]]  # row 3 never got its final dot

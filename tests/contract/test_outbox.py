@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from smail import outbox
 from smail.errors import ExitCode
+from smail.outbox import disk, layout
 from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import Received, RecordingHandler, free_port, read_line
 
@@ -41,7 +43,7 @@ def down() -> list[str]:
 def waiting(box: Path) -> list[Path]:
     if not box.is_dir():
         return []
-    return sorted(p for p in box.iterdir() if p.is_dir() and outbox._ENTRY_NAME.fullmatch(p.name))
+    return sorted(p for p in box.iterdir() if p.is_dir() and layout.ENTRY_NAME.fullmatch(p.name))
 
 
 def moved(box: Path, where: str) -> list[Path]:
@@ -486,7 +488,7 @@ def test_graph_refusal_goes_to_failed_and_throttling_stays(microsoft, tls_ca, ru
 
 def hold_lock(box: Path) -> int:
     box.mkdir(parents=True, exist_ok=True)
-    fd = outbox._lock(box, 0)
+    fd = disk.lock(box, 0)
     assert fd is not None
     return fd
 
@@ -513,7 +515,7 @@ def test_a_second_flush_gets_the_lock_when_released_and_finds_nothing_left(smtpd
     fd = hold_lock(box)
     handler = RecordingHandler()
     server = smtpd(handler)
-    releaser = threading.Timer(0.5, lambda: (outbox.shutil.rmtree(waiting(box)[0]), os.close(fd)))
+    releaser = threading.Timer(0.5, lambda: (shutil.rmtree(waiting(box)[0]), os.close(fd)))
     releaser.start()
     result = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}", "/TIMEOUT=5")
     releaser.join()
@@ -524,8 +526,8 @@ def test_a_second_flush_gets_the_lock_when_released_and_finds_nothing_left(smtpd
 LOCK_HOLDER = """
 import os, sys, time
 from pathlib import Path
-from smail import outbox
-fd = outbox._lock(Path(sys.argv[1]), 0)
+from smail.outbox import disk
+fd = disk.lock(Path(sys.argv[1]), 0)
 print("locked" if fd is not None else "busy", flush=True)
 time.sleep(60)
 """
@@ -538,10 +540,10 @@ def test_a_lock_whose_owner_was_killed_is_taken_over(tmp_path):
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert outbox._lock(box, 0.2) is None  # held by a live process
+        assert disk.lock(box, 0.2) is None  # held by a live process
         holder.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up runs
         holder.wait(10)
-        fd = outbox._lock(box, 2)
+        fd = disk.lock(box, 2)
         assert fd is not None
         os.close(fd)
     finally:
@@ -758,17 +760,17 @@ def test_disk_full_while_writing_an_entry_keeps_the_original_failure_and_leaves_
         run_smail, tmp_path, files, monkeypatch):
     box = tmp_path / "box"
     attachment = files("a.bin", b"a" * 10_000)
-    real_write = outbox._write_new
+    real_write = disk.write_new
 
     def full(path, data):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(outbox, "_write_new", full)
+    monkeypatch.setattr(disk, "write_new", full)
     result = run_smail(*down(), *BASIC, f"/ATTACH={attachment}", f"/OUTBOX={box}")
     assert result.exit_code == ExitCode.CONNECT
     assert "could not be kept in the outbox" in result.stderr and "No space left on device" in result.stderr
     assert list(box.iterdir()) == []
-    monkeypatch.setattr(outbox, "_write_new", real_write)
-    monkeypatch.setattr(outbox.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    monkeypatch.setattr(disk, "write_new", real_write)
+    monkeypatch.setattr(disk.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     result = run_smail(*down(), *BASIC, f"/ATTACH={attachment}", f"/OUTBOX={box}")
     assert result.exit_code == ExitCode.CONNECT and "No space left" in result.stderr
     assert list(box.iterdir()) == []
@@ -779,13 +781,13 @@ def test_an_entry_that_cannot_be_marked_in_flight_is_not_sent(smtpd, microsoft, 
                                                               monkeypatch, mode):
     box = tmp_path / "box"
     entries = [queue(run_smail, box, f"/FROM_ADDR={SENDER}") for _ in range(2)]
-    real = outbox._write_new
+    real = disk.write_new
 
     def no_marker(path, data):
         if path.name == outbox.SENDING:
             raise OSError(28, "No space left on device")
         real(path, data)
-    monkeypatch.setattr(outbox, "_write_new", no_marker)
+    monkeypatch.setattr(disk, "write_new", no_marker)
     handler = RecordingHandler()
     server = smtpd(handler)
     if mode == "SMTP":
@@ -835,7 +837,7 @@ def test_a_half_written_entry_is_invisible_and_cleaned_when_stale(smtpd, run_sma
     box = tmp_path / "box"
     entry = queue(run_smail, box)
     half = box / f"{outbox.NEW}{entry.name}x"
-    outbox.shutil.copytree(entry, half)
+    shutil.copytree(entry, half)
     fresh = box / f"{outbox.NEW}fresh"
     fresh.mkdir()
     old = time.time() - outbox.STALE_NEW - 10

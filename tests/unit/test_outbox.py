@@ -16,6 +16,7 @@ import pytest
 from smail import i18n, mime, outbox
 from smail.errors import ConnectError, ExitCode, FileChangedError, MaybeSentError, SendError, SMTPReply
 from smail.message import Message, MessageSettings, Priority, load_message
+from smail.outbox import disk, layout
 from smail.receipt import Receipt, Status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def transient_receipt(msg: Message) -> Receipt:
 
 
 def test_lock_waits_then_gives_up(tmp_path):
-    holder = outbox._lock(tmp_path, 0)
+    holder = disk.lock(tmp_path, 0)
     assert holder is not None
     now = [0.0]
     slept: list[float] = []
@@ -50,11 +51,11 @@ def test_lock_waits_then_gives_up(tmp_path):
         slept.append(seconds)
         now[0] += seconds
     try:
-        assert outbox._lock(tmp_path, 1.0, clock=lambda: now[0], sleep=sleep) is None
+        assert disk.lock(tmp_path, 1.0, clock=lambda: now[0], sleep=sleep) is None
     finally:
         os.close(holder)
-    assert 1.0 <= sum(slept) < 1.0 + 2 * outbox.LOCK_POLL
-    fd = outbox._lock(tmp_path, 0)
+    assert 1.0 <= sum(slept) < 1.0 + 2 * disk.LOCK_POLL
+    fd = disk.lock(tmp_path, 0)
     assert fd is not None
     os.close(fd)
 
@@ -94,11 +95,11 @@ def test_undecodable_names_round_trip(tmp_path):
 def test_entry_names_sort_oldest_first(message, tmp_path):
     names = [outbox.write_entry(tmp_path, message, mime.render(message), now=t)
              for t in (1_800_000_000.5, 1_700_000_000.25, 1_700_000_000.0)]
-    assert outbox._entries(tmp_path) == names[::-1]
+    assert layout.entries(tmp_path) == names[::-1]
     (tmp_path / "failed").mkdir()
     (tmp_path / ".new-x").mkdir()
     (tmp_path / "file").write_text("")
-    assert outbox._entries(tmp_path) == names[::-1]
+    assert layout.entries(tmp_path) == names[::-1]
 
 
 def test_a_file_changed_since_the_message_was_built_is_not_kept(message, tmp_path):
@@ -127,7 +128,7 @@ def test_damaged_entries_are_named_not_crashed_on(message, tmp_path, change, tex
     document = json.loads(path.read_text(encoding="utf-8"))
     change(document)
     path.write_text(json.dumps(document), encoding="utf-8")
-    with pytest.raises(outbox._Unreadable, match=text.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(layout.Unreadable, match=text.replace("(", r"\(").replace(")", r"\)")):
         outbox.read_entry(tmp_path / name)
 
 
@@ -137,7 +138,7 @@ def test_a_copy_replaced_by_a_symlink_is_refused(message, tmp_path):
     copy = tmp_path / name / outbox.FILES / "1"
     copy.unlink()
     copy.symlink_to("/etc/hostname")
-    with pytest.raises(outbox._Unreadable, match="is damaged"):
+    with pytest.raises(layout.Unreadable, match="is damaged"):
         outbox.read_entry(tmp_path / name)
 
 
@@ -150,7 +151,7 @@ def settings_for(folder: Path):
 
 def test_keep_stores_the_entry_and_exits_10_on_stderr(message, tmp_path):
     outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
-    [name] = outbox._entries(tmp_path / "box")
+    [name] = layout.entries(tmp_path / "box")
     assert outcome.exit_code == ExitCode.QUEUED
     assert outcome.error is not None  # the message was not delivered: stderr and /ERROR_FILE
     assert outcome.text == (f"127.0.0.1:25 refused the connection. The message is kept in the outbox "
@@ -175,7 +176,7 @@ def test_keep_never_stores_a_refusal_or_a_may_have_been_sent(message, tmp_path, 
 def test_keep_when_the_outbox_cannot_be_written_keeps_the_original_code(message, tmp_path, monkeypatch):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(outbox, "_write_new", full)
+    monkeypatch.setattr(disk, "write_new", full)
     outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
     assert outcome.exit_code == ExitCode.CONNECT and outcome.error is not None
     assert outcome.text == (f"127.0.0.1:25 refused the connection. The message could not be kept in the outbox "
@@ -184,16 +185,16 @@ def test_keep_when_the_outbox_cannot_be_written_keeps_the_original_code(message,
 
 
 def test_a_failure_after_the_rename_still_says_kept(message, tmp_path, monkeypatch):
-    real = outbox._fsync_dir
+    real = disk.fsync_dir
     box = tmp_path / "box"
 
     def fsync_dir(path):
         if path == box:
             raise OSError(errno.EIO, "Input/output error")
         real(path)
-    monkeypatch.setattr(outbox, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(disk, "fsync_dir", fsync_dir)
     outcome = outbox.keep(settings_for(box), message, mime.render(message), transient_receipt(message))
-    assert outcome.exit_code == ExitCode.QUEUED and len(outbox._entries(box)) == 1
+    assert outcome.exit_code == ExitCode.QUEUED and len(layout.entries(box)) == 1
 
 
 # -- French -------------------------------------------------------------------------------------
