@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smail import files, redact
+from smail.addresses import Mailbox
 from smail.errors import ExitCode, reason
 from smail.i18n import _
-from smail.message import FilePart, Mailbox, Message, Priority, open_part
+from smail.kinds import Priority
+from smail.message import FilePart, Message, open_part
 from smail.outbox import disk
 from smail.outbox.layout import (
     COPY_BLOCK,

@@ -37,8 +37,9 @@ from smail.outbox.layout import (
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import Config, OutboxSettings
+    from smail.config import Config
     from smail.output import Console
+    from smail.settings import OutboxSettings
     from smail.transports import Job, Session
 
 log = logging.getLogger("smail")
@@ -109,7 +110,7 @@ class _Flush:
         names = entries(self.folder)
         if not names and not self.receipts:
             return _empty(self.folder)
-        session = transports.open_session(self.config)
+        session = transports.open_session(self.config.transport)
         try:
             while names:
                 if not self._send(session, names):

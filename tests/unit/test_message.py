@@ -11,24 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from smail.addresses import Mailbox, parse_header, parse_mailbox, parse_mailboxes, split_addresses
 from smail.errors import ExitCode, FileChangedError, FileMissingError, ParamError
 from smail.message import (
     FilePart,
-    Mailbox,
-    MessageSettings,
     decode_body,
     decode_windows_1252,
     file_name,
     html_to_text,
     load_message,
     open_part,
-    parse_header,
-    parse_mailbox,
-    parse_mailboxes,
     part_chunks,
     read_part,
-    split_addresses,
 )
+from smail.settings import MessageSettings
 
 FIXED_TIME = 1_774_000_000.0  # 2026-03-20
 
