@@ -13,7 +13,7 @@ from smail import __version__, files, i18n, log, options, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.output import Console, ErrorFile
-from smail.receipt import Outcome, Receipt, Status, run_result, write_result
+from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
 if TYPE_CHECKING:
     from smail.config import Config
@@ -80,8 +80,8 @@ def _send_one(config: Config, console: Console) -> Outcome:
     if config.output.dry_run:
         count = len(message.recipients)
         text = ngettext(
-            "Dry run: the message ({size} bytes) to {n} recipient is valid; nothing was sent.",
-            "Dry run: the message ({size} bytes) to {n} recipients is valid; nothing was sent.",
+            "Dry run: the message ({size} bytes) is valid and would be sent to {n} recipient; nothing was sent.",
+            "Dry run: the message ({size} bytes) is valid and would be sent to {n} recipients; nothing was sent.",
             count).format(size=rendered.size, n=count)
         return Outcome(ExitCode.OK, text, [Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                                    accepted=tuple(b.address for b in message.recipients))])
@@ -143,6 +143,8 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     """The strict parse, validation, then the run itself."""
     from smail.config import raw_secrets, validate
 
+    if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
+        raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
     raw = options.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
@@ -192,6 +194,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log_path = log.configure(report.log, warn=console.err)
     except (OSError, ValueError) as exc:
         console.err(_("The log file could not be opened: {reason}").format(reason=reason(exc)))
+    if report.result_file is not None:
+        _write_running(report.result_file)
     try:
         outcome = _run(argv, environ, console)
     except KeyboardInterrupt:
@@ -210,6 +214,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     finally:
         log.shutdown()
     return int(outcome.exit_code)
+
+
+def _write_running(path: Path) -> None:
+    """/RESULT_FILE says "running" until the run's own receipt replaces it: a run killed on
+    the way never leaves the previous run's success in place. A failure to write it is said
+    once, by the final write."""
+    import time
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = _("SMail has been running since {time} (process {pid}); this file is replaced when it ends.").format(
+        time=started, pid=os.getpid())
+    try:
+        write_result(path, running_result(text, started=started, pid=os.getpid()))
+    except (OSError, ValueError):
+        pass
 
 
 def _report(outcome: Outcome, console: Console, report: Reporting) -> None:

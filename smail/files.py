@@ -82,6 +82,10 @@ def open_input(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+class TooLargeError(FileMissingError):
+    """A file larger than what its use may read whole (exit 8)."""
+
+
 def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
     """The whole content of a regular file of at most `limit` bytes (exit 8 otherwise)."""
     blocks: list[bytes] = []
@@ -95,7 +99,7 @@ def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
             raise FileMissingError.unreadable(path, exc) from None
     data = b"".join(blocks)
     if len(data) > limit:
-        raise FileMissingError(_("{path} is larger than {limit} MB, too large for its use.").format(
+        raise TooLargeError(_("{path} is larger than {limit} MB, too large for its use.").format(
             path=path, limit=limit // (1024 * 1024)))
     return data
 

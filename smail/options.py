@@ -120,13 +120,23 @@ def duration(value: str) -> float:
     return number
 
 
+# /RATE between one message an hour and 1,000 a second: a slower rate would wait for days
+# between two messages, a faster one limits nothing.
+RATE_MIN: Final = 1 / 3600
+RATE_MAX: Final = 1000.0
+
+
 def rate(value: str) -> float:
-    """`30/MIN`, `2/S`, `1000/H` -> messages per second."""
-    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*/\s*(S|SEC|MIN|M|H)\s*", value, re.IGNORECASE)
-    if not match or float(match.group(1).replace(",", ".")) <= 0:
+    """`30/MIN`, `2/S`, `1000/H` -> messages per second, from 1/H to 1000/S."""
+    match = re.fullmatch(r"\s*(\d{1,12}(?:[.,]\d{1,12})?)\s*/\s*(S|SEC|MIN|M|H)\s*", value, re.IGNORECASE)
+    if not match:
         raise ConversionError(_("expected a rate such as 30/MIN, 2/S or 1000/H"))
     per = {"S": 1.0, "SEC": 1.0, "MIN": 60.0, "M": 60.0, "H": 3600.0}[match.group(2).upper()]
-    return float(match.group(1).replace(",", ".")) / per
+    number = float(match.group(1).replace(",", ".")) / per
+    # A rounding margin, so that 1/H itself and 1000/S themselves are accepted.
+    if not RATE_MIN * (1 - 1e-9) <= number <= RATE_MAX * (1 + 1e-9):
+        raise ConversionError(_("expected a rate from 1/H to 1000/S, such as 30/MIN"))
+    return number
 
 
 def text(value: str) -> str:
@@ -422,12 +432,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Seconds before the second attempt, doubled each time.")),
     Option(name="TIMEOUT", group=_GENERAL, metavar="S", convert=seconds, default=60.0,
            help=N_("Network timeout in seconds for each operation.")),
-    Option(name="LOG", group=_GENERAL, metavar="path", convert=output_path, aliases=("LOG_FILE",),
+    Option(name="LOG", group=_GENERAL, metavar=N_("path"), convert=output_path, aliases=("LOG_FILE",),
            output_file=True, help=N_("Append a timestamped log to this file (UTF-8).")),
     Option(name="LOG_LEVEL", group=_GENERAL, metavar="ERROR|INFO|DEBUG", convert=choice(LogLevel),
            default=LogLevel.INFO,
            help=N_("Log detail; DEBUG shows the protocol dialogue, secrets masked.")),
-    Option(name="ERROR_FILE", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
+    Option(name="ERROR_FILE", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
            help=N_("On failure, write the final error message to this file.")),
     Option(name="ERROR_FILE_CHARSET", group=_GENERAL, metavar="UTF-8|ANSI|OEM", convert=error_file_charset,
            default="utf-8", default_text=N_("UTF-8"),
@@ -439,9 +449,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Print nothing on success.")),
     Option(name="DRY_RUN", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Check the options and build the message, but connect to nothing.")),
-    Option(name="SAVE_EML", group=_GENERAL, metavar="path", convert=folder, output_file=True,
+    Option(name="SAVE_EML", group=_GENERAL, metavar=N_("path"), convert=folder, output_file=True,
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
-    Option(name="CONFIG", group=_GENERAL, metavar="path", convert=existing_file, input_file=True,
+    Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
     Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
@@ -449,36 +459,36 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Show the version.")),
     Option(name="PROTECT_SECRET", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI).")),
-    Option(name="OUT", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
+    Option(name="OUT", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
            help=N_("The file /PROTECT_SECRET writes.")),
     Option(name="SCOPE", group=_GENERAL, metavar="USER|MACHINE", convert=choice(SecretScope),
            default=SecretScope.USER,
            help=N_("/PROTECT_SECRET: who can decrypt: this user, or every account of this computer.")),
 
-    Option(name="SUBJECT", group=_MESSAGE, metavar="text", convert=header_text, per_row=True,
+    Option(name="SUBJECT", group=_MESSAGE, metavar=N_("text"), convert=header_text, per_row=True,
            help=N_("Subject of the message.")),
-    Option(name="FROM_NAME", group=_MESSAGE, metavar="name", convert=header_text, per_row=True,
+    Option(name="FROM_NAME", group=_MESSAGE, metavar=N_("name"), convert=header_text, per_row=True,
            help=N_("Display name of the sender.")),
-    Option(name="FROM_ADDR", group=_MESSAGE, metavar="address", convert=header_text, per_row=True,
+    Option(name="FROM_ADDR", group=_MESSAGE, metavar=N_("address"), convert=header_text, per_row=True,
            default_text=N_("/SMTP_USERNAME, or /GRAPH_SENDER"),
            help=N_("Sender address.")),
-    Option(name="TO", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="TO", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Recipients, separated by , or ; as addr or Name <addr>.")),
-    Option(name="CC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="CC", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Copy recipients.")),
-    Option(name="BCC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="BCC", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Blind copy recipients (never shown in the headers).")),
-    Option(name="REPLY_TO", group=_MESSAGE, metavar="addresses", convert=header_text, per_row=True,
+    Option(name="REPLY_TO", group=_MESSAGE, metavar=N_("addresses"), convert=header_text, per_row=True,
            help=N_("Reply-to address(es).")),
-    Option(name="BODY_FILE", group=_MESSAGE, metavar="path", convert=existing_file, input_file=True,
+    Option(name="BODY_FILE", group=_MESSAGE, metavar=N_("path"), convert=existing_file, input_file=True,
            per_row=True, help=N_("Body file: .htm/.html is sent as HTML, anything else as plain text.")),
-    Option(name="BODY", group=_MESSAGE, metavar="text", per_row=True,
+    Option(name="BODY", group=_MESSAGE, metavar=N_("text"), per_row=True,
            help=N_("Body text given on the command line (plain text).")),
-    Option(name="BODY_CHARSET", group=_MESSAGE, metavar="charset", convert=charset, per_row=True,
+    Option(name="BODY_CHARSET", group=_MESSAGE, metavar=N_("charset"), convert=charset, per_row=True,
            default_text=N_("detected"), help=N_("Encoding of the body file.")),
-    Option(name="ATTACH", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+    Option(name="ATTACH", group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
            per_row=True, help=N_("Attachments, separated by , or ; (wildcards * and ? allowed).")),
-    Option(name="INLINE", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+    Option(name="INLINE", group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
            per_row=True, help=N_("Images for an HTML body, referenced as cid:<file name>.")),
     Option(name="PRIORITY", group=_MESSAGE, metavar="HIGHEST|HIGH|NORMAL|LOW|LOWEST",
            convert=choice(Priority), per_row=True, help=N_("Priority of the message.")),
@@ -486,20 +496,20 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Ask for a read receipt.")),
     Option(name="RECEPTION_ACK", group=_MESSAGE, switch=True, convert=yes_no, per_row=True,
            help=N_("Ask for a delivery receipt (DSN).")),
-    Option(name="HEADER", group=_MESSAGE, metavar="\"X-Name: value\"", repeat=True, convert=header_text,
+    Option(name="HEADER", group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
            per_row=True, help=N_("Extra header, repeatable.")),
 
-    Option(name="RESULT_FILE", group=_MANY, metavar="path.json", convert=output_path, output_file=True,
+    Option(name="RESULT_FILE", group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
            help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),
-    Option(name="BATCH", group=_MANY, metavar="rows.csv", convert=existing_file, input_file=True,
+    Option(name="BATCH", group=_MANY, metavar=N_("rows.csv"), convert=existing_file, input_file=True,
            help=N_("Send one message per row of this CSV file; columns named like options set them per row, the others are template variables.")),
-    Option(name="BATCH_RESULT", group=_MANY, metavar="results.csv", convert=output_path, output_file=True,
+    Option(name="BATCH_RESULT", group=_MANY, metavar=N_("results.csv"), convert=output_path, output_file=True,
            help=N_("Write one line per row of /BATCH as each message finishes.")),
     Option(name="BATCH_RESUME", group=_MANY, switch=True, convert=yes_no,
            help=N_("Skip the rows that /BATCH_RESULT already marks as sent.")),
     Option(name="RATE", group=_MANY, metavar="N/MIN", convert=rate,
            help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H).")),
-    Option(name="OUTBOX", group=_MANY, metavar="folder", convert=folder,
+    Option(name="OUTBOX", group=_MANY, metavar=N_("folder"), convert=folder,
            help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH.")),
     Option(name="FLUSH", group=_MANY, switch=True, convert=yes_no,
            help=N_("Send the messages waiting in /OUTBOX, oldest first.")),
@@ -509,17 +519,17 @@ OPTIONS: Final[tuple[Option, ...]] = (
            default_text=N_("72H"),
            help=N_("A message older than this in the outbox is moved to its failed folder.")),
 
-    Option(name="SMTP_SERVER", group=_SMTP, metavar="host", convert=server, required_in=SMTP_ONLY,
+    Option(name="SMTP_SERVER", group=_SMTP, metavar=N_("host"), convert=server, required_in=SMTP_ONLY,
            help=N_("SMTP server (required in SMTP mode).")),
     Option(name="SMTP_PORT", group=_SMTP, metavar="n", convert=integer(1, 65535),
            default_text=N_("25; 587 with STARTTLS; 465 with implicit TLS"), help=N_("Port.")),
-    Option(name="SMTP_USERNAME", group=_SMTP, metavar="login",
+    Option(name="SMTP_USERNAME", group=_SMTP, metavar=N_("login"),
            help=N_("User name for authentication.")),
-    Option(name="SMTP_PASSWORD", group=_SMTP, metavar="password", convert=secret, secret=True,
+    Option(name="SMTP_PASSWORD", group=_SMTP, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password (prefer SMAIL_SMTP_PASSWORD or /SMTP_PASSWORD_FILE).")),
-    Option(name="SMTP_PASSWORD_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
+    Option(name="SMTP_PASSWORD_FILE", group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="SMTP_PASSWORD", help=N_("Read the password from this file.")),
-    Option(name="SMTP_TOKEN_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
+    Option(name="SMTP_TOKEN_FILE", group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
            help=N_("File holding an OAuth2 access token for XOAUTH2.")),
     Option(name="AUTH_TYPE", group=_SMTP, metavar="DEFAULT|NONE|SASL|XOAUTH2", convert=choice(AuthType),
            default=AuthType.DEFAULT,
@@ -529,28 +539,28 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="SSL_MODE", group=_SMTP, metavar="AUTO|STARTTLS|IMPLICIT|NONE", convert=choice(TLSMode),
            default=TLSMode.AUTO,
            help=N_("TLS mode (AUTO: implicit on port 465, STARTTLS when /SSL_VERSION is given).")),
-    Option(name="CA_FILE", group=_SMTP, metavar="path", convert=ca_file, input_file=True,
+    Option(name="CA_FILE", group=_SMTP, metavar=N_("path"), convert=ca_file, input_file=True,
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
     Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
-    Option(name="HELO", group=_SMTP, metavar="name", convert=helo,
+    Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
     Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Directory (tenant) ID or verified domain.")),
     Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Application (client) ID.")),
-    Option(name="O365_SECRET", group=_GRAPH, metavar="secret", convert=secret, secret=True,
+    Option(name="O365_SECRET", group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
-    Option(name="O365_SECRET_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+    Option(name="O365_SECRET_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
-    Option(name="O365_CERT_FILE", group=_GRAPH, metavar="path", convert=existing_file, input_file=True,
+    Option(name="O365_CERT_FILE", group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
-    Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar="password", convert=secret, secret=True,
+    Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
-    Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+    Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_CERT_PASSWORD", help=N_("Read the certificate password from this file.")),
-    Option(name="GRAPH_SENDER", group=_GRAPH, metavar="address", required_in=GRAPH_ONLY,
+    Option(name="GRAPH_SENDER", group=_GRAPH, metavar=N_("address"), required_in=GRAPH_ONLY,
            help=N_("Mailbox that sends (required in Graph mode).")),
     Option(name="O365_CLOUD", group=_GRAPH, metavar="GLOBAL|USGOV|USGOV_DOD|CHINA", convert=choice(Cloud),
            default=Cloud.GLOBAL, help=N_("National cloud; sets the two endpoints below.")),
@@ -564,7 +574,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
     Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
            help=N_("Keep a copy in Sent Items.")),
-    Option(name="PROXY", group=_GRAPH, metavar="http://host:port", convert=url,
+    Option(name="PROXY", group=_GRAPH, metavar=N_("http://host:port"), convert=url,
            help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
@@ -606,14 +616,17 @@ def echoed(token: str) -> str:
     return redact.shown(readable(token))
 
 
-def find(name: str) -> Option:
-    """The option called `name` (any case, - or _), or ParamError with the closest name."""
+def find(name: str, *, suggest: bool = True) -> Option:
+    """The option called `name` (any case, - or _), or ParamError with the closest name
+    (`suggest`: the hint costs a comparison with every option, wasted on a tolerant pass)."""
     key = name.strip().upper().replace("-", "_")
     if key in BY_NAME:
         return BY_NAME[key]
     import difflib  # only for a typo
 
-    close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6)
+    # A name longer than any option's is no typo of one (and difflib is quadratic in it).
+    close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6) \
+        if suggest and len(key) <= 40 else []
     if close:
         raise ParamError(_("Unknown option /{name}. Did you mean /{suggestion}?").format(
             name=echoed(name), suggestion=close[0]))
@@ -684,6 +697,11 @@ def split_token(token: str) -> tuple[str, str | None] | None:
     return name, (value if sep else None)
 
 
+# The most all the @files of one run may hold together (see _Reader.expand).
+RESPONSE_FILES_LIMIT: Final = 256
+RESPONSE_LINES_LIMIT: Final = 20_000
+
+
 class _Reader:
     """One pass over argv, SMAIL_* and /CONFIG. Tolerant, it skips what it cannot read, so
     that /LANG, /?, /LOG and /ERROR_FILE work wherever they are written, even when the rest
@@ -692,10 +710,23 @@ class _Reader:
     def __init__(self, tolerant: bool) -> None:
         self.tolerant = tolerant
         self.read_files: list[Path] = []
+        # What all the @files of one run may add up to, whatever names whatever: nesting
+        # alone bounds nothing (ten files naming each other ten times is 10^8 reads).
+        self.files_left = RESPONSE_FILES_LIMIT
+        self.bytes_left = files.TEXT_LIMIT
+        self.lines_left = RESPONSE_LINES_LIMIT
+        self.exhausted = False
 
     def _fail(self, error: SMailError) -> None:
         if not self.tolerant:
             raise error
+
+    def _too_much(self, path: Path | str) -> None:
+        """The budget of response files is spent: exit 2 naming the file (once, tolerant)."""
+        self.exhausted = True
+        self._fail(ParamError(_("Response files expand to too much (at most {files} files, {lines} lines and {size} MB in all): {path}").format(
+            files=RESPONSE_FILES_LIMIT, lines=RESPONSE_LINES_LIMIT, size=files.TEXT_LIMIT // (1024 * 1024),
+            path=path)))
 
     def expand(self, argv: Sequence[str], depth: int = 0, base: Path | None = None) -> list[str]:
         """Replace each @file by its lines; nested @files are relative to the file naming them."""
@@ -704,23 +735,37 @@ class _Reader:
             if not token.startswith("@") or len(token) == 1:
                 tokens.append(token)
                 continue
+            if self.exhausted:
+                break
             if depth >= 8:
                 self._fail(ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:])))
                 continue
             path = Path(_unquote(token[1:]))
             if base is not None and not path.is_absolute():
                 path = base / path
+            if self.files_left <= 0:
+                self._too_much(path)
+                break
+            self.files_left -= 1
             try:
                 if not files.exists(path):
                     raise FileMissingError(_("Response file not found: {path}").format(path=path))
-                content = files.read_text_file(path)
+                data = files.read_bounded(path, self.bytes_left)
             except (SMailError, ValueError, OSError) as exc:
+                if isinstance(exc, files.TooLargeError) and self.bytes_left < files.TEXT_LIMIT:
+                    self._too_much(path)  # larger than what the other files left
+                    break
                 self._fail(exc if isinstance(exc, SMailError) else
                            FileMissingError(_("Response file not found: {path}").format(path=path)))
                 continue
+            self.bytes_left -= len(data)
             self.read_files.append(path)
-            lines = [line.strip() for line in content.splitlines()]
+            lines = [line.strip() for line in files.decode_text(data).splitlines()]
             lines = [line for line in lines if line and not line.startswith(("#", ";"))]
+            self.lines_left -= len(lines)
+            if self.lines_left < 0:
+                self._too_much(path)
+                break
             tokens.extend(self.expand(lines, depth + 1, path.parent))
         return tokens
 
@@ -737,9 +782,8 @@ class _Reader:
                         arg="****" if after_secret else echoed(token[:200])))
                 name, value = parts
                 after_secret = False
-                option = find(name)
+                option = find(name, suggest=not self.tolerant)
                 after_secret = option.secret
-                option = find(name)
                 if value is None:
                     if not option.switch:
                         raise ParamError(_("Option /{name} needs a value: /{name}=...").format(
@@ -785,7 +829,7 @@ class _Reader:
             return layer
         for key, item in parser.items(section):
             try:
-                option = find(key)
+                option = find(key, suggest=not self.tolerant)
                 if option.name == "CONFIG":
                     raise ParamError(_("a configuration file cannot name another one."))
             except ParamError as exc:
@@ -832,15 +876,15 @@ EXIT_CODE_HELP: Final = (
 
 EXAMPLES: Final = (
     (N_("SMTP with an attachment:"),
-     'SMail /SMTP_SERVER=smtp.example.com /FROM_ADDR=albert@example.com /TO=client@example.com '
-     '/SUBJECT="Invoice" /BODY_FILE=Mail.txt /ATTACH=Invoice.pdf'),
+     N_('SMail /SMTP_SERVER=smtp.example.com /FROM_ADDR=albert@example.com /TO=client@example.com '
+        '/SUBJECT="Invoice" /BODY_FILE=Mail.txt /ATTACH=Invoice.pdf')),
     (N_("Office 365 with XOAUTH2 (token obtained by SMail):"),
-     'SMail /SMTP_SERVER=smtp.office365.com /SSL_VERSION=TLSV1_2 /AUTH_TYPE=XOAUTH2 '
-     '/SMTP_USERNAME=user@example.com /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET=... '
-     '/TO=client@example.com /BODY_FILE=Msg.html'),
+     N_('SMail /SMTP_SERVER=smtp.office365.com /SSL_VERSION=TLSV1_2 /AUTH_TYPE=XOAUTH2 '
+        '/SMTP_USERNAME=user@example.com /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
+        '/TO=client@example.com /BODY_FILE=Msg.html')),
     (N_("Microsoft Graph (app-only):"),
-     'SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET=... '
-     '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html'),
+     N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
+        '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
 )
 
 
@@ -856,7 +900,9 @@ def help_text(version: str) -> str:
         for option in OPTIONS:
             if option.group is not group:
                 continue
-            usage = f"/{option.name}" + (f"={option.metavar}" if option.metavar else "")
+            # A placeholder is translated (/LOG=chemin); a list of values (SMTP|GRAPH) is not,
+            # and the catalog does not hold it.
+            usage = f"/{option.name}" + (f"={_(option.metavar)}" if option.metavar else "")
             if option.aliases and option.name != "HELP":
                 usage += "".join(f", /{alias}" for alias in option.aliases)
             description, default = _(option.help), option.default_shown()
@@ -869,5 +915,5 @@ def help_text(version: str) -> str:
     lines.append("")
     lines.append(_("Examples:"))
     for title, command in EXAMPLES:
-        lines.extend([f"  {_(title)}", f"    {command}"])
+        lines.extend([f"  {_(title)}", f"    {_(command)}"])
     return "\n".join(lines) + "\n"

@@ -30,6 +30,11 @@ Commit = Callable[[], None]
 
 
 class Session(Protocol):
+    @property
+    def where(self) -> str:
+        """The server it talks to (host:port, Graph's host), for receipts of failures too."""
+        ...
+
     def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
         """Send one message; the receipt's status is SENT. Raises SMailError."""
         ...
@@ -76,7 +81,7 @@ def deliver(session: Session, message: Message, rendered: Rendered, policy: retr
         receipt = retry.run(attempt, policy, sleep=sleep)
     except SMailError as err:
         return Receipt.from_error(err, message_id=message.message_id, attempts=attempts,
-                                  duration=time.monotonic() - started)
+                                  duration=time.monotonic() - started, server=session.where)
     return receipt.with_facts(message_id=message.message_id, attempts=attempts,
                               duration=time.monotonic() - started)
 

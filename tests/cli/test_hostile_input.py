@@ -34,7 +34,7 @@ def no_crash(code: int, text: str) -> None:
 
 
 def smail_process(*args: str | bytes, cwd: Path, env: dict[bytes, bytes] | None = None,
-                  timeout: float = 20) -> subprocess.CompletedProcess[bytes]:
+                  timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """A real SMail process with raw bytes arguments; crash reports go to cwd, not /tmp."""
     environ = {key: value for key, value in os.environb.items() if not key.upper().startswith(b"SMAIL_")}
     environ.update({b"LANG": b"en_US.UTF-8", b"TMPDIR": os.fsencode(cwd)})

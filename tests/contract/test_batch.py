@@ -488,7 +488,7 @@ def smail_process(*args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -512,7 +512,7 @@ def test_kill_9_then_resume_delivers_each_row_exactly_once(smtpd, tmp_path):
     first.wait()
     assert last_status(results)[7] == "sending"
     second = smail_process(*args, "/BATCH_RESUME")
-    out, err = second.communicate(timeout=60)
+    out, err = second.communicate(timeout=300)
     assert second.returncode == ExitCode.PARTIAL, err
     assert b"1 may have been sent" in err
     delivered = subjects(handler.received)
@@ -535,7 +535,7 @@ def test_killed_at_random_moments_and_resumed_never_sends_a_row_twice(smtpd, tmp
         process.kill()  # SIGKILL; TerminateProcess on Windows
         process.wait()
     final = smail_process(*args)
-    final.communicate(timeout=60)
+    final.communicate(timeout=300)
     assert final.returncode in (ExitCode.OK, ExitCode.PARTIAL)
     delivered = subjects(handler.received)
     statuses = last_status(results)
@@ -555,9 +555,9 @@ def test_two_processes_on_one_results_file_never_both_send(smtpd, tmp_path):
     first = smail_process(*args)
     wait_for(lambda: results.exists() and "sending" in results.read_text(encoding="utf-8-sig"))
     second = smail_process(*args, "/BATCH_RESUME")
-    _out, err = second.communicate(timeout=30)
+    _out, err = second.communicate(timeout=300)
     assert second.returncode == ExitCode.ERROR and b"another SMail run" in err
-    first.communicate(timeout=30)
+    first.communicate(timeout=300)
     assert first.returncode == ExitCode.OK
     assert len(handler.received) == 10
 

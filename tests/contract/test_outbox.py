@@ -686,7 +686,7 @@ def test_many_processes_queue_at_once(tmp_path):
     port = free_port()
     senders = [smail_process("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", *BASIC, f"/SUBJECT=n{i}",
                              f"/OUTBOX={box}") for i in range(20)]
-    codes = [p.wait(60) for p in senders]
+    codes = [p.wait(300) for p in senders]
     for p in senders:
         p.stdout.close()
         p.stderr.close()
