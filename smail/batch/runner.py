@@ -18,9 +18,10 @@ from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _, ngettext
+from smail.kinds import Mode
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
-from smail.transports import Job, Mode, ends_session, open_session, send_many
+from smail.transports import Job, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
@@ -145,7 +146,7 @@ class Batch:
             for row in rows:
                 self._dry_row(builder, row)
             return
-        session = open_session(self.config)
+        session = open_session(self.config.transport)
         try:
             completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)

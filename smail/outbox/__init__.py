@@ -48,8 +48,8 @@ from smail.outbox.layout import (
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import OutboxSettings
     from smail.mime import Rendered
+    from smail.settings import OutboxSettings
 
 __all__ = ["DONE", "ENTRY", "FAILED", "FILES", "FORMAT", "LOCK", "NEW", "REASON", "SENDING", "STALE_NEW",
            "STATUS", "UNCERTAIN", "encode_message", "flush", "keep", "read_entry", "write_entry"]

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from smail import files, redact
+from smail.addresses import Mailbox
 from smail.errors import ExitCode, ParamError, reason
 from smail.i18n import _
-from smail.message import FilePart, Mailbox, Message, Priority, check_message, open_part
+from smail.kinds import Priority
+from smail.message import FilePart, Message, check_message, open_part
 from smail.outbox import disk
 from smail.outbox.layout import (
     COPY_BLOCK,

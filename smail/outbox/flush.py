@@ -41,8 +41,9 @@ from smail.outbox.layout import (
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import Config, OutboxSettings
+    from smail.config import Config
     from smail.output import Console
+    from smail.settings import OutboxSettings
     from smail.transports import Job, Session
 
 log = logging.getLogger("smail")
@@ -152,7 +153,7 @@ class _Flush:
         names = [n for n in entries(self.folder) if n not in self.receipts]
         if not names and not self.receipts:
             return _empty(self.folder)
-        session = transports.open_session(self.config)
+        session = transports.open_session(self.config.transport)
         try:
             while names:
                 if not self._send(session, names):

@@ -1,4 +1,4 @@
-"""The transport session protocol, the choice of a transport by mode, and deliver(): one
+"""The transport session protocol, the choice of a transport by its settings, and deliver(): one
 message through an open session, retried per /RETRY, reported as a Receipt.
 
 A session sends many messages (one SMTP connection, one Graph token); the single send,
@@ -11,8 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from smail import retry
 from smail.errors import (
@@ -24,16 +23,11 @@ from smail.errors import (
     SMailError,
 )
 from smail.receipt import Receipt
+from smail.settings import GraphSettings, SMTPSettings, TransportSettings
 
 if TYPE_CHECKING:
-    from smail.config import Config
     from smail.message import Message
     from smail.mime import Rendered
-
-
-class Mode(Enum):
-    SMTP = "SMTP"
-    GRAPH = "GRAPH"
 
 
 Progress = Callable[[str, int, int], None]
@@ -55,25 +49,29 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
-def _smtp(config: Config, progress: Progress | None) -> Session:
+def _smtp(settings: TransportSettings, progress: Progress | None) -> Session:
     from smail.transports.smtp import SMTPSession
-    return SMTPSession.from_config(config)
+
+    assert isinstance(settings, SMTPSettings)
+    return SMTPSession.from_settings(settings)
 
 
-def _graph(config: Config, progress: Progress | None) -> Session:
+def _graph(settings: TransportSettings, progress: Progress | None) -> Session:
     # Imported only here: msal and requests stay out of SMTP-only runs.
     from smail.transports.graph import GraphSession
-    return GraphSession.from_config(config, progress=progress)
+
+    assert isinstance(settings, GraphSettings)
+    return GraphSession(settings, progress=progress)
 
 
-_FACTORIES: Mapping[Mode, Callable[[Config, Progress | None], Session]] = {
-    Mode.SMTP: _smtp, Mode.GRAPH: _graph}
+_FACTORIES: Final[Mapping[type, Callable[[TransportSettings, Progress | None], Session]]] = {
+    SMTPSettings: _smtp, GraphSettings: _graph}
 
 
-def open_session(config: Config, progress: Progress | None = None) -> Session:
-    """A session for config.mode; connects on its first message. `progress(name, done, total)`
-    reports long uploads."""
-    return _FACTORIES[config.mode](config, progress)
+def open_session(settings: TransportSettings, progress: Progress | None = None) -> Session:
+    """A session for the transport the settings describe; connects on its first message.
+    `progress(name, done, total)` reports long uploads."""
+    return _FACTORIES[type(settings)](settings, progress)
 
 
 def deliver(session: Session, message: Message, rendered: Rendered, policy: retry.RetryPolicy, *,

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from smail import redact, sasl, tls
-from smail.config import Config, SMTPSettings
 from smail.errors import (
     AuthError,
     ConnectError,
@@ -46,6 +45,7 @@ from smail.mime import Rendered, dot_stuff
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
 from smail.sasl import AuthType
+from smail.settings import SMTPSettings
 from smail.tls import TLSMode
 from smail.transports import Commit
 
@@ -199,9 +199,8 @@ class SMTPSession:
         self._token: Secret | None = settings.token
 
     @classmethod
-    def from_config(cls, config: Config) -> SMTPSession:
-        settings = config.transport
-        assert isinstance(settings, SMTPSettings)
+    def from_settings(cls, settings: SMTPSettings) -> SMTPSession:
+        """A session whose XOAUTH2 token, when the application obtains it, is asked for on first use."""
         token_source = None
         if settings.auth is AuthType.XOAUTH2 and settings.token is None and settings.app:
             app = settings.app

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from smail.addresses import Mailbox, parse_header, parse_mailbox, parse_mailboxes, split_addresses
 from smail.errors import ExitCode, FileChangedError, FileMissingError, ParamError
 from smail.message import (
     FilePart,
-    Mailbox,
-    MessageSettings,
     check_message,
     decode_body,
     decode_windows_1252,
@@ -23,13 +22,10 @@ from smail.message import (
     html_to_text,
     load_message,
     open_part,
-    parse_header,
-    parse_mailbox,
-    parse_mailboxes,
     part_chunks,
     read_part,
-    split_addresses,
 )
+from smail.settings import MessageSettings
 
 FIXED_TIME = 1_774_000_000.0  # 2026-03-20
 

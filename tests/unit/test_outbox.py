@@ -15,9 +15,11 @@ import pytest
 
 from smail import i18n, mime, outbox
 from smail.errors import ConnectError, ExitCode, FileChangedError, MaybeSentError, SendError, SMTPReply
-from smail.message import Message, MessageSettings, Priority, load_message
+from smail.kinds import Priority
+from smail.message import Message, load_message
 from smail.outbox import disk, layout
 from smail.receipt import Receipt, Status
+from smail.settings import MessageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,7 +149,7 @@ def test_a_copy_replaced_by_a_symlink_is_refused(message, tmp_path):
 # -- keep() ------------------------------------------------------------------------------------
 
 def settings_for(folder: Path):
-    from smail.config import OutboxSettings
+    from smail.settings import OutboxSettings
     return OutboxSettings(folder=folder, max_age=72 * 3600.0)
 
 
