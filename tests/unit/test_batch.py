@@ -16,10 +16,20 @@ from hypothesis import strategies as st
 
 from smail.batch.columns import classify
 from smail.batch.results import Recorded, ResultsFile, read_results, row_key
+from smail.batch.rows import in_row
 from smail.batch.table import CSVFile, Row, detect_encoding, detect_separator
 from smail.batch.tally import ProgressBar, Tally, batch_exit_code
 from smail.batch.templates import render_template
-from smail.errors import ExitCode, FileMissingError, ParamError, SMailError
+from smail.errors import (
+    ConnectError,
+    ExitCode,
+    FileMissingError,
+    ParamError,
+    RecipientsRefusedError,
+    RetryExceededError,
+    SMailError,
+    SMTPReply,
+)
 from smail.receipt import Status
 
 
@@ -165,6 +175,25 @@ def test_row_key_ignores_column_order_but_not_values():
     assert key == row_key(swapped, Row(2, ("1", "a@t.test")))
     assert key != row_key(columns, Row(2, ("a@t.test", "2")))
     assert len(key) == 16
+
+
+# -- a row's errors ---------------------------------------------------------------------------
+
+REFUSED = SMTPReply(550, "5.1.1 no such user", "RCPT TO")
+
+
+@pytest.mark.parametrize("err", [
+    ParamError("bad value"),
+    RecipientsRefusedError("refused", refused=(("a@t.test", REFUSED),)),  # keyword-only facts
+    RetryExceededError("gave up", last=ConnectError("down"), attempts=3),
+], ids=["param", "refused-recipient", "retry-exceeded"])
+def test_a_row_error_keeps_its_class_code_and_facts_and_names_the_row(err):
+    located = in_row(err, 4, "TO")
+    assert type(located) is type(err) and located.exit_code == err.exit_code
+    assert located.message == str(located) == f"Row 4, column TO: {err.message}"
+    assert {k: v for k, v in vars(located).items() if k != "message"} == \
+        {k: v for k, v in vars(err).items() if k != "message"}
+    assert err.message in ("bad value", "refused", "gave up")  # the original is left as it was
 
 
 # -- templates --------------------------------------------------------------------------------
