@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import unquote
 
 from smail.addresses import (
@@ -298,3 +299,68 @@ def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.t
         read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=headers,
         message_id=f"<{new_id()}@{sender.domain}>",
         date=email.utils.formatdate(now(), localtime=True))
+
+
+# -- a message read back (an outbox entry) -------------------------------------------------------
+
+# A Message-ID as SMail makes them (RFC 5322 section 3.6.4): printable ASCII, no space or bracket inside.
+_MESSAGE_ID: Final = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")
+# type/subtype, without parameters (RFC 6838 section 4.2).
+_CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+
+
+def _seen(text: str) -> str:
+    """`text` as an error may show it: control characters and lone surrogates escaped."""
+    return shown(text.encode("utf-8", "backslashreplace").decode("utf-8")[:100])
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no message can carry it
+        raise ParamError(_("{what} holds text that is not valid Unicode: {value}").format(
+            what=what, value=_seen(text))) from None
+
+
+def _check_mailbox(box: Mailbox) -> None:
+    text = f"{box.name} <{box.address}>" if box.name else box.address
+    try:
+        text.encode("utf-8")
+        same = parse_mailbox(box.address) == Mailbox(address=box.address)
+    except (UnicodeEncodeError, ParamError):
+        same = False
+    if not same or (box.name is not None and (has_control(box.name) or normalize_name(box.name) != box.name)):
+        raise ParamError(_("Invalid e-mail address: {address}").format(address=_seen(text)))
+
+
+def check_message(message: Message) -> None:
+    """The command line's checks, for a Message read back from disk (an outbox entry edited by
+    hand must not add a Bcc: or carry RCPT parameters); ParamError naming what is wrong."""
+    for box in (message.sender, *message.to, *message.cc, *message.bcc, *message.reply_to):
+        _check_mailbox(box)
+    if not message.recipients:
+        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+    for name, value in message.headers:
+        _check_text(name + value, "/HEADER")
+        if parse_header(f"{name}: {value}") != (name, value):
+            raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
+                header=_seen(f"{name}: {value}")))
+    for text, what in ((message.subject, "/SUBJECT"), (message.body, "/BODY"),
+                       (message.text_alternative or "", "/BODY")):
+        _check_text(text, what)
+    if not _MESSAGE_ID.match(message.message_id):
+        raise ParamError(_("Invalid Message-ID: {value}").format(value=_seen(message.message_id)))
+    if not (message.date.isascii() and message.date.isprintable() and email.utils.parsedate_tz(message.date)):
+        raise ParamError(_("Invalid Date: {value}").format(value=_seen(message.date)))
+    for part in (*message.inline, *message.attachments):
+        _check_text(part.filename, "/ATTACH")
+        _check_text(part.content_id or "", "/INLINE")
+        if has_control(part.filename) or not part.filename.strip():
+            raise ParamError(_("Invalid file name: {name}").format(name=_seen(part.filename)))
+        if not _CONTENT_TYPE.match(part.content_type):
+            raise ParamError(_("Invalid content type {value} for {name}.").format(
+                value=_seen(part.content_type), name=part.filename))
+        if part.content_id is not None and (has_control(part.content_id) or any(c in part.content_id for c in "<>")
+                                            or not part.content_id.strip()):
+            raise ParamError(_("Invalid content ID {value} for {name}.").format(
+                value=_seen(part.content_id), name=part.filename))

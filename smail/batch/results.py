@@ -42,6 +42,7 @@ class Recorded:
 
     status: str
     key: str
+    message_id: str = ""
 
 
 def read_results(path: Path) -> dict[int, Recorded]:
@@ -66,7 +67,7 @@ def read_results(path: Path) -> dict[int, Recorded]:
                 number = fields[0].strip() if fields else ""
                 if len(fields) < 6 or not (number.isascii() and number.isdigit()):
                     continue  # the header, or a line that is not SMail's
-                recorded[int(number)] = Recorded(fields[1].strip(), fields[5].strip())
+                recorded[int(number)] = Recorded(fields[1].strip(), fields[5].strip(), fields[3].strip())
         except csv.Error as exc:
             raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
                 path=path, reason=exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -104,6 +105,7 @@ class Batch:
                         raise files.write_failure(self.save_folder, exc) from None
                 if self.results is not None:
                     self.results.start(truncate=not self.settings.resume)
+                    self._settle_handoffs()
                 terminal = terminal_of(self.console.stderr)
                 self.progress = ProgressBar(terminal, self.total) if terminal is not None else None
                 self._send(table)
@@ -256,24 +258,58 @@ class Batch:
         assert isinstance(pending, _Pending)
         self.pending.pop(pending.row.number, None)
         try:
+            recorded = False
             if receipt.status is Status.FAILED and self.config.outbox is not None:
-                receipt = self._keep(job, receipt)
-            self._finish(pending.row, pending.key, receipt)
+                receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
+            self._finish(pending.row, pending.key, receipt, write=not recorded)
             if ends_session(receipt):
                 self._stop(receipt.failure or SMailError(receipt.error or ""))
         except Exception as exc:
             self._crash(exc)
 
-    def _keep(self, job: Job, receipt: Receipt) -> Receipt:
-        """/OUTBOX: a row that failed for a transient reason waits there for /FLUSH."""
+    def _keep(self, job: Job, receipt: Receipt, row: Row, key: str) -> tuple[Receipt, bool]:
+        """/OUTBOX: a row that failed for a transient reason waits there for /FLUSH; whether
+        the results file recorded it as kept.
+
+        The row is recorded as kept, durably, after its entry is whole on disk and before it
+        appears in the outbox: a kill at any instant leaves either a row the resume sends
+        and a hidden entry it erases, or a recorded row and an entry that only the flush
+        sends (outbox.handoff)."""
         from smail import outbox
+        from smail.outbox import handoff
 
         assert self.config.outbox is not None
-        kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt)
+        results = self.results
+        recorded = False
+
+        def record(_entry: str, text: str) -> None:
+            nonlocal recorded
+            assert results is not None
+            results.record(row.number, Status.QUEUED.value, exit_code=int(ExitCode.QUEUED),
+                           message_id=job.message.message_id, text=text, key=key)
+            os.fsync(results.fd)
+            recorded = True
+        kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt,
+                           origin=handoff.origin(results.path, row.number, key) if results else None,
+                           record=record if results else None)
         if kept.receipts and kept.receipts[-1].status is Status.QUEUED:
-            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED)
+            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED), recorded
         log.warning(kept.text)
-        return receipt
+        return receipt, False
+
+    def _settle_handoffs(self) -> None:
+        """Entries that a killed run of this batch wrote whole but never showed in the outbox:
+        shown when their row is recorded as kept, erased otherwise (the row is sent now)."""
+        from smail.outbox import handoff
+
+        if self.config.outbox is None or self.settings.results is None or self.dry_run:
+            return
+        recorded = self.recorded
+
+        def kept(row: int, key: str, message_id: str) -> bool:
+            line = recorded.get(row)
+            return line is not None and line.status == Status.QUEUED.value and line.message_id == message_id
+        handoff.settle(self.config.outbox.folder, self.settings.results, kept)
 
     def _settle_pending(self) -> None:
         """Rows handed to the session that never came back (a worker died on a bug)."""
@@ -297,7 +333,8 @@ class Batch:
             message = builder.message(row)
             rendered = mime.render(message)
             failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
-            self._finish(row, key, self._keep(Job(key=None, message=message, rendered=rendered), failed))
+            receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
+            self._finish(row, key, receipt, write=not recorded)
             return
         self._finish(row, key, failed, not_sent=True)
 

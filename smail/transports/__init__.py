@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from smail import retry
-from smail.errors import AuthError, ConnectError, InterruptedAfterCommitError, RetryExceededError, SMailError
+from smail.errors import (
+    AuthError,
+    ConnectError,
+    DroppedError,
+    InterruptedAfterCommitError,
+    RetryExceededError,
+    SMailError,
+)
 from smail.receipt import Receipt
 from smail.settings import GraphSettings, SMTPSettings, TransportSettings
 
@@ -105,6 +112,15 @@ def ends_session(receipt: Receipt) -> bool:
     return isinstance(err, (ConnectError, AuthError, InterruptedAfterCommitError))
 
 
+def dropped_on(receipt: Receipt) -> bool:
+    """Whether the server closed the connection during this message, before its end: the next
+    message may go through a new connection."""
+    err = receipt.failure
+    if isinstance(err, RetryExceededError):
+        err = err.last
+    return isinstance(err, DroppedError)
+
+
 class Pacer:
     """/RATE: message starts spaced evenly, shared by every worker; nothing when no rate."""
 
@@ -128,10 +144,11 @@ class Pacer:
 
 def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, *,
               on_done: Callable[[Job, Receipt], None], per_second: float | None = None,
-              workers: int = 1, sleep: Callable[[float], None] = time.sleep) -> bool:
+              workers: int = 1, sleep: Callable[[float], None] = time.sleep,
+              ends: Callable[[Receipt], bool] = ends_session) -> bool:
     """Send every job through one session, `workers` at a time, paced by `per_second`;
     `on_done` gets each receipt as soon as it is known. Returns False when a failure of the
-    session stopped the run before every job was tried."""
+    session (`ends`) stopped the run before every job was tried."""
     pacer = Pacer(per_second, sleep=sleep)
     source = iter(jobs)
     lock = threading.Lock()
@@ -148,7 +165,7 @@ def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, 
                 pacer.wait()
                 receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit,
                                   sleep=sleep)
-                if ends_session(receipt):
+                if ends(receipt):
                     stopped.set()
                 with lock:
                     on_done(job, receipt)
