@@ -20,6 +20,7 @@ from smail.errors import (
     reason,
 )
 from smail.i18n import _
+from smail.transports.exchange import explain
 
 # Reply codes (RFC 5321 section 4.2.3, RFC 4954 section 6).
 READY: Final = 220
@@ -36,13 +37,13 @@ AUTH_REFUSED: Final = frozenset({530, 534, 535, 538})
 def reply_error(reply: SMTPReply) -> SMailError:
     """A reply refusing a command: 530-538 -> exit 4; otherwise exit 5 (4xx temporary)."""
     if reply.code in AUTH_REFUSED:
-        return AuthError(_("The server requires authentication before {what}: {reply}").format(
-            what=reply.command, reply=reply), reply=reply)
+        return AuthError(explain(_("The server requires authentication before {what}: {reply}").format(
+            what=reply.command, reply=reply), reply), reply=reply)
     if reply.temporary:
         return SendError(_("The server temporarily refused {what}: {reply}").format(
             what=reply.command, reply=reply), reply=reply)
-    return SendError(_("The server refused {what}: {reply}").format(what=reply.command, reply=reply),
-                     reply=reply)
+    return SendError(explain(_("The server refused {what}: {reply}").format(what=reply.command, reply=reply),
+                             reply), reply=reply)
 
 
 def network_error(exc: BaseException, *, where: str, server: str, timeout: float) -> SMailError | None:
