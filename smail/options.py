@@ -21,6 +21,7 @@ from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailEr
 from smail.i18n import N_, Language, _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.sasl import AuthType
@@ -316,6 +317,34 @@ def url(value: str) -> str:
     return value
 
 
+def proxy_shown(value: str) -> str:
+    """A proxy URL as an error may show it: never what stands before its @."""
+    return re.sub(r"//[^/@]*@", "//****@", value.strip())
+
+
+def proxy_value(value: str) -> object:
+    """/PROXY: http://[user[:password]@]host:port, socks5://... (socks5h too) or NONE."""
+    from smail import proxy
+
+    if value.strip().upper() == "NONE":
+        return proxy.ProxyOff.NONE
+    try:
+        return proxy.parse(value)
+    except ValueError as exc:
+        # Raised as ParamError, not ConversionError: convert() would echo the whole value.
+        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=redact.shown(proxy_shown(value)[:120]), name="PROXY", reason=exc)) from None
+
+
+def ip_family(value: str) -> IPFamily:
+    """/IP: 4, 6 (IPV4, IPV6 too) or ANY."""
+    word = value.strip().upper().removeprefix("IPV")
+    for family in IPFamily:
+        if word == family.value:
+            return family
+    raise ConversionError(_("expected one of {values}").format(values="4, 6, ANY"))
+
+
 def scope(value: str) -> str:
     value = value.strip()
     if not re.fullmatch(r"https?://\S+/\.default", value):
@@ -453,6 +482,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
+    Option(name="PROXY", group=_GENERAL, metavar="http://host:port|socks5://host:port|NONE", convert=proxy_value,
+           default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
+           help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
+    Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the proxy user (prefer SMAIL_PROXY_PASSWORD or /PROXY_PASSWORD_FILE).")),
+    Option(name="PROXY_PASSWORD_FILE", group=_GENERAL, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="PROXY_PASSWORD", help=N_("Read the proxy password from this file.")),
     Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
     Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
@@ -543,6 +579,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
     Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
+    Option(name="IP", group=_SMTP, metavar="4|6|ANY", convert=ip_family, default=IPFamily.ANY,
+           help=N_("Connect over IPv4 only (4) or IPv6 only (6); by default every address of the server in turn.")),
     Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
@@ -574,8 +612,6 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
     Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
            help=N_("Keep a copy in Sent Items.")),
-    Option(name="PROXY", group=_GRAPH, metavar=N_("http://host:port"), convert=url,
-           help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
 BY_NAME: Final[Mapping[str, Option]] = {
@@ -647,6 +683,7 @@ class RawOptions:
     values: dict[str, str | list[str]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     read_files: list[Path] = field(default_factory=list)  # response and configuration files
+    proxy_environment: dict[str, str] = field(default_factory=dict)  # HTTPS_PROXY, NO_PROXY...
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)
@@ -850,7 +887,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = F
     config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
     if isinstance(config, str):
         layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
-    raw = RawOptions(read_files=reader.read_files)
+    from smail import proxy
+
+    raw = RawOptions(read_files=reader.read_files, proxy_environment=proxy.environment(environ))
     for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
         for name, value in layer.values.items():
             raw.values[name] = value
