@@ -360,6 +360,8 @@ EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "a sender name with a control character": lambda d: d["message"].update(
         sender={"address": "albert@demo.test", "name": "Albert\x07"}),
     "no recipient at all": lambda d: d["message"].update(to=[], cc=[], bcc=[]),
+    "a Date past the calendar": lambda d: d["message"].update(date="Mon, 1 Jan 99999 00:00:00 +0000"),
+    "a Date that is no date": lambda d: d["message"].update(date="tomorrow"),
     "a Message-ID with a space": lambda d: d["message"].update(message_id="<a b@demo.test>"),
     "a Message-ID without brackets": lambda d: d["message"].update(message_id="abc@demo.test"),
     "a content type with a parameter": lambda d: d["message"]["attachments"][0].update(
