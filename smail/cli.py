@@ -16,8 +16,9 @@ from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
 if TYPE_CHECKING:
-    from smail.config import Config, Reporting
+    from smail.config import Config
     from smail.options import RawOptions
+    from smail.settings import Reporting
     from smail.transports import Progress
 
 logger = logging.getLogger("smail")
@@ -84,7 +85,7 @@ def _send_one(config: Config, console: Console) -> Outcome:
             count).format(size=rendered.size, n=count)
         return Outcome(ExitCode.OK, text, [Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                                    accepted=tuple(b.address for b in message.recipients))])
-    session = transports.open_session(config, progress=_progress_bar(console.stderr))
+    session = transports.open_session(config.transport, progress=_progress_bar(console.stderr))
     try:
         receipt = transports.deliver(session, message, rendered, config.retry)
     finally:
@@ -178,7 +179,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if early.flag("VERSION"):
         console.out(version_line())
         return ExitCode.OK
-    from smail.config import check_outputs, raw_secrets, reporting
+    from smail.config import raw_secrets, reporting
+    from smail.outputcheck import check_outputs
 
     redact.remember(*raw_secrets(early))  # before anything can print them
     report = reporting(early)

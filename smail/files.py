@@ -238,6 +238,54 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+_NEW_FLAGS: Final = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                     | getattr(os, "O_NOINHERIT", 0))
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """A new file written whole and fsynced; FileExistsError when the name exists, a link
+    included (O_EXCL never follows one), so that nothing is written through a link."""
+    fd = os.open(path, _NEW_FLAGS, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def replace_name(path: Path, data: bytes) -> None:
+    """Give the name `path` a new file holding `data`, all at once: a link by that name is
+    itself replaced, never the file it points to (write_atomically follows links on purpose)."""
+    import uuid
+
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    write_new(temporary, data)
+    try:
+        rename(temporary, path, replace=True)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def real_folder(path: Path) -> bool:
+    """Whether `path` is a folder itself, not a link to one (nor a file)."""
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    # A Windows junction or symbolic link is a reparse point whose tag has the name-surrogate bit.
+    return stat.S_ISDIR(info.st_mode) and not getattr(info, "st_reparse_tag", 0) & 0x20000000
+
+
 def _set_mode(fd: int, target: Path) -> None:
     """The mode a plain open() would give (mkstemp's is 0600): the replaced file's, else
     0666 less the umask."""

@@ -19,7 +19,9 @@ from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from smail import __version__
-from smail.message import FilePart, Mailbox, Message, Priority, part_chunks
+from smail.addresses import Mailbox
+from smail.kinds import Priority
+from smail.message import FilePart, Message, part_chunks
 
 CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters

@@ -19,13 +19,12 @@ from smail import files, hosts, redact
 from smail.cloud import Cloud
 from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
 from smail.i18n import N_, Language, _
+from smail.kinds import Mode, Priority
 from smail.log import LogLevel
-from smail.message import Priority
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSVersion
-from smail.transports import Mode
 
 
 class Group(Enum):

@@ -49,6 +49,7 @@ class Receipt:
     error: str | None = None
     summary: str = ""                             # the translated success line
     source: dict[str, Any] = field(default_factory=dict)  # batch row or outbox entry
+    resend: bool = False                          # /RESEND_UNCERTAIN: sent again after "may have been sent"
     failure: SMailError | None = field(default=None, compare=False, repr=False)
 
     @classmethod

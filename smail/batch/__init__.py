@@ -18,6 +18,22 @@ for appending, so that a run killed at any point leaves an exact record for /BAT
     runner     the run itself
 """
 
-from smail.batch.runner import run
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smail.config import Config
+    from smail.options import RawOptions
+    from smail.output import Console
+    from smail.receipt import Outcome
 
 __all__ = ["run"]
+
+
+def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+    """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
+    # The run is imported here, so that reading the CSV (table) does not load the transports.
+    from smail.batch.runner import run as run_batch
+
+    return run_batch(config, raw, console, workers=workers)

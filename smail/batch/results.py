@@ -47,6 +47,7 @@ class Recorded:
 
     status: str
     key: str
+    message_id: str = ""
 
 
 def _ends_cut(binary: BinaryIO) -> bool:
@@ -92,7 +93,7 @@ def read_results(path: Path) -> dict[int, Recorded]:
                     continue  # the header, or a line that is not SMail's
                 row = int(number)
                 last = (row, recorded.get(row))
-                recorded[row] = Recorded(fields[1].strip(), fields[5].strip())
+                recorded[row] = Recorded(fields[1].strip(), fields[5].strip(), fields[3].strip())
         except csv.Error as exc:
             raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
                 path=path, reason=exc)) from None
@@ -107,7 +108,7 @@ def read_results(path: Path) -> dict[int, Recorded]:
             else:
                 recorded[row] = before
         elif len(key) != KEY_LENGTH:
-            recorded[row] = Recorded(status, "")
+            recorded[row] = Recorded(status, "", recorded[row].message_id)
     if lines > 1 and not recorded:
         raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
             path=path, reason=_("none of its lines is a row SMail recorded")))

@@ -7,23 +7,21 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
 from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Column
 from smail.batch.table import Row
 from smail.batch.templates import render_template
 from smail.config import Values, message_settings
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
+from smail.kinds import Mode
 from smail.message import (
     Message,
-    MessageSettings,
     html_to_text,
     load_message,
-    parse_header,
-    parse_mailbox,
-    parse_mailboxes,
 )
 from smail.options import BY_NAME, RawOptions, convert, file_list
-from smail.transports import Mode
+from smail.settings import MessageSettings
 
 
 def _at(err: SMailError, text: str) -> SMailError:

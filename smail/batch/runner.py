@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,10 +27,11 @@ from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _, ngettext
+from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
-from smail.transports import Job, Mode, ends_session, open_session, send_many
+from smail.transports import Job, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
@@ -99,6 +101,7 @@ class Batch:
                         raise files.write_failure(self.save_folder, exc) from None
                 if self.results is not None:
                     self.results.start(truncate=not self.settings.resume)
+                    self._settle_handoffs()
                 terminal = terminal_of(self.console.stderr)
                 self.progress = ProgressBar(terminal, self.total) if terminal is not None else None
                 self._send(table)
@@ -184,7 +187,7 @@ class Batch:
             for row in rows:
                 self._dry_row(builder, row)
             return
-        session = open_session(self.config)
+        session = open_session(self.config.transport)
         try:
             completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
@@ -266,24 +269,58 @@ class Batch:
         try:
             local = receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR
             receipt = _local(receipt)
+            recorded = False
             if receipt.status is Status.FAILED and self.config.outbox is not None and not local:
-                receipt = self._keep(job, receipt)
-            self._finish(pending.row, pending.key, receipt, resend=pending.resend)
+                receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
+            self._finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
             if ends_session(receipt) and self.stop_error is None:
                 self.stop_error = receipt.failure or SMailError(receipt.error or "")
         except Exception as exc:
             self.crash = exc
 
-    def _keep(self, job: Job, receipt: Receipt) -> Receipt:
-        """/OUTBOX: a row that failed for a transient reason waits there for /FLUSH."""
+    def _keep(self, job: Job, receipt: Receipt, row: Row, key: str) -> tuple[Receipt, bool]:
+        """/OUTBOX: a row that failed for a transient reason waits there for /FLUSH; whether
+        the results file recorded it as kept.
+
+        The row is recorded as kept, durably, after its entry is whole on disk and before it
+        appears in the outbox: a kill at any instant leaves either a row the resume sends
+        and a hidden entry it erases, or a recorded row and an entry that only the flush
+        sends (outbox.handoff)."""
         from smail import outbox
+        from smail.outbox import handoff
 
         assert self.config.outbox is not None
-        kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt)
+        results = self.results
+        recorded = False
+
+        def record(_entry: str, text: str) -> None:
+            nonlocal recorded
+            assert results is not None
+            results.record(row.number, Status.QUEUED.value, exit_code=int(ExitCode.QUEUED),
+                           message_id=job.message.message_id, text=text, key=key)
+            os.fsync(results.fd)
+            recorded = True
+        kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt,
+                           origin=handoff.origin(results.path, row.number, key) if results else None,
+                           record=record if results else None)
         if kept.receipts and kept.receipts[-1].status is Status.QUEUED:
-            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED)
+            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED), recorded
         log.warning(kept.text)
-        return receipt
+        return receipt, False
+
+    def _settle_handoffs(self) -> None:
+        """Entries that a killed run of this batch wrote whole but never showed in the outbox:
+        shown when their row is recorded as kept, erased otherwise (the row is sent now)."""
+        from smail.outbox import handoff
+
+        if self.config.outbox is None or self.settings.results is None or self.dry_run:
+            return
+        recorded = self.recorded
+
+        def kept(row: int, key: str, message_id: str) -> bool:
+            line = recorded.get(row)
+            return line is not None and line.status == Status.QUEUED.value and line.message_id == message_id
+        handoff.settle(self.config.outbox.folder, self.settings.results, kept)
 
     def _settle_pending(self) -> None:
         """Rows handed to the session that never came back (a worker died on a bug)."""
@@ -312,7 +349,8 @@ class Batch:
             message = builder.message(row)
             rendered = mime.render(message)
             failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
-            self._finish(row, key, self._keep(Job(key=None, message=message, rendered=rendered), failed))
+            receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
+            self._finish(row, key, receipt, write=not recorded)
             return
         self._finish(row, key, failed, not_sent=True)
 

@@ -23,7 +23,8 @@ Nothing secret is stored: /FLUSH brings its own credentials.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from smail.errors import ExitCode, SMailError, reason
 from smail.i18n import _
@@ -47,8 +48,8 @@ from smail.outbox.layout import (
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import OutboxSettings
     from smail.mime import Rendered
+    from smail.settings import OutboxSettings
 
 __all__ = ["DONE", "ENTRY", "FAILED", "FILES", "FORMAT", "LOCK", "NEW", "REASON", "SENDING", "STALE_NEW",
            "STATUS", "UNCERTAIN", "encode_message", "flush", "keep", "read_entry", "write_entry"]
@@ -56,25 +57,32 @@ __all__ = ["DONE", "ENTRY", "FAILED", "FILES", "FORMAT", "LOCK", "NEW", "REASON"
 log = logging.getLogger("smail")
 
 
-def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt: Receipt) -> Outcome:
+def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt: Receipt, *,
+         origin: dict[str, Any] | None = None, record: Callable[[str, str], None] | None = None) -> Outcome:
     """Keep a message that failed for a transient reason, for a later /FLUSH (exit 10).
 
     The line goes to stderr and /ERROR_FILE: the message was not delivered. When the outbox
-    cannot be written, the original failure's exit code stands.
+    cannot be written, the original failure's exit code stands. A batch row gives its
+    `origin` and `record(entry, text)`, which records it as kept before the entry appears
+    (outbox.handoff).
     """
     failure = receipt.failure
     error = receipt.error or (failure.message if failure else "")
     if receipt.status is not Status.FAILED:  # a refusal or a "may have been sent" is never kept
         return Outcome(receipt.exit_code, error, [receipt], failure or SMailError(error))
+
+    def kept_text(name: str) -> str:
+        return _("{error} The message is kept in the outbox {folder} as {entry}; the next /FLUSH will send it.").format(
+            error=error, folder=settings.folder, entry=name)
     try:
-        name = write_entry(settings.folder, message, rendered, receipt)
+        name = write_entry(settings.folder, message, rendered, receipt, origin=origin,
+                           before_publish=(lambda name: record(name, kept_text(name))) if record else None)
     except (OSError, ValueError, SMailError) as exc:
         why = exc.message if isinstance(exc, SMailError) else reason(exc)
         text = _("{error} The message could not be kept in the outbox {folder} either: {reason}").format(
             error=error, folder=settings.folder, reason=why)
         return Outcome(receipt.exit_code, text, [receipt], SMailError(text))
-    text = _("{error} The message is kept in the outbox {folder} as {entry}; the next /FLUSH will send it.").format(
-        error=error, folder=settings.folder, entry=name)
+    text = kept_text(name)
     log.info(_("Message {message_id} kept in the outbox as {entry}.").format(
         message_id=message.message_id, entry=name))
     return Outcome(ExitCode.QUEUED, text, [receipt.with_facts(status=Status.QUEUED, source={"entry": name})],

@@ -26,8 +26,9 @@ def lock(folder: Path, wait: float, *, clock: Callable[[], float] = time.monoton
     """
     deadline = clock() + wait
     while True:
+        # O_NOFOLLOW: a link named .lock is not SMail's, and nothing is created through it.
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
-                     | getattr(os, "O_NOINHERIT", 0), 0o666)
+                     | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             while not files.lock_file(fd):
                 if clock() >= deadline:
@@ -68,8 +69,6 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_new(path: Path, data: bytes) -> None:
-    """A file written whole and fsynced before anything can depend on it."""
-    with open(path, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+    """A new file written whole and fsynced before anything can depend on it; never through a
+    link (FileExistsError when the name exists)."""
+    files.write_new(path, data)

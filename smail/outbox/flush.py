@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 import shutil
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from smail import files, redact
 from smail.errors import ExitCode, SMailError, reason
 from smail.i18n import _, ngettext
-from smail.outbox import disk
-from smail.outbox.entry import read_entry
+from smail.outbox import disk, handoff
+from smail.outbox.entry import origin_of, read_entry
+from smail.outbox.handoff import Kept
 from smail.outbox.layout import (
     DONE,
     ENTRY,
+    ENTRY_NAME,
     FAILED,
     FORMAT,
     LOCK,
@@ -33,12 +36,14 @@ from smail.outbox.layout import (
     entries,
     iso,
     load,
+    name_time,
 )
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import Config, OutboxSettings
+    from smail.config import Config
     from smail.output import Console
+    from smail.settings import OutboxSettings
     from smail.transports import Job, Session
 
 log = logging.getLogger("smail")
@@ -55,6 +60,41 @@ def _age_text(seconds: float) -> str:
 
 class _OutboxError(SMailError):
     """The outbox itself failed (an entry could not be marked as being sent): stop sending."""
+
+
+def _marked(entry: Path) -> bool:
+    """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
+    so that an entry that may have been sent is never sent again, whatever fails around it."""
+    try:
+        os.lstat(entry / SENDING)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _session_failed(receipt: Receipt) -> bool:
+    """A failure that ends the flush's session: not a drop on one entry, which the next entry,
+    over a new connection, may not meet."""
+    from smail.transports import dropped_on, ends_session
+
+    return ends_session(receipt) and not dropped_on(receipt)
+
+
+def _recorded_in(results: Path) -> Kept:
+    """What a batch's results file recorded, for a hidden entry a killed batch left."""
+    from smail.batch.results import read_results
+
+    try:
+        recorded = read_results(results)
+    except SMailError:
+        return lambda row, key, message_id: None
+
+    def kept(row: int, key: str, message_id: str) -> bool:
+        line = recorded.get(row)
+        return line is not None and line.status == Status.QUEUED.value and line.message_id == message_id
+    return kept
 
 
 def _empty(folder: Path) -> Outcome:
@@ -96,6 +136,7 @@ class _Flush:
         self.folder = settings.folder
         self.receipts: dict[str, Receipt] = {}
         self.stop: SMailError | None = None
+        self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -104,12 +145,15 @@ class _Flush:
 
         self._clean()
         for name in entries(self.folder):
-            if os.path.lexists(self.folder / name / SENDING):
+            if _marked(self.folder / name):
                 self._recover(name)
-        names = entries(self.folder)
+        if self.settings.resend_uncertain:
+            self._bring_back()
+        # An entry in flight that could not be moved to uncertain/ stays, and is never sent.
+        names = [n for n in entries(self.folder) if n not in self.receipts]
         if not names and not self.receipts:
             return _empty(self.folder)
-        session = transports.open_session(self.config)
+        session = transports.open_session(self.config.transport)
         try:
             while names:
                 if not self._send(session, names):
@@ -127,7 +171,7 @@ class _Flush:
 
         # One at a time, in both modes: strictly oldest first, and a backlog is rarely large.
         complete = transports.send_many(session, self._jobs(names), self.config.retry, on_done=self._done,
-                                        per_second=self.settings.per_second)
+                                        per_second=self.settings.per_second, ends=_session_failed)
         return complete and self.stop is None
 
     def _jobs(self, names: Iterable[str]) -> Iterator[Job]:
@@ -149,33 +193,54 @@ class _Flush:
         entry = self.folder / name
         if not files.is_dir(entry):
             return None
+        if _marked(entry):  # in flight, and could not be moved to uncertain/: never sent again
+            if name not in self.receipts:
+                self._recover(name)
+            return None
+        resend = self._resend(name)
         try:
-            loaded = read_entry(entry)
+            loaded = read_entry(entry, now=self.now())
             rendered = mime.render(loaded.message)
         except Unreadable as bad:
             self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
                                                        error=bad.text, source={"entry": name}))
             return None
-        except (OSError, ValueError) as exc:  # e.g. held by an antivirus: left for the next flush
-            err = SMailError(_("The outbox entry {entry} cannot be read now: {reason}").format(
-                entry=name, reason=reason(exc)))
-            self._waiting(name, None, err)
+        except OSError as exc:  # e.g. held by an antivirus: left for the next flush, until it expires
+            text = _("The outbox entry {entry} cannot be read now: {reason}").format(entry=name, reason=reason(exc))
+            kept = name_time(name)
+            if kept is not None and self.now() - kept > self.settings.max_age and not resend:
+                self._expire(name, None, text)
+            else:
+                self._waiting(name, None, SMailError(text))
+            return None
+        except (ValueError, SMailError) as exc:  # text no message can carry, a part that cannot be built
+            why = exc.message if isinstance(exc, SMailError) else str(exc).encode("utf-8", "backslashreplace").decode()
+            text = _("The outbox entry is damaged: {reason}").format(reason=why)
+            self._move(name, FAILED, text, Receipt(status=Status.REFUSED, exit_code=ExitCode.ERROR, error=text,
+                                                   source={"entry": name}))
             return None
         age = self.now() - loaded.created
-        if age > self.settings.max_age:
-            limit = _age_text(self.settings.max_age)
-            last = self._status(name).get("last_error")
-            if isinstance(last, str) and last:
-                text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up. Last error: {error}").format(
-                    age=limit, error=last)
-            else:
-                text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up.").format(age=limit)
-            self._move(name, FAILED, text, Receipt(status=Status.REFUSED, message_id=loaded.message.message_id,
-                                                   exit_code=ExitCode.RETRY_EXCEEDED, error=text,
-                                                   source={"entry": name}))
+        if age > self.settings.max_age and not resend:  # a resend is the administrator's decision
+            self._expire(name, loaded.message.message_id, None)
             return None
         return Job(key=name, message=loaded.message, rendered=rendered,
                    on_commit=(lambda: self._commit(name)) if send else None)
+
+    def _expire(self, name: str, message_id: str | None, error: str | None) -> None:
+        """Older than /OUTBOX_MAX_AGE: to failed/ with the last error, never sent."""
+        limit = _age_text(self.settings.max_age)
+        last = error or self._status(name).get("last_error")
+        if isinstance(last, str) and last:
+            text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up. Last error: {error}").format(
+                age=limit, error=last)
+        else:
+            text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up.").format(age=limit)
+        self._move(name, FAILED, text, Receipt(status=Status.REFUSED, message_id=message_id,
+                                               exit_code=ExitCode.RETRY_EXCEEDED, error=text, source={"entry": name}))
+
+    def _resend(self, name: str) -> bool:
+        """Whether this entry is sent again by the administrator's decision (/RESEND_UNCERTAIN)."""
+        return name in self.resends or self._status(name).get("resend") is True
 
     def _commit(self, name: str) -> None:
         """Just before the end of the message goes out: mark the entry as in flight, durably,
@@ -192,16 +257,20 @@ class _Flush:
         from smail.transports import ends_session
 
         name = str(job.key)
-        receipt = receipt.with_facts(source={"entry": name})
+        receipt = receipt.with_facts(source={"entry": name}, resend=self._resend(name))
         failure = receipt.failure
         if receipt.status is Status.SENT:
             self.receipts[name] = receipt
-            log.info(_("Outbox entry {entry} sent: {summary}").format(entry=name, summary=receipt.summary))
+            if receipt.resend:
+                log.warning(_("Outbox entry {entry} sent again (/RESEND_UNCERTAIN): {summary}").format(
+                    entry=name, summary=receipt.summary))
+            else:
+                log.info(_("Outbox entry {entry} sent: {summary}").format(entry=name, summary=receipt.summary))
             self._remove(name)
         elif receipt.status is Status.MAYBE_SENT:
             self._move(name, UNCERTAIN, receipt.error or "", receipt)
         elif receipt.status is Status.FAILED or isinstance(failure, _OutboxError) or ends_session(receipt):
-            if isinstance(failure, _OutboxError) or ends_session(receipt):
+            if isinstance(failure, _OutboxError) or _session_failed(receipt):
                 self.stop = self.stop or failure
             self._unmark(name)
             self._waiting(name, receipt, failure)
@@ -223,8 +292,8 @@ class _Flush:
         document = self._status(entry.name, entry)
         document.setdefault("format", FORMAT)
         document.update(changes)
-        try:
-            files.write_atomically(entry / STATUS, dump(document))
+        try:  # never through a link: replace_name replaces a link by that name itself
+            files.replace_name(entry / STATUS, dump(document))
         except OSError as exc:
             log.warning(_("The status of the outbox entry {entry} could not be written: {reason}").format(
                 entry=entry.name, reason=reason(exc)))
@@ -268,19 +337,23 @@ class _Flush:
         shutil.rmtree(done, ignore_errors=True)
 
     def _move(self, name: str, where: str, text: str, receipt: Receipt) -> None:
-        """To failed/ or uncertain/ with its reason; the entry is never sent again from there."""
+        """To failed/ or uncertain/ with its reason; the entry is never sent again from there.
+        When it cannot be moved, it stays in place: one in flight keeps its mark (never sent)."""
         text = redact.redact(text)
         entry = self.folder / name
         self.receipts[name] = receipt.with_facts(source={"entry": name})
         try:
-            disk.write_new(entry / REASON, f"{iso(self.now())} {text}\n".encode("utf-8", "backslashreplace"))
+            files.replace_name(entry / REASON, f"{iso(self.now())} {text}\n".encode("utf-8", "backslashreplace"))
         except OSError as exc:  # the reason is still in the log and the result file
             log.warning(_("The reason could not be written into the outbox entry {entry}: {reason}").format(
                 entry=name, reason=reason(exc)))
         self._update_status(entry, outcome=where, reason=text)
         target_folder = self.folder / where
         try:
-            target_folder.mkdir(exist_ok=True)
+            if not files.real_folder(target_folder):
+                if os.path.lexists(target_folder):  # a link (or a file): never moved into, nor through
+                    raise NotADirectoryError(errno.ENOTDIR, _("it is not a folder (a link or a file)"))
+                target_folder.mkdir()
             target = target_folder / name
             number = 1
             while os.path.lexists(target):
@@ -290,9 +363,11 @@ class _Flush:
             disk.fsync_dir(self.folder)
             disk.fsync_dir(target_folder)
         except OSError as exc:
-            # Left in place: an entry in flight keeps its mark, so the next flush cannot resend it.
-            log.warning(_("The outbox entry {entry} could not be moved to {folder} ({reason}).").format(
-                entry=name, folder=target_folder, reason=reason(exc)))
+            # Left in place: an entry in flight keeps its mark, so that no flush sends it again.
+            stays = _("The outbox entry {entry} could not be moved to {folder} ({reason}): it stays in the outbox, and is never sent as it is.").format(
+                entry=name, folder=target_folder, reason=reason(exc))
+            log.warning(stays)
+            self.receipts[name] = receipt.with_facts(source={"entry": name}, error=f"{text} {stays}")
             return
         try:  # its job is done; without it, the entry can be moved back to be sent again
             os.unlink(target / SENDING)
@@ -326,7 +401,57 @@ class _Flush:
             except OSError:
                 continue
             if stale and item.is_dir(follow_symlinks=False):
-                shutil.rmtree(item.path, ignore_errors=True)
+                where = origin_of(Path(item.path)) if item.name.startswith(NEW) else None
+                if where is not None:  # kept for a batch row killed before it appeared
+                    handoff.decide(self.folder, Path(item.path), where, _recorded_in(Path(where["results"])))
+                else:
+                    shutil.rmtree(item.path, ignore_errors=True)
+
+    def _bring_back(self) -> None:
+        """/RESEND_UNCERTAIN: the entries of uncertain/ go back to the outbox, each marked as a
+        resend before it moves, to be sent again by this flush."""
+        where = self.folder / UNCERTAIN
+        if not files.real_folder(where):
+            if os.path.lexists(where):
+                log.warning(_("{folder} is not a folder (a link or a file): nothing is sent again from it.").format(
+                    folder=where))
+            return
+        try:
+            items = sorted(os.scandir(where), key=lambda item: item.name)
+        except OSError as exc:
+            log.warning(_("{folder} cannot be read: {reason}").format(folder=where, reason=reason(exc)))
+            return
+        for item in items:
+            found = ENTRY_NAME.match(item.name)
+            rest = item.name[found.end():] if found else ""
+            if not found or not (rest == "" or (rest[:1] == "-" and rest[1:].isdigit())) \
+                    or not item.is_dir(follow_symlinks=False):
+                continue
+            name, source = found.group(0), Path(item.path)
+            if os.path.lexists(self.folder / name):
+                log.warning(_("{entry} is both in {folder} and in the outbox: it is not sent again.").format(
+                    entry=item.name, folder=where))
+                continue
+            self._update_status(source, resend=True)
+            try:
+                files.rename(source, self.folder / name)
+                disk.fsync_dir(self.folder)
+                disk.fsync_dir(where)
+            except OSError as exc:
+                log.warning(_("The outbox entry {entry} could not be moved back from {folder} ({reason}): it is not sent again.").format(
+                    entry=item.name, folder=where, reason=reason(exc)))
+                continue
+            try:
+                os.unlink(self.folder / name / SENDING)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # still marked: the next flush puts it back in uncertain/
+                log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
+                    entry=name, reason=reason(exc)))
+                continue
+            self.resends.add(name)
+            log.warning(_("Outbox entry {entry} moved back from {folder}, to be sent again (/RESEND_UNCERTAIN).").format(
+                entry=name, folder=where))
 
     # -- the outcome ---------------------------------------------------------------------------
 
@@ -338,9 +463,15 @@ class _Flush:
             return _empty(self.folder)
         sent = sum(r.status is Status.SENT for r in receipts)
         if sent == len(receipts):
-            text = ngettext("{n} message sent from the outbox {folder}; it is now empty.",
-                            "{n} messages sent from the outbox {folder}; it is now empty.",
-                            sent).format(n=sent, folder=self.folder)
+            resent = sum(r.resend for r in receipts)
+            if resent:
+                text = ngettext("{n} message sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
+                                "{n} messages sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
+                                sent).format(n=sent, folder=self.folder, resent=resent, uncertain=self.folder / UNCERTAIN)
+            else:
+                text = ngettext("{n} message sent from the outbox {folder}; it is now empty.",
+                                "{n} messages sent from the outbox {folder}; it is now empty.",
+                                sent).format(n=sent, folder=self.folder)
             return Outcome(ExitCode.OK, text, receipts)
         first = next(r for r in receipts if r.status is not Status.SENT)
         facts = {"folder": self.folder, "sent": sent, "waiting": sum(r.status is Status.QUEUED for r in receipts),
@@ -359,6 +490,13 @@ class _Flush:
 
 
 # -- /FLUSH /DRY_RUN ---------------------------------------------------------------------------
+
+def _local_time(timestamp: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # outside what the local clock can show
+        return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 
 def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
     """One line per entry (created, recipients, subject); nothing connects, nothing moves."""
@@ -379,10 +517,10 @@ def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
             console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
             continue
         message = loaded.message
-        created = datetime.datetime.fromtimestamp(loaded.created).strftime("%Y-%m-%d %H:%M:%S")
+        created = _local_time(loaded.created)
         facts = {"entry": name, "created": created, "recipients": ", ".join(b.address for b in message.recipients),
                  "subject": message.subject}
-        if os.path.lexists(entry / SENDING):
+        if _marked(entry):
             console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". A /FLUSH stopped while sending it: it would be moved to {folder}.").format(
                 folder=folder / UNCERTAIN, **facts))
         elif time.time() - loaded.created > settings.max_age:

@@ -46,12 +46,19 @@ def load(path: Path) -> Any:
     except FileNotFoundError:
         raise Unreadable(_("The outbox entry has no {name}.").format(name=path.name)) from None
     if not stat.S_ISREG(info.st_mode):
-        raise damaged(path.name)
-    with open(path, "rb") as stream:
+        raise damaged(path.name)  # a link, a folder, a device: not a file SMail wrote
+    fd = os.open(path, _READ_FLAGS)
+    with os.fdopen(fd, "rb") as stream:
         if os.fstat(stream.fileno()).st_size > JSON_LIMIT:
             raise damaged(path.name)
         data = stream.read()
-    return json.loads(data.decode("utf-8", "surrogatepass"))
+    try:
+        return json.loads(data.decode("utf-8", "surrogatepass"))
+    except RecursionError:  # nested deeper than any entry SMail writes
+        raise ValueError(_("{name} is nested too deeply.").format(name=path.name)) from None
+
+
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def iso(timestamp: float) -> str:
@@ -59,6 +66,15 @@ def iso(timestamp: float) -> str:
 
 
 ENTRY_NAME: Final = re.compile(r"\d{8}T\d{6}-\d{6}Z-[0-9a-f]{12}")
+
+
+def name_time(name: str) -> float | None:
+    """The UTC time an entry's name starts with (when it was kept); None when it is no date."""
+    try:
+        stamp = datetime.datetime.strptime(name[:23], "%Y%m%dT%H%M%S-%fZ")
+        return stamp.replace(tzinfo=datetime.UTC).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def new_name(now: float) -> str:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from smail import redact, sasl, tls
-from smail.config import Config, SMTPSettings
 from smail.errors import (
     AuthError,
     ConnectError,
+    DroppedError,
     InterruptedAfterCommitError,
     MaybeSentError,
     NameResolutionError,
@@ -45,6 +45,7 @@ from smail.mime import Rendered, dot_stuff
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
 from smail.sasl import AuthType
+from smail.settings import SMTPSettings
 from smail.tls import TLSMode
 from smail.transports import Commit
 
@@ -198,9 +199,8 @@ class SMTPSession:
         self._token: Secret | None = settings.token
 
     @classmethod
-    def from_config(cls, config: Config) -> SMTPSession:
-        settings = config.transport
-        assert isinstance(settings, SMTPSettings)
+    def from_settings(cls, settings: SMTPSettings) -> SMTPSession:
+        """A session whose XOAUTH2 token, when the application obtains it, is asked for on first use."""
         token_source = None
         if settings.auth is AuthType.XOAUTH2 and settings.token is None and settings.app:
             app = settings.app
@@ -442,7 +442,7 @@ class SMTPSession:
             self._drop()
             if reused:
                 raise _StaleConnection(err) from err
-            raise
+            raise _dropped(err, err.__cause__) from err
         except SMailError as err:
             # After a refusal the server is in a known state: keep the line, unless the reply
             # was 421, which closes it (RFC 5321 section 3.8).
@@ -455,7 +455,7 @@ class SMTPSession:
             error = self._network_error(exc)
             if reused:
                 raise _StaleConnection(error) from exc
-            raise error from exc
+            raise _dropped(error, exc) from exc
         except BaseException:
             self._drop()
             raise
@@ -605,6 +605,16 @@ class SMTPSession:
         return Receipt(status=Status.SENT, message_id=message.message_id, accepted=accepted,
                        server=self.where, reply=str(reply), queue_id=queue_id,
                        tls_version=connection.tls_version, summary=summary)
+
+
+def _dropped(err: SMailError, cause: BaseException | None) -> SMailError:
+    """A connection lost during one message's transaction, on a connection opened for it: the
+    server closed or reset it (not a reply, not a silence), so that message is the likely cause
+    and the next one may go through (DroppedError); anything else is the session's failure."""
+    silent = isinstance(cause, TimeoutError) or isinstance(getattr(cause, "__context__", None), TimeoutError)
+    if type(err) is not ConnectError or err.reply is not None or silent:
+        return err
+    return DroppedError(err.message)
 
 
 def _reply(client: smtplib.SMTP) -> tuple[int, str]:

@@ -563,7 +563,8 @@ def smail_process(*args: str) -> subprocess.Popen[str]:
 def fill(box: Path, count: int, *, attachment: Path | None = None) -> list[str]:
     """`count` entries written as a send would, quickly (no process per entry); their Message-IDs."""
     from smail import mime
-    from smail.message import MessageSettings, load_message
+    from smail.message import load_message
+    from smail.settings import MessageSettings
 
     ids = []
     for number in range(count):

@@ -238,7 +238,7 @@ def test_results_file_lines_and_the_last_status_of_each_row(tmp_path):
     assert data.startswith(codecs.BOM_UTF8 + b"row,status,exit_code,message_id,reply_or_error,key,time\r\n")
     assert b"2,sent,0,<a@x>,250 ok queued,k2," in data
     assert b'4,refused,5,,"550 ""no"", such; user",k4,' in data
-    assert read_results(path) == {2: Recorded("sent", "k2"), 3: Recorded("sending", "k3"),
+    assert read_results(path) == {2: Recorded("sent", "k2", "<a@x>"), 3: Recorded("sending", "k3"),
                                         4: Recorded("refused", "k4")}
 
 

@@ -19,18 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smail import __version__, mime
+from smail.addresses import Mailbox
 from smail.config import validate
 from smail.errors import FileChangedError, ParamError
+from smail.kinds import Priority
 from smail.message import (
     FilePart,
-    Mailbox,
     Message,
-    MessageSettings,
-    Priority,
     html_to_text,
     load_message,
 )
 from smail.options import parse
+from smail.settings import MessageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES, GOLDEN = ROOT / "examples", ROOT / "tests" / "golden"
