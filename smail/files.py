@@ -30,27 +30,24 @@ _READ_FLAGS: Final = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_
                       | getattr(os, "O_NOCTTY", 0))
 
 
-def is_file(path: Path) -> bool:
-    """Path.is_file() that also says False for names the OS rejects (too long, NUL...)."""
+def _tolerant(check: Callable[[], bool]) -> bool:
+    """A Path check that says False for names the OS rejects (too long, NUL...) instead of raising."""
     try:
-        return path.is_file()
+        return check()
     except (OSError, ValueError):
         return False
+
+
+def is_file(path: Path) -> bool:
+    return _tolerant(path.is_file)
 
 
 def exists(path: Path) -> bool:
-    """Path.exists() that says False for names the OS rejects instead of raising."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
+    return _tolerant(path.exists)
 
 
 def is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except (OSError, ValueError):
-        return False
+    return _tolerant(path.is_dir)
 
 
 def not_regular(path: Path) -> FileMissingError:

@@ -85,10 +85,6 @@ class Rendered:
             written += len(chunk)
         return written
 
-    def as_bytes(self) -> bytes:
-        """The whole message in memory: for tests and small messages only."""
-        return b"".join(self.chunks())
-
 
 def _base64_file(part: FilePart) -> Iterator[bytes]:
     """The part base64-encoded; FileChangedError (before its last block) if the file changed."""

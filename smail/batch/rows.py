@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -25,14 +24,20 @@ from smail.settings import MessageSettings
 
 
 def _at(err: SMailError, text: str) -> SMailError:
-    """The same error (class, exit code, protocol facts) with a message naming where it arose."""
-    located = copy.copy(err)
+    """The same error (class, exit code, protocol facts) with a message naming where it arose.
+
+    Made without calling the error's constructor, which copy.copy() would call with the message
+    alone: some errors need keyword arguments (the refused recipients, an exhausted retry's last
+    error), and a TypeError here would turn a row's failure into exit 7.
+    """
+    located = type(err).__new__(type(err), text)
+    located.__dict__.update(vars(err))
     located.message = text
-    located.args = (text,)
     return located
 
 
-def _in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
+def in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
+    """The error, its message prefixed with the row (and the column) it comes from."""
     if column is None:
         return _at(err, _("Row {row}: {error}").format(row=row, error=err.message))
     return _at(err, _("Row {row}, column {column}: {error}").format(row=row, column=column, error=err.message))
@@ -77,7 +82,7 @@ class RowBuilder:
                 elif option.name == "HEADER":
                     parse_header(cell)
             except SMailError as err:
-                raise _in_row(err, row.number, column.name) from None
+                raise in_row(err, row.number, column.name) from None
             row_raw.values[option.name] = [cell] if option.repeat else cell
             other = {"BODY": "BODY_FILE", "BODY_FILE": "BODY"}.get(option.name)
             if other is not None:  # a row's body replaces the command line's, whatever its kind
@@ -85,13 +90,13 @@ class RowBuilder:
         try:
             settings = message_settings(Values(row_raw, ROW_OPTIONS), self.mode)
         except SMailError as err:
-            raise _in_row(err, row.number) from None
+            raise in_row(err, row.number) from None
         if chosen_files:
             settings = replace(settings, attachments=chosen_files.get("ATTACH", settings.attachments),
                                inline=chosen_files.get("INLINE", settings.inline))
             html = settings.body_file is not None and settings.body_file.suffix.lower() in (".htm", ".html")
             if settings.inline and not html:
-                raise _in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
+                raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
                               row.number, "INLINE")
         return settings
 
@@ -108,7 +113,7 @@ class RowBuilder:
             convert(BY_NAME["SUBJECT"], subject)  # no line break may come in through a variable
             message = load_message(replace(settings, subject=subject))
         except SMailError as err:
-            raise _in_row(err, row.number) from None
+            raise in_row(err, row.number) from None
         template = str(settings.body_file) if settings.body_file is not None else "/BODY"
         body = render_template(message.body, html=message.html, variables=variables, row=row.number,
                                template=template, used=self.used)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -31,11 +32,12 @@ from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
-from smail.transports import Job, ends_session, open_session, send_many
+from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
     from smail.output import Console
+    from smail.settings import TransportSettings
 
 log = logging.getLogger("smail")
 
@@ -55,9 +57,11 @@ class _Pending:
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> None:
+    def __init__(self, config: Config, raw: RawOptions, console: Console, *, workers: int | None = None,
+                 open_session: Callable[[TransportSettings], Session] = open_session) -> None:
         assert config.batch is not None
         self.config, self.raw, self.console = config, raw, console
+        self.open_session = open_session
         self.settings = config.batch
         self.workers = workers or (GRAPH_WORKERS if config.mode is Mode.GRAPH else 1)
         self.dry_run = config.output.dry_run
@@ -69,12 +73,29 @@ class Batch:
         self.results: ResultsFile | None = None
         self.progress: ProgressBar | None = None
         self.pending: dict[int, _Pending] = {}
-        self.stop_error: SMailError | None = None   # why the batch stopped before its end
-        self.crash: Exception | None = None   # a bug in a worker, raised again once the session is closed
+        # Why the batch stopped before its end, and a bug in a worker (raised again once the
+        # session is closed): written by _stop() and _crash() only, from any worker thread.
+        self.stop_error: SMailError | None = None
+        self.crash: Exception | None = None
+        self._state_lock = threading.Lock()
         self.columns: tuple[Column, ...] = ()
         self.total = 0
         self.resending: set[int] = set()  # rows /RESEND_UNCERTAIN sends again
         self.inputs: dict[tuple[str, object], Path] = {}  # every file a row reads, by identity
+
+    # -- the run's state -----------------------------------------------------------------------
+
+    def _stop(self, err: SMailError) -> None:
+        """The batch stops on `err`, unless it already stopped: the first reason stands."""
+        with self._state_lock:
+            if self.stop_error is None:
+                self.stop_error = err
+
+    def _crash(self, exc: Exception) -> None:
+        """A bug: the run stops and raises it once the session is closed (the first one)."""
+        with self._state_lock:
+            if self.crash is None:
+                self.crash = exc
 
     # -- the passes ----------------------------------------------------------------------------
 
@@ -187,15 +208,15 @@ class Batch:
             for row in rows:
                 self._dry_row(builder, row)
             return
-        session = open_session(self.config.transport)
+        session = self.open_session(self.config.transport)
         try:
             completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
         finally:
             session.close()
         self._settle_pending()
-        if not completed and self.stop_error is None:
-            self.stop_error = SMailError(_("the connection failed"))
+        if not completed:
+            self._stop(SMailError(_("the connection failed")))
         if self.stop_error is not None and self.crash is None:
             try:
                 for row in rows:
@@ -205,11 +226,24 @@ class Batch:
 
     # -- rows ----------------------------------------------------------------------------------
 
+    def _handled_earlier(self, row: Row, key: str, *, strict: bool = True) -> bool:
+        """Whether an earlier run (/BATCH_RESUME) handled the row; if so it is reported as such
+        and never sent again. Not `strict`: a row that changed since is left to be reported
+        as not sent (the run is already stopping)."""
+        try:
+            earlier = self._earlier(row, key)
+        except SMailError:
+            if strict:
+                raise
+            earlier = None
+        if earlier is None:
+            return False
+        self._finish_earlier(row, key, earlier)
+        return True
+
     def _dry_row(self, builder: RowBuilder, row: Row) -> None:
         key = row_key(self.columns, row)
-        earlier = self._earlier(row, key)
-        if earlier is not None:
-            self._finish_earlier(row, key, earlier)
+        if self._handled_earlier(row, key):
             return
         message = builder.message(row)
         rendered = mime.render(message)
@@ -226,9 +260,7 @@ class Batch:
                 if row is None:
                     return
                 key = row_key(self.columns, row)
-                earlier = self._earlier(row, key)
-                if earlier is not None:
-                    self._finish_earlier(row, key, earlier)
+                if self._handled_earlier(row, key):
                     continue
                 try:
                     message = builder.message(row)
@@ -237,16 +269,16 @@ class Batch:
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)
                     if err.exit_code is ExitCode.ERROR:  # /SAVE_EML cannot be written: stop
-                        self.stop_error = err
+                        self._stop(err)
                     continue
                 self.pending[row.number] = pending = _Pending(row, key, resend=row.number in self.resending)
                 yield Job(key=pending, message=message, rendered=rendered,
                           on_commit=functools.partial(self._commit, pending, message.message_id))
             except SMailError as err:
-                self.stop_error = err
+                self._stop(err)
                 return
             except Exception as exc:  # a bug: stop there, reported once the session is closed
-                self.crash = exc
+                self._crash(exc)
                 return
 
     def _commit(self, pending: _Pending, message_id: str) -> None:
@@ -258,7 +290,7 @@ class Batch:
             self.results.record(pending.row.number, SENDING, message_id=message_id, key=pending.key, sync=True)
         except OSError as exc:  # unrecorded, the message must not go out: abort it
             error = files.write_failure(self.results.path, exc)
-            self.stop_error = error
+            self._stop(error)
             raise error from None
 
     def _done(self, job: Job, receipt: Receipt) -> None:
@@ -273,10 +305,10 @@ class Batch:
             if receipt.status is Status.FAILED and self.config.outbox is not None and not local:
                 receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
             self._finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
-            if ends_session(receipt) and self.stop_error is None:
-                self.stop_error = receipt.failure or SMailError(receipt.error or "")
+            if ends_session(receipt):
+                self._stop(receipt.failure or SMailError(receipt.error or ""))
         except Exception as exc:
-            self.crash = exc
+            self._crash(exc)
 
     def _keep(self, job: Job, receipt: Receipt, row: Row, key: str) -> tuple[Receipt, bool]:
         """/OUTBOX: a row that failed for a transient reason waits there for /FLUSH; whether
@@ -333,12 +365,7 @@ class Batch:
 
     def _not_sent(self, row: Row, builder: RowBuilder) -> None:
         key = row_key(self.columns, row)
-        try:
-            earlier = self._earlier(row, key)
-        except SMailError:
-            earlier = None
-        if earlier is not None:
-            self._finish_earlier(row, key, earlier)
+        if self._handled_earlier(row, key, strict=False):
             return
         assert self.stop_error is not None
         text = _("Not sent: the batch stopped on an earlier failure ({error}).").format(error=self.stop_error.message)
@@ -390,8 +417,7 @@ class Batch:
                 self.results.record(row.number, status, exit_code=int(receipt.exit_code),
                                     message_id=receipt.message_id, text=text, key=key)
             except OSError as exc:
-                if self.stop_error is None:
-                    self.stop_error = files.write_failure(self.results.path, exc)
+                self._stop(files.write_failure(self.results.path, exc))
         if self.keep_receipts:
             self.receipts.append(receipt.with_facts(failure=None))
         if self.progress is not None:

@@ -31,28 +31,13 @@ from smail.i18n import _
 from smail.message import Message
 from smail.outbox.entry import encode_message, read_entry, write_entry
 from smail.outbox.flush import flush
-from smail.outbox.layout import (
-    DONE,
-    ENTRY,
-    FAILED,
-    FILES,
-    FORMAT,
-    LOCK,
-    NEW,
-    REASON,
-    SENDING,
-    STALE_NEW,
-    STATUS,
-    UNCERTAIN,
-)
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
     from smail.mime import Rendered
     from smail.settings import OutboxSettings
 
-__all__ = ["DONE", "ENTRY", "FAILED", "FILES", "FORMAT", "LOCK", "NEW", "REASON", "SENDING", "STALE_NEW",
-           "STATUS", "UNCERTAIN", "encode_message", "flush", "keep", "read_entry", "write_entry"]
+__all__ = ["encode_message", "flush", "keep", "read_entry", "write_entry"]
 
 log = logging.getLogger("smail")
 

@@ -48,6 +48,7 @@ from smail.sasl import AuthType
 from smail.settings import SMTPSettings
 from smail.tls import TLSMode
 from smail.transports import Commit
+from smail.transports.exchange import explain
 
 log = logging.getLogger("smail")
 transcript = logging.getLogger("smail.smtp")
@@ -161,13 +162,13 @@ def _text(reply: bytes | str) -> str:
 def reply_error(reply: SMTPReply) -> SMailError:
     """A reply refusing a command: 530-538 -> exit 4; otherwise exit 5 (4xx temporary)."""
     if reply.code in AUTH_REFUSED:
-        return AuthError(_("The server requires authentication before {what}: {reply}").format(
-            what=reply.command, reply=reply), reply=reply)
+        return AuthError(explain(_("The server requires authentication before {what}: {reply}").format(
+            what=reply.command, reply=reply), reply), reply=reply)
     if reply.temporary:
         return SendError(_("The server temporarily refused {what}: {reply}").format(
             what=reply.command, reply=reply), reply=reply)
-    return SendError(_("The server refused {what}: {reply}").format(what=reply.command, reply=reply),
-                     reply=reply)
+    return SendError(explain(_("The server refused {what}: {reply}").format(what=reply.command, reply=reply),
+                             reply), reply=reply)
 
 
 class _StaleConnection(Exception):
@@ -386,11 +387,12 @@ class SMTPSession:
         except smtplib.SMTPAuthenticationError as exc:
             reply = SMTPReply(exc.smtp_code, _text(exc.smtp_error), "AUTH")
             if reasons:
-                raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply} (reason given by the server: {reason})").format(
-                    where=self.where, user=s.username, mechanism=mechanism, reply=reply,
-                    reason=reasons[-1]), reply=reply) from exc
-            raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply}").format(
-                where=self.where, user=s.username, mechanism=mechanism, reply=reply), reply=reply) from exc
+                text = _("{where} refused the authentication of {user} with {mechanism}: {reply} (reason given by the server: {reason})").format(
+                    where=self.where, user=s.username, mechanism=mechanism, reply=reply, reason=reasons[-1])
+            else:
+                text = _("{where} refused the authentication of {user} with {mechanism}: {reply}").format(
+                    where=self.where, user=s.username, mechanism=mechanism, reply=reply)
+            raise AuthError(explain(text, reply, mechanism=mechanism), reply=reply) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._network_error(exc) from exc
         log.info(_("Authenticated as {user} with {mechanism}.").format(user=s.username, mechanism=mechanism))
@@ -532,13 +534,14 @@ class SMTPSession:
             except (smtplib.SMTPException, OSError):
                 self._drop()
             details = "; ".join(f"{address}: {reply}" for address, reply in refused)
+            first = refused[0][1]
             if any(reply.code in AUTH_REFUSED for _a, reply in refused):
-                raise AuthError(_("The server requires authentication before {what}: {reply}").format(
-                    what="RCPT TO", reply=details), reply=refused[0][1])
-            raise RecipientsRefusedError(ngettext(
+                raise AuthError(explain(_("The server requires authentication before {what}: {reply}").format(
+                    what="RCPT TO", reply=details), first), reply=first)
+            raise RecipientsRefusedError(explain(ngettext(
                 "The server refused {n} recipient, so nothing was sent: {details}",
                 "The server refused {n} recipients, so nothing was sent: {details}",
-                len(refused)).format(n=len(refused), details=details), refused=refused)
+                len(refused)).format(n=len(refused), details=details), first), refused=refused)
         return tuple(box.address for box in recipients)
 
     def _data(self, connection: _Connection, rendered: Rendered, on_commit: Commit | None) -> SMTPReply:

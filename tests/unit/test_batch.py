@@ -7,6 +7,8 @@ import codecs
 import io
 import os
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,12 +16,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smail import options
 from smail.batch.columns import classify
 from smail.batch.results import Recorded, ResultsFile, read_results, row_key
+from smail.batch.rows import in_row
+from smail.batch.runner import Batch
 from smail.batch.table import CSVFile, Row, detect_encoding, detect_separator
 from smail.batch.tally import ProgressBar, Tally, batch_exit_code
 from smail.batch.templates import render_template
-from smail.errors import ExitCode, FileMissingError, ParamError, SMailError
+from smail.config import validate
+from smail.errors import (
+    ConnectError,
+    ExitCode,
+    FileMissingError,
+    ParamError,
+    RecipientsRefusedError,
+    RetryExceededError,
+    SMailError,
+    SMTPReply,
+)
+from smail.output import Console
 from smail.receipt import Status
 
 
@@ -165,6 +181,25 @@ def test_row_key_ignores_column_order_but_not_values():
     assert key == row_key(swapped, Row(2, ("1", "a@t.test")))
     assert key != row_key(columns, Row(2, ("a@t.test", "2")))
     assert len(key) == 16
+
+
+# -- a row's errors ---------------------------------------------------------------------------
+
+REFUSED = SMTPReply(550, "5.1.1 no such user", "RCPT TO")
+
+
+@pytest.mark.parametrize("err", [
+    ParamError("bad value"),
+    RecipientsRefusedError("refused", refused=(("a@t.test", REFUSED),)),  # keyword-only facts
+    RetryExceededError("gave up", last=ConnectError("down"), attempts=3),
+], ids=["param", "refused-recipient", "retry-exceeded"])
+def test_a_row_error_keeps_its_class_code_and_facts_and_names_the_row(err):
+    located = in_row(err, 4, "TO")
+    assert type(located) is type(err) and located.exit_code == err.exit_code
+    assert located.message == str(located) == f"Row 4, column TO: {err.message}"
+    assert {k: v for k, v in vars(located).items() if k != "message"} == \
+        {k: v for k, v in vars(err).items() if k != "message"}
+    assert err.message in ("bad value", "refused", "gave up")  # the original is left as it was
 
 
 # -- templates --------------------------------------------------------------------------------
@@ -361,3 +396,56 @@ def test_progress_line():
     bar.update(500, final=True)
     assert stream.getvalue() == ("\r[####                ] 100/500 rows, 10.0/s, 0:00:40 left  "
                                  "\r[####################] 500/500 rows, 25.0/s, 0:00:00 left  \n")
+
+
+# -- the run's stop state ---------------------------------------------------------------------
+
+def wait_for(condition, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.01)
+
+
+def test_the_first_reason_to_stop_stands_when_a_worker_fails_to_record_its_row_later(tmp_path, monkeypatch):
+    """Two rows in flight (Graph sends several at once): row 2 finds the server gone, then row 3,
+    already being sent, cannot write its `sending` line. The batch stopped because the server
+    is gone: the later failure, found in a worker, must not replace that reason."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO\na@t.test\nb@t.test\n", encoding="utf-8")
+    results = tmp_path / "results.csv"
+    raw = options.parse(["/MODE=GRAPH", "/O365_TENANT_ID=t", "/O365_APP_ID=a", "/O365_SECRET=s",
+                         "/GRAPH_SENDER=u@d.test", f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/RETRY=1",
+                         "/BODY=x"], {})
+    config = validate(raw)
+    second_started = threading.Event()
+    batch: Batch
+
+    class Session:
+        where = "graph.test"
+
+        def send(self, message, rendered, *, on_commit=None):
+            if message.to[0].address == "a@t.test":
+                assert second_started.wait(30)
+                raise ConnectError("the server is gone")
+            second_started.set()
+            wait_for(lambda: batch.stop_error is not None)
+            on_commit()
+            raise AssertionError("the row was sent although its `sending` line could not be written")
+
+        def close(self):
+            pass
+
+    real_record = ResultsFile.record
+
+    def record(self, row, status, **facts):
+        if row == 3 and status == "sending":
+            raise OSError(28, "No space left on device")
+        real_record(self, row, status, **facts)
+    monkeypatch.setattr(ResultsFile, "record", record)
+    batch = Batch(config, raw, Console(io.StringIO(), io.StringIO()), workers=2,
+                  open_session=lambda settings: Session())
+    outcome = batch.run()
+    assert isinstance(batch.stop_error, ConnectError)
+    assert outcome.text.startswith("Batch stopped: the server is gone")
+    assert outcome.exit_code == ExitCode.CONNECT

@@ -71,17 +71,17 @@ def test_every_message_field_is_stored():
 
 
 def test_an_entry_renders_the_very_same_bytes_from_its_own_copies(message, tmp_path):
-    before = mime.render(message).as_bytes()
+    before = b"".join(mime.render(message).chunks())
     box = tmp_path / "box"
     name = outbox.write_entry(box, message, mime.render(message), transient_receipt(message))
     for part in (*message.inline, *message.attachments):
         part.path.unlink()  # the originals may go: the entry has its copies
     loaded = outbox.read_entry(box / name)
-    assert mime.render(loaded.message).as_bytes() == before
+    assert b"".join(mime.render(loaded.message).chunks()) == before
     assert loaded.message.message_id == message.message_id and loaded.message.date == message.date
-    assert [p.path.parent for p in loaded.message.attachments] == [box / name / outbox.FILES]
+    assert [p.path.parent for p in loaded.message.attachments] == [box / name / layout.FILES]
     assert dataclasses.replace(loaded.message, inline=message.inline, attachments=message.attachments) == message
-    status = json.loads((box / name / outbox.STATUS).read_text(encoding="utf-8"))
+    status = json.loads((box / name / layout.STATUS).read_text(encoding="utf-8"))
     assert status["attempts"] == 1 and status["last_exit_code"] == 3
     assert status["last_error"] == "127.0.0.1:25 refused the connection."
     assert sorted(p.name for p in box.iterdir()) == [name]
@@ -91,7 +91,7 @@ def test_undecodable_names_round_trip_but_such_a_message_is_never_sent(tmp_path)
     message = load_message(MessageSettings(from_addr="a@b.test", to=("c@d.test",), subject="caf\udce9",
                                            body_text="x"))
     name = outbox.write_entry(tmp_path, message, types.SimpleNamespace(size=0))  # storage only
-    assert layout.load(tmp_path / name / outbox.ENTRY)["message"]["subject"] == "caf\udce9"
+    assert layout.load(tmp_path / name / layout.ENTRY)["message"]["subject"] == "caf\udce9"
     with pytest.raises(layout.Unreadable, match="not valid Unicode"):  # no message can carry it
         outbox.read_entry(tmp_path / name)
 
@@ -128,7 +128,7 @@ def test_a_file_changed_since_the_message_was_built_is_not_kept(message, tmp_pat
 ])
 def test_damaged_entries_are_named_not_crashed_on(message, tmp_path, change, text):
     name = outbox.write_entry(tmp_path, message, mime.render(message))
-    path = tmp_path / name / outbox.ENTRY
+    path = tmp_path / name / layout.ENTRY
     document = json.loads(path.read_text(encoding="utf-8"))
     change(document)
     path.write_text(json.dumps(document), encoding="utf-8")
@@ -139,7 +139,7 @@ def test_damaged_entries_are_named_not_crashed_on(message, tmp_path, change, tex
 @pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="POSIX symlinks")
 def test_a_copy_replaced_by_a_symlink_is_refused(message, tmp_path):
     name = outbox.write_entry(tmp_path, message, mime.render(message))
-    copy = tmp_path / name / outbox.FILES / "1"
+    copy = tmp_path / name / layout.FILES / "1"
     copy.unlink()
     copy.symlink_to("/etc/hostname")
     with pytest.raises(layout.Unreadable, match="is damaged"):
