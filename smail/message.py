@@ -262,12 +262,26 @@ def _new_id() -> str:
     return os.urandom(16).hex()  # what uuid4().hex holds, without loading uuid
 
 
-def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] = _new_id) -> Message:
-    """Read and check everything the message needs; raises ParamError or FileMissingError.
+@dataclass(frozen=True, kw_only=True)
+class Draft:
+    """A message with everything read and checked but its final body: a batch row renders its
+    body template from `body` before the message is made (finish_message)."""
 
-    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
-    """
+    settings: MessageSettings
+    sender: Mailbox
+    to: tuple[Mailbox, ...]
+    cc: tuple[Mailbox, ...]
+    bcc: tuple[Mailbox, ...]
+    reply_to: tuple[Mailbox, ...]
+    headers: tuple[tuple[str, str], ...]
+    body: str
+    html: bool
+    inline: tuple[FilePart, ...]
+    attachments: tuple[FilePart, ...]
+
+
+def draft_message(settings: MessageSettings) -> Draft:
+    """Read and check everything the message needs; raises ParamError or FileMissingError."""
     sender = parse_mailbox(settings.from_addr)
     if settings.from_name:
         if has_control(settings.from_name):
@@ -287,18 +301,44 @@ def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.t
             body = _META_CHARSET.sub(lambda m: m.group(1) + "utf-8", body)
     else:
         body = settings.body_text or ""
-    body = body.replace("\r\n", "\n").replace("\r", "\n")
-    inline = tuple(_file_part(p, content_id=True) for p in settings.inline)
-    attachments = tuple(_file_part(p) for p in settings.attachments)
-    if html:
-        _check_inline_references(body, inline)
+    return Draft(settings=settings, sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to, headers=headers,
+                 body=normalize_newlines(body), html=html,
+                 inline=tuple(_file_part(p, content_id=True) for p in settings.inline),
+                 attachments=tuple(_file_part(p) for p in settings.attachments))
+
+
+def finish_message(draft: Draft, *, body: str | None = None, now: Callable[[], float] = time.time,
+                   new_id: Callable[[], str] = _new_id) -> Message:
+    """The message, with `body` (a rendered template) instead of the draft's when given.
+
+    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
+    """
+    text = draft.body if body is None else normalize_newlines(body)
+    if draft.html:
+        _check_inline_references(text, draft.inline)
+    settings = draft.settings
     return Message(
-        sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to, subject=settings.subject,
-        body=body, html=html, text_alternative=html_to_text(body) if html else None,
-        inline=inline, attachments=attachments, priority=settings.priority,
-        read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=headers,
-        message_id=f"<{new_id()}@{sender.domain}>",
+        sender=draft.sender, to=draft.to, cc=draft.cc, bcc=draft.bcc, reply_to=draft.reply_to,
+        subject=settings.subject, body=text, html=draft.html,
+        text_alternative=html_to_text(text) if draft.html else None,
+        inline=draft.inline, attachments=draft.attachments, priority=settings.priority,
+        read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=draft.headers,
+        message_id=f"<{new_id()}@{draft.sender.domain}>",
         date=email.utils.formatdate(now(), localtime=True))
+
+
+def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,
+                 new_id: Callable[[], str] = _new_id) -> Message:
+    """Read and check everything the message needs; raises ParamError or FileMissingError.
+
+    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
+    """
+    return finish_message(draft_message(settings), now=now, new_id=new_id)
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF and lone CR as LF: the message is written with CRLF line ends, whatever the source had."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # -- a message read back (an outbox entry) -------------------------------------------------------

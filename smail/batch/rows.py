@@ -16,8 +16,8 @@ from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import (
     Message,
-    html_to_text,
-    load_message,
+    draft_message,
+    finish_message,
 )
 from smail.options import BY_NAME, RawOptions, convert, file_list
 from smail.settings import MessageSettings
@@ -111,11 +111,10 @@ class RowBuilder:
                                   template="/SUBJECT", used=self.used)
         try:
             convert(BY_NAME["SUBJECT"], subject)  # no line break may come in through a variable
-            message = load_message(replace(settings, subject=subject))
+            draft = draft_message(replace(settings, subject=subject))
         except SMailError as err:
             raise in_row(err, row.number) from None
         template = str(settings.body_file) if settings.body_file is not None else "/BODY"
-        body = render_template(message.body, html=message.html, variables=variables, row=row.number,
+        body = render_template(draft.body, html=draft.html, variables=variables, row=row.number,
                                template=template, used=self.used)
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-        return replace(message, body=body, text_alternative=html_to_text(body) if message.html else None)
+        return finish_message(draft, body=body)
