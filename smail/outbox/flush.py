@@ -197,7 +197,7 @@ class _Flush:
             if name not in self.receipts:
                 self._recover(name)
             return None
-        resend = self._resend(name)
+        resend = name in self.resends  # brought back by this run: its age is the administrator's call
         try:
             loaded = read_entry(entry, now=self.now())
             rendered = mime.render(loaded.message)
@@ -502,7 +502,7 @@ def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
     """One line per entry (created, recipients, subject); nothing connects, nothing moves."""
     folder = settings.folder
     names = entries(folder)
-    if not names:
+    if not names and not (settings.resend_uncertain and files.real_folder(folder / UNCERTAIN)):
         return _empty(folder)
     receipts: list[Receipt] = []
     for name in names:
@@ -530,8 +530,40 @@ def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
             console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\".").format(**facts))
             receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                     accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
+    if settings.resend_uncertain:
+        receipts += _dry_resends(folder, console)
     count = len(receipts)
     text = ngettext("Dry run: {n} message of the outbox {folder} would be sent; nothing was sent.",
                     "Dry run: {n} messages of the outbox {folder} would be sent; nothing was sent.",
                     count).format(n=count, folder=folder)
     return Outcome(ExitCode.OK, text, receipts)
+
+
+def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
+    """/DRY_RUN /RESEND_UNCERTAIN: one line per entry of uncertain/ that would be sent again."""
+    where = folder / UNCERTAIN
+    if not files.real_folder(where):
+        return []
+    try:
+        names = sorted(item.name for item in os.scandir(where)
+                       if ENTRY_NAME.match(item.name) and item.is_dir(follow_symlinks=False))
+    except OSError as exc:
+        console.out(_("{folder} cannot be read: {reason}").format(folder=where, reason=reason(exc)))
+        return []
+    receipts = []
+    for name in names:
+        try:
+            message = read_entry(where / name).message
+        except Unreadable as bad:
+            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
+                entry=name, reason=bad.text, folder=folder / FAILED))
+            continue
+        except OSError as exc:
+            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
+            continue
+        console.out(_("{entry}: in {folder}, to {recipients}, subject \"{subject}\": it would be sent again (/RESEND_UNCERTAIN).").format(
+            entry=name, folder=where, recipients=", ".join(b.address for b in message.recipients),
+            subject=message.subject))
+        receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id, resend=True,
+                                accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
+    return receipts

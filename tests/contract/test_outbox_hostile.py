@@ -423,6 +423,10 @@ def test_resend_uncertain_sends_again_what_the_administrator_checked(scripted, s
     plain = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}")
     assert plain.exit_code == ExitCode.OK and subjects(handler) == Counter({"Waiting": 1})  # never the default
     assert moved(box, "uncertain") == [uncertain]
+    dry = run_smail(*server.options, "/FLUSH", "/DRY_RUN", "/RESEND_UNCERTAIN", f"/OUTBOX={box}")
+    assert dry.exit_code == ExitCode.OK, dry.stderr
+    assert f"{uncertain.name}: in {box / 'uncertain'}" in dry.stdout and "sent again" in dry.stdout
+    assert moved(box, "uncertain") == [uncertain] and subjects(handler) == Counter({"Waiting": 1})
     report = tmp_path / "resend.json"
     again = run_smail(*server.options, "/FLUSH", "/RESEND_UNCERTAIN", f"/OUTBOX={box}", f"/RESULT_FILE={report}")
     sane(again)
