@@ -58,6 +58,11 @@ class RowBuilder:
     def settings(self, row: Row) -> MessageSettings:
         row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources))
         chosen_files: dict[str, tuple[Path, ...]] = {}
+        bodies = [c.name for c in self.columns
+                  if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
+        if len(bodies) > 1:
+            raise ParamError(_("Row {row}: columns {first} and {second} both give the body; leave one of the two cells empty.").format(
+                row=row.number, first=bodies[0], second=bodies[1]))
         for column in self.columns:
             option, cell = column.option, row.cells[column.index]
             if option is None or not cell.strip():
