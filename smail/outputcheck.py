@@ -14,9 +14,10 @@ from pathlib import Path
 
 from smail import files
 from smail.batch.table import files_named
+from smail.converters import file_items, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
-from smail.options import OPTIONS, RawOptions, file_items, path_of
+from smail.options import OPTIONS, RawOptions
 
 
 def check_outputs(raw: RawOptions) -> None:

@@ -11,6 +11,7 @@ from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Colu
 from smail.batch.table import Row
 from smail.batch.templates import render_template
 from smail.config import Values, message_settings
+from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
@@ -19,7 +20,7 @@ from smail.message import (
     draft_message,
     finish_message,
 )
-from smail.options import BY_NAME, RawOptions, convert, file_list
+from smail.options import BY_NAME, RawOptions, convert
 from smail.settings import MessageSettings
 
 

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import socket
+import time
 
 import pytest
 
@@ -66,3 +67,20 @@ def test_a_server_echoing_the_auth_answer_never_carries_the_secret_out(scripted,
     assert secret not in outputs
     assert _decoded_secrets(outputs, secret) == []
     assert json.loads(result_file.read_text(encoding="utf-8"))["exit_code"] == 4
+
+
+def test_a_server_sending_continuation_lines_without_end_is_refused_at_once(scripted, run_smail):
+    """A greeting that never ends ("220-" lines, as fast as the network goes) used to be kept
+    whole in memory until /TIMEOUT: hundreds of megabytes, gigabytes at the default 60 s."""
+    def script(conn: socket.socket) -> None:
+        block = (b"220-" + b"x" * 8000 + b"\r\n") * 64
+        while True:
+            conn.sendall(block)
+
+    server = scripted(script)
+    started = time.monotonic()
+    result = run_smail(*server.options, "/FROM_ADDR=a@t.test", "/TO=x@t.test", "/BODY=hi", "/TIMEOUT=60",
+                       log=False)
+    assert result.exit_code == 3, result.output
+    assert "Reply too long" in result.stderr
+    assert time.monotonic() - started < 30
