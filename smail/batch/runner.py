@@ -26,6 +26,7 @@ from smail.batch.results import (
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _, ngettext
 from smail.kinds import Mode
@@ -148,8 +149,8 @@ class Batch:
                     continue  # handled by an earlier run: its files may be gone since
                 message = builder.message(row)
                 mime.render(message)
-                self._note_inputs(message)
-            self._check_saved(last)
+                self._note_inputs(message, builder.body_file)
+            self._check_saved(last, path)
             for number, recorded in self.recorded.items():
                 if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value, RESENT):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
@@ -173,21 +174,27 @@ class Batch:
             return None
         return status
 
-    def _note_inputs(self, message: Message) -> None:
+    def _note_inputs(self, message: Message, body_file: Path | None) -> None:
         if self.save_folder is None:
             return
-        for part in (*message.attachments, *message.inline):
-            self.inputs.setdefault(files.identity(part.path), part.path)
+        for path in (*(part.path for part in (*message.attachments, *message.inline)), body_file):
+            if path is not None:
+                self.inputs.setdefault(files.identity(path), path)
 
-    def _check_saved(self, last: int) -> None:
-        """/SAVE_EML=folder writes row-NNNN.eml: none of them may be a file a row reads."""
-        if self.save_folder is None or not self.inputs:
+    def _check_saved(self, last: int, rows: Path) -> None:
+        """/SAVE_EML=folder writes row-NNNN.eml: none of them may be a file the batch reads
+        (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
+        if self.save_folder is None:
             return
+        others = [rows, *(path_of(self.raw.get(name)) for name in ("BATCH_RESULT", "RESULT_FILE", "LOG", "ERROR_FILE"))]
+        for other in others:
+            if other is not None and files.exists(other):
+                self.inputs.setdefault(files.identity(other), other)
         for number in range(2, last + 1):
             path = self._saved_path(number)
             clash = self.inputs.get(files.identity(path)) if files.exists(path) else None
             if clash is not None:
-                raise ParamError(_("/SAVE_EML={folder} would write {path}, a file a row of the batch reads ({input}): refused, so that it cannot be overwritten.").format(
+                raise ParamError(_("/SAVE_EML={folder} would write {path}, a file the batch reads or writes ({input}): refused, so that it cannot be overwritten.").format(
                     folder=self.save_folder, path=path, input=clash))
 
     def _warn_unused(self, builder: RowBuilder) -> None:

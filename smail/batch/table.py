@@ -14,9 +14,9 @@ from typing import BinaryIO, Final, TextIO
 
 from smail import files
 from smail.batch.columns import classify
+from smail.converters import file_items
 from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _
-from smail.options import file_items
 
 # A cell longer than this is refused: in practice an unclosed quote swallowing the file.
 CELL_LIMIT: Final = 1024 * 1024

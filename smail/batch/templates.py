@@ -216,16 +216,62 @@ def compile_template(text: str, html: bool) -> Compiled:
     return Compiled(environment.from_string(tree), frozenset(names))
 
 
+class _Watchdog:
+    """One thread for the whole process that fires the armed deadline when it expires (a
+    thread per rendering would cost more than most renderings)."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.armed: _Deadline | None = None
+        self.thread: threading.Thread | None = None
+        self.idle = False  # waiting with no deadline: only then must arm() wake it
+
+    def arm(self, deadline: _Deadline) -> None:
+        # Deadlines all last RENDER_SECONDS: a later one never expires before the one the
+        # thread may be waiting for, which it checks again on waking.
+        with self.condition:
+            self.armed = deadline
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._watch, name="smail-template-deadline", daemon=True)
+                self.thread.start()
+            elif self.idle:
+                self.condition.notify()
+
+    def disarm(self, deadline: _Deadline) -> None:
+        with self.condition:
+            if self.armed is deadline:
+                self.armed = None
+
+    def _watch(self) -> None:
+        with self.condition:
+            while True:
+                armed = self.armed
+                if armed is None:
+                    self.idle = True
+                    self.condition.wait()
+                    self.idle = False
+                    continue
+                left = armed.expires - time.monotonic()
+                if left > 0:
+                    self.condition.wait(left)
+                    continue
+                self.armed = None
+                armed.fire()
+
+
+_WATCHDOG: Final = _Watchdog()
+
+
 class _Deadline:
-    """RENDER_SECONDS for what runs inside: a timer interrupts the main thread (signal handlers
-    run between any two bytecodes, so a loop without a single call is stopped too). In another
-    thread (a program calling main() from one) the other bounds still hold."""
+    """RENDER_SECONDS for what runs inside: when it expires the main thread is interrupted
+    (signal handlers run between any two bytecodes, so a loop without a single call is stopped
+    too). In another thread (a program calling main() from one) the other bounds still hold."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
         self.lock = threading.Lock()
         self.done = self.fired = self.delivered = False
-        self.timer: threading.Timer | None = None
+        self.armed = False
         self.previous: Any = None
 
     def __enter__(self) -> _Deadline:
@@ -237,12 +283,11 @@ class _Deadline:
             self.previous = signal.signal(signal.SIGINT, self._on_signal)
         except (ValueError, OSError):  # no signals here (an embedded interpreter)
             return self
-        self.timer = threading.Timer(self.seconds, self._fire)
-        self.timer.daemon = True
-        self.timer.start()
+        self.armed = True
+        _WATCHDOG.arm(self)
         return self
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         import _thread
         import signal
 
@@ -262,17 +307,17 @@ class _Deadline:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.timer is None:
+        if not self.armed:
             return
         import signal
 
         with self.lock:
             self.done = True
-        self.timer.cancel()
+        _WATCHDOG.disarm(self)
         if self.fired and not self.delivered:  # the interrupt is on its way: take it here
-            deadline = time.monotonic() + 1.0
+            give_up = time.monotonic() + 1.0
             try:
-                while not self.delivered and time.monotonic() < deadline:
+                while not self.delivered and time.monotonic() < give_up:
                     pass
             except _TimeUp:
                 pass

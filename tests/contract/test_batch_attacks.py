@@ -654,3 +654,25 @@ def test_a_row_stopped_by_a_full_disk_is_not_reported_as_refused_by_the_server(s
     assert result.exit_code not in (ExitCode.SEND, ExitCode.INTERNAL), result.stderr
     assert "refused" not in result.stderr.lower() and "refused" not in results.read_text(encoding="utf-8-sig")
     assert "No space left" in result.stderr or "space" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("victim", ["/BATCH_RESULT", "/RESULT_FILE", "/LOG", "BODY_FILE"])
+def test_save_eml_folder_never_overwrites_another_file_of_the_batch(smtpd, run_smail, tmp_path, victim):
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    target = saved / "row-0002.eml"
+    target.write_bytes(b"row,status\r\n" if victim != "BODY_FILE" else b"Hello {{ customer }}\r\n")
+    before = target.read_bytes()
+    if victim == "BODY_FILE":
+        rows = tmp_path / "rows.csv"
+        rows.write_text("TO,customer,BODY_FILE\r\nc1@test.test,C1,saved/row-0002.eml\r\n", encoding="utf-8")
+        extra: tuple[str, ...] = ()
+    else:
+        rows = three_rows(tmp_path)
+        extra = (f"{victim}={target}",)
+    result = run_smail(*server.options, "/FROM_ADDR=f@demo.test", "/SUBJECT=s", f"/BATCH={rows}",
+                       f"/SAVE_EML={saved}", *extra, *(() if victim == "BODY_FILE" else ("/BODY=x",)), log=victim != "/LOG")
+    assert result.exit_code == ExitCode.PARAM, result.stderr
+    assert target.read_bytes() == before and handler.received == []
