@@ -26,11 +26,12 @@ from smail.batch.results import (
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _, ngettext
 from smail.kinds import Mode
 from smail.message import Message
-from smail.options import OPTIONS, RawOptions, path_of
+from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
