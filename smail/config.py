@@ -10,12 +10,13 @@ from typing import TypeVar
 from smail import cloud, files, proxy
 from smail.addresses import parse_header
 from smail.cloud import AppCredentials, Cloud
+from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
 from smail.network import IPFamily
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference, path_of
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
 from smail.output import ErrorFileOnSuccess
 from smail.proxy import Proxy, ProxyOff
 from smail.redact import Secret

@@ -14,6 +14,9 @@ transaction itself. Four things below depend on smtplib's internals, each for a 
 - `_get_socket()` (what `connect()` calls for the TCP connection, and SMTP_SSL's override
   wraps in TLS) is replaced: the socket comes from SMail's opener (every address in turn,
   /IP, or a tunnel through /PROXY), then SMTP_SSL's TLS is applied for the mail server's name.
+
+A reply is bounded as a whole too (REPLY_LIMIT): smtplib keeps every line of a multi-line reply,
+so a server sending continuation lines without end would fill the memory until /TIMEOUT.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from smail import redact
 from smail.hosts import ascii_name
 
 transcript = logging.getLogger("smail.smtp")
+
+REPLY_LIMIT = 1024 * 1024  # bytes of one reply, all its lines together
 
 
 Opener = Callable[[str, int, float], socket.socket]
@@ -78,6 +83,7 @@ class Transcript:
         deadline = time.monotonic() + timeout if timeout is not None else None
         lines: list[bytes] = []
         code = -1
+        size = 0
         try:
             while True:
                 line = self._read_line(client, deadline)
@@ -85,6 +91,9 @@ class Transcript:
                     raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
                 if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
                     raise smtplib.SMTPResponseException(500, b"Line too long.")
+                size += len(line)
+                if size > REPLY_LIMIT:
+                    raise smtplib.SMTPResponseException(500, b"Reply too long.")
                 lines.append(line[4:].strip(b" \t\r\n"))
                 try:
                     code = int(line[:3])
