@@ -12,6 +12,7 @@ from smail.addresses import parse_header
 from smail.cloud import AppCredentials, Cloud
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
+from smail.eventlog import EventLogLevel
 from smail.i18n import _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
@@ -346,7 +347,8 @@ def reporting(raw: RawOptions) -> Reporting:
                      error_file=path_of(raw.get("ERROR_FILE")),
                      error_file_on_success=tolerant("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess),
                      error_file_encoding=tolerant("ERROR_FILE_CHARSET", str),
-                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")))
+                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")),
+                     event_log=tolerant("EVENT_LOG", EventLogLevel))
 
 
 def _batch(values: Values) -> BatchSettings | None:
