@@ -152,7 +152,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
-    Option(name="PROXY", group=_GENERAL, metavar="http://…|socks5://…|NONE", convert=proxy_value,
+    Option(name="PROXY", group=_GENERAL, metavar="http://...|socks5://...|NONE", convert=proxy_value,
            default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
            help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
     Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
