@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.fakes.microsoft import App
 from tests.smtpd import RecordingHandler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +29,8 @@ SECRET = "Sjp~Q8a.secret-value-1234567890"
 
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context()).start()
-    fake.register(App("app-id-1", secret=SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=SECRET, mailboxes={SENDER})
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 from smail import outbox
 from smail.errors import ExitCode
 from smail.outbox import disk, layout
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.fakes.microsoft import FakeMicrosoft
 from tests.smtpd import Received, RecordingHandler, free_port, read_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,11 +393,8 @@ def test_french_lines(run_smail, tmp_path, smtpd):
 # -- Graph ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context()).start()
-    fake.register(App("app-id-1", secret=GRAPH_CANARY, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_CANARY, mailboxes={SENDER})
 
 
 def graph_options(microsoft: FakeMicrosoft | None, tls_ca: Any) -> list[str]:
