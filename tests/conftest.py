@@ -19,10 +19,10 @@ from smail.cli import main
 from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler, ScriptedServer, SMTPServer
 
-# aiosmtpd logs whole command lines, AUTH payloads included: keep the server's log out of
-# SMail's, so that the canary tests read only what SMail itself wrote.
-# Nor does it log below warnings: a test server says what a failure needs, not every line of
-# every message (a 4 MB attachment is 55,000 lines).
+# aiosmtpd logs whole command lines, AUTH payloads included. Here it logs warnings only and does
+# not propagate: a test server says what a failure needs, not every line of every message (a
+# 4 MB attachment is 55,000 lines), and SMail's own log (handlers on SMail's loggers only)
+# never holds the server's lines. pytest still shows those warnings in a failing test's report.
 logging.getLogger("mail.log").propagate = False
 logging.getLogger("mail.log").setLevel(logging.WARNING)
 
