@@ -22,12 +22,14 @@ from smail.i18n import _, ngettext
 from smail.kinds import Mode
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
+from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
     from smail.output import Console
     from smail.settings import TransportSettings
+    from smail.smime import Protection
 
 log = logging.getLogger("smail")
 
@@ -69,6 +71,7 @@ class Batch:
         self._state_lock = threading.Lock()
         self.columns: tuple[Column, ...] = ()
         self.total = 0
+        self.protection: Protection | None = None
 
     # -- the run's state -----------------------------------------------------------------------
 
@@ -118,18 +121,29 @@ class Batch:
             raise self.crash
         return self._outcome()
 
+    def _builder(self, path: Path, columns: tuple[Column, ...]) -> RowBuilder:
+        """The rows' builder, with the signing key and certificates loaded once for the run."""
+        if self.protection is None and (self.config.smime is not None or any(
+                c.option is not None and c.option.name == "ENCRYPT_TO" for c in columns)):
+            from smail import smime  # cryptography: only for signed or encrypted rows
+
+            self.protection = smime.prepare(self.config.smime or SMIMESettings())
+        return RowBuilder(self.raw, self.config.mode, path, columns, protection=self.protection)
+
     def _validate(self, path: Path) -> tuple[int, int, int, int]:
         """Build and render every row's message; the first bad row stops the run (exit 2 or 8)."""
         with CSVFile(path) as table:
             self.columns = table.columns
-            builder = RowBuilder(self.raw, self.config.mode, path, table.columns)
+            builder = self._builder(path, table.columns)
             last = 1
             for row in table.rows():
                 self.total += 1
                 last = row.number
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
-                mime.render(builder.message(row))
+                message = builder.message(row)
+                builder.check(row, message)
+                mime.render(message)
             for number, recorded in self.recorded.items():
                 if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
@@ -161,7 +175,7 @@ class Batch:
                         column=column.name, suggestion=close[0]))
 
     def _send(self, table: CSVFile) -> None:
-        builder = RowBuilder(self.raw, self.config.mode, table.path, table.columns)
+        builder = self._builder(table.path, table.columns)
         rows = table.rows()
         if self.dry_run:
             for row in rows:
@@ -205,7 +219,7 @@ class Batch:
         if self._handled_earlier(row, key):
             return
         message = builder.message(row)
-        rendered = mime.render(message)
+        rendered = builder.render(row, message)
         self._save(row, rendered)
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
@@ -223,7 +237,7 @@ class Batch:
                     continue
                 try:
                     message = builder.message(row)
-                    rendered = mime.render(message)
+                    rendered = builder.render(row, message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, Receipt.from_error(err))
