@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from smail import __version__, files, i18n, log, options, redact, version_line
+from smail import __version__, files, helptext, i18n, log, reader, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.output import Console, ErrorFile
@@ -98,7 +98,13 @@ def _send_one(config: Config, console: Console) -> Outcome:
     if receipt.failure is not None:
         if config.outbox is not None and receipt.status is Status.FAILED:
             from smail import outbox  # transient: kept for a later /FLUSH, exit 10
-            return outbox.keep(config.outbox, message, rendered, receipt)
+
+            kept = outbox.keep(config.outbox, message, rendered, receipt)
+            text = kept.error or ""
+            # The result file keeps the failure's own code and line; the run's says kept.
+            shown = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
+                if kept.status is Status.QUEUED else receipt
+            return Outcome(kept.exit_code, text, [shown], SMailError(text))
         return Outcome(receipt.failure.exit_code, receipt.failure.message, [receipt], receipt.failure)
     return Outcome(ExitCode.OK, receipt.summary, [receipt])
 
@@ -150,7 +156,7 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
 
     if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
         raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
-    raw = options.parse(argv, environ)
+    raw = reader.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
     if raw.flag("PROTECT_SECRET"):
@@ -176,10 +182,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     redact.forget_all()
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
-    early = options.parse(argv, environ, tolerant=True)
+    early = reader.parse(argv, environ, tolerant=True)
     i18n.activate(i18n.choose_language(early.get("LANG"), environ))
     if early.flag("HELP"):
-        console.out(options.help_text(__version__))
+        console.out(helptext.help_text(__version__))
         return ExitCode.OK
     if early.flag("VERSION"):
         console.out(version_line())
