@@ -84,6 +84,8 @@ class FakeMicrosoft:
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
         self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
         self.max_request = 0
+        self.stalled = 0        # requests being held by stall() now, and the most at once
+        self.most_stalled = 0
         self.graph_audience = "https://graph.microsoft.com"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -169,7 +171,13 @@ class FakeMicrosoft:
                 with fake.lock:
                     stall = next((i for i, (p, _s) in enumerate(fake.stalls) if re.search(p, path)), None)
                     seconds = fake.stalls.pop(stall)[1] if stall is not None else 0.0
-                time.sleep(seconds)
+                if seconds:
+                    with fake.lock:
+                        fake.stalled += 1
+                        fake.most_stalled = max(fake.most_stalled, fake.stalled)
+                    time.sleep(seconds)
+                    with fake.lock:
+                        fake.stalled -= 1
                 with fake.lock:
                     for index, (pattern, status, headers, error) in enumerate(fake.failures):
                         if re.search(pattern, path):
