@@ -118,14 +118,16 @@ def _application(app: AppCredentials, session: httpclient.Session) -> msal.Confi
 
 
 def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, timeout: float,
-                 proxy: str | None = None, session: httpclient.Session | None = None) -> Secret:
+                 proxy: str | None = None, proxy_from_environment: bool = True,
+                 session: httpclient.Session | None = None) -> Secret:
     """An access token for `scope` (`<resource>/.default`), registered as a secret at once.
 
     A new msal application is made per call: msal replays a cached error response for the
     same request within one process (for Retry-After seconds, 60 s after a 400), which
     would make SMail's own retries see the old failure instead of asking again.
     """
-    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy)
+    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy,
+                                            proxy_from_environment=proxy_from_environment)
     application = _application(app, session)
     where = urlsplit(app.authority_host).netloc
     try:

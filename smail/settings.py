@@ -8,14 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from smail.cloud import AppCredentials
 from smail.kinds import Priority
 from smail.log import LogSettings
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
+from smail.proxy import Proxy
 from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSSettings
+
+# A body file is HTML when its name says so; the message, the validation and a batch row agree.
+HTML_SUFFIXES: Final = (".htm", ".html")
+
+
+def is_html(body_file: Path | None) -> bool:
+    """Whether /BODY_FILE names an HTML body (sent with a text alternative; /INLINE needs it)."""
+    return body_file is not None and body_file.suffix.lower() in HTML_SUFFIXES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +63,9 @@ class SMTPSettings:
     token: Secret | None = None
     app: AppCredentials | None = None
     helo: str | None = None
+    proxy: Proxy | None = None      # /PROXY, or the environment's, resolved for this server
+    ip: IPFamily = IPFamily.ANY     # /IP
+    proxy_from_environment: bool = True  # False with /PROXY=NONE (also for the XOAUTH2 token)
     timeout: float
 
 
@@ -60,7 +74,8 @@ class GraphSettings:
     app: AppCredentials
     sender: str
     save_to_sent: bool
-    proxy: str | None = None
+    proxy: str | None = None       # /PROXY as requests takes it (credentials included)
+    proxy_from_environment: bool = True  # False with /PROXY=NONE
     tls: TLSSettings
     timeout: float
 

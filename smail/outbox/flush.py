@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smail import files, redact
-from smail.errors import ExitCode, SMailError, reason
+from smail.errors import ExitCode, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
+from smail.kinds import Mode
+from smail.message import Message
 from smail.outbox import disk, handoff
 from smail.outbox.entry import origin_of, read_entry
 from smail.outbox.handoff import Kept
@@ -69,6 +71,17 @@ def _session_failed(receipt: Receipt) -> bool:
     from smail.transports import dropped_on, ends_session
 
     return ends_session(receipt) and not dropped_on(receipt)
+
+
+def _check_for_graph(message: Message) -> None:
+    """An entry kept in SMTP mode may carry headers Microsoft Graph refuses: Unreadable then."""
+    from smail.config import check_graph_headers
+
+    try:
+        check_graph_headers(tuple(f"{name}: {value}" for name, value in message.headers))
+    except ParamError as err:
+        raise Unreadable(_("The outbox entry cannot be sent through Microsoft Graph: {reason}").format(
+            reason=err.message)) from None
 
 
 def _recorded_in(results: Path) -> Kept:
@@ -185,6 +198,8 @@ class _Flush:
         resend = name in self.resends  # brought back by this run: its age is the administrator's call
         try:
             loaded = read_entry(entry, now=self.now())
+            if self.config.mode is Mode.GRAPH:  # the rule the command line applies in Graph mode
+                _check_for_graph(loaded.message)
             rendered = mime.render(loaded.message)
         except Unreadable as bad:
             self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
@@ -441,8 +456,8 @@ class _Flush:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        # Receipt.as_json deep-copies every field, and some errors cannot be copied: the error
-        # is already in each receipt's text and in the outcome.
+        # The receipts leave the flush as plain values: the live error stays here (its text is
+        # already in each receipt and in the outcome).
         receipts = [r.with_facts(failure=None) for r in self.receipts.values()]
         if not receipts:
             return empty(self.folder)

@@ -26,8 +26,8 @@ STAGES = {
 }
 SUPPORT_MODULES = frozenset({
     "smail", "smail.addresses", "smail.auth", "smail.certificate", "smail.cloud", "smail.errors", "smail.files",
-    "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log",
-    "smail.output", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
+    "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
+    "smail.output", "smail.proxy", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
     "smail.tls", "smail.windows",
 })
 
