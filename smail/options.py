@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from smail import files, hosts, redact
-from smail.cloud import Cloud
+from smail.cloud import CertStore, Cloud, SignIn
 from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
 from smail.i18n import N_, Language, _
 from smail.kinds import Mode, Priority
@@ -316,6 +316,27 @@ def url(value: str) -> str:
     return value
 
 
+# What certlm.msc's Details tab copies besides the hex digits: spaces, and invisible marks
+# (U+200E LEFT-TO-RIGHT MARK first of all, also U+200F, U+202A-U+202E, U+FEFF, no-break spaces).
+_INVISIBLE = re.compile("[\\s\u00a0\u200b-\u200f\u202a-\u202e\u2060\ufeff:]")
+
+
+def thumbprint(value: str) -> str:
+    """/O365_CERT_THUMBPRINT: a SHA-1 thumbprint as certlm.msc copies it -> 40 upper-case hex digits."""
+    digits = _INVISIBLE.sub("", value).upper()
+    if not re.fullmatch(r"[0-9A-F]{40}", digits):
+        raise ConversionError(_("expected the certificate's SHA-1 thumbprint: 40 hexadecimal digits"))
+    return digits
+
+
+def client_id(value: str) -> str:
+    """/O365_MANAGED_IDENTITY: the client id (a GUID) of a user-assigned managed identity."""
+    value = value.strip().strip("{}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value):
+        raise ConversionError(_("expected the client ID of a user-assigned managed identity (a GUID)"))
+    return value.lower()
+
+
 def scope(value: str) -> str:
     value = value.strip()
     if not re.fullmatch(r"https?://\S+/\.default", value):
@@ -546,16 +567,27 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
-    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Directory (tenant) ID or verified domain.")),
-    Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Application (client) ID.")),
+    Option(name="O365_AUTH", group=_GRAPH, metavar="APP|MANAGED_IDENTITY", convert=choice(SignIn),
+           default=SignIn.APP,
+           help=N_("How to sign in to Microsoft (Graph, and XOAUTH2 without a token file): APP, an application's secret or certificate; MANAGED_IDENTITY, this machine's identity (Azure Arc or Azure VM), with no tenant, application or secret.")),
+    Option(name="O365_MANAGED_IDENTITY", group=_GRAPH, metavar="client-id", convert=client_id,
+           default_text=N_("the system-assigned identity"),
+           help=N_("With /O365_AUTH=MANAGED_IDENTITY: the client ID of a user-assigned identity.")),
+    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id",
+           help=N_("Directory (tenant) ID or verified domain (required, except with a managed identity).")),
+    Option(name="O365_APP_ID", group=_GRAPH, metavar="id",
+           help=N_("Application (client) ID (required, except with a managed identity).")),
     Option(name="O365_SECRET", group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
     Option(name="O365_SECRET_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
     Option(name="O365_CERT_FILE", group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
+    Option(name="O365_CERT_THUMBPRINT", group=_GRAPH, metavar="SHA-1", convert=thumbprint,
+           help=N_("Windows: certificate credential from the certificate store, by its SHA-1 thumbprint (spaces ignored); its private key stays in the store, even when it is not exportable.")),
+    Option(name="O365_CERT_STORE", group=_GRAPH, metavar="USER|MACHINE", convert=choice(CertStore),
+           default_text=N_("the user's, then the computer's"),
+           help=N_("Store of /O365_CERT_THUMBPRINT: My of the current user, or of the computer.")),
     Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
     Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
