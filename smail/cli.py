@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from smail import __version__, files, i18n, log, options, redact, version_line
+from smail import __version__, files, helptext, i18n, log, reader, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.output import Console, ErrorFile
@@ -145,7 +145,7 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
 
     if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
         raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
-    raw = options.parse(argv, environ)
+    raw = reader.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
     if raw.flag("PROTECT_SECRET"):
@@ -174,10 +174,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     redact.forget_all()
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
-    early = options.parse(argv, environ, tolerant=True)
+    early = reader.parse(argv, environ, tolerant=True)
     i18n.activate(i18n.choose_language(early.get("LANG"), environ))
     if early.flag("HELP"):
-        console.out(options.help_text(__version__))
+        console.out(helptext.help_text(__version__))
         return ExitCode.OK
     if early.flag("VERSION"):
         console.out(version_line())

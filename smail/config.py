@@ -11,11 +11,12 @@ from typing import TypeVar
 from smail import cloud, files
 from smail.addresses import parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
+from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference, path_of
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.retry import RetryPolicy

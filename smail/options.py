@@ -1,4 +1,4 @@
-"""The table of every option, and argv / @file / SMAIL_* / INI -> RawOptions.
+"""The table of every option, the values as given (RawOptions) and the lookup of a name.
 
 Every consumer reads the one OPTIONS table: the parser, the help screen and its defaults,
 the SMAIL_<NAME> environment lookup, the INI keys, the typo hints, the converters (which hold
@@ -7,22 +7,47 @@ each option's own checks), the secret registry and the batch columns.
 
 from __future__ import annotations
 
-import codecs
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, hosts, redact
+from smail import files, redact
 from smail.cloud import CertStore, Cloud, SignIn
-from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
+from smail.converters import (
+    ConversionError,
+    ca_file,
+    charset,
+    choice,
+    client_id,
+    duration,
+    error_file_charset,
+    existing_file,
+    file_list,
+    folder,
+    header_text,
+    helo,
+    integer,
+    mode,
+    output_path,
+    rate,
+    scope,
+    seconds,
+    secret,
+    secret_file,
+    server,
+    text,
+    thumbprint,
+    url,
+    yes_no,
+)
+from smail.errors import ParamError
 from smail.i18n import N_, Language, _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel
 from smail.output import ErrorFileOnSuccess
-from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSVersion
 
@@ -38,354 +63,6 @@ class Group(Enum):
 class SecretScope(Enum):
     USER = "USER"
     MACHINE = "MACHINE"
-
-
-class ConversionError(ValueError):
-    """A value that does not fit its option; the caller names the option."""
-
-
-# -- converters: each raises ConversionError (exit 2), or an SMailError with its own code ----------
-
-_TRUE = frozenset({"YES", "Y", "1", "TRUE", "ON", "OUI", "O", ""})
-_FALSE = frozenset({"NO", "N", "0", "FALSE", "OFF", "NON"})
-
-
-def yes_no(value: str) -> bool:
-    """YES|NO|1|0|TRUE|FALSE (and OUI|NON) -> bool."""
-    word = value.strip().upper()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ConversionError(_("expected YES or NO"))
-
-
-def choice(enum: type[Enum]) -> Callable[[str], Enum]:
-    """A converter accepting the names of `enum`, case-insensitively."""
-    def convert(value: str) -> Enum:
-        key = value.strip().upper()
-        if key in enum.__members__:
-            return enum[key]
-        raise ConversionError(_("expected one of {values}").format(
-            values=", ".join(enum.__members__)))
-    convert.__name__ = enum.__name__
-    return convert
-
-
-def mode(value: str) -> Mode:
-    """/MODE: a value other than SMTP or GRAPH is its own exit code (9)."""
-    key = value.strip().upper()
-    if key not in Mode.__members__:
-        raise InvalidModeError(_("Invalid mode \"{value}\": /MODE must be SMTP or GRAPH.").format(
-            value=value))
-    return Mode[key]
-
-
-def integer(low: int, high: int) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ConversionError(_("expected a whole number")) from None
-        if not low <= number <= high:
-            raise ConversionError(_("expected a number from {low} to {high}").format(
-                low=low, high=high))
-        return number
-    return convert
-
-
-def seconds(value: str) -> float:
-    """A positive number of seconds (decimals allowed), at most one day."""
-    try:
-        number = float(value.strip().replace(",", "."))
-    except ValueError:
-        raise ConversionError(_("expected a number of seconds")) from None
-    if not 0 < number <= 86400:
-        raise ConversionError(_("expected a number of seconds greater than 0 and at most {limit}").format(limit=86400))
-    return number
-
-
-_UNITS: Final = {"S": 1.0, "M": 60.0, "MIN": 60.0, "H": 3600.0, "D": 86400.0}
-
-
-def duration(value: str) -> float:
-    """`72H`, `30M`, `2D`, `90S` -> seconds; a bare number is hours."""
-    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-z]*)\s*", value)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in {*_UNITS, ""}:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
-    number = float(match.group(1).replace(",", ".")) * _UNITS.get(unit, 3600.0)
-    if number <= 0:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
-    return number
-
-
-# /RATE between one message an hour and 1,000 a second: a slower rate would wait for days
-# between two messages, a faster one limits nothing.
-RATE_MIN: Final = 1 / 3600
-RATE_MAX: Final = 1000.0
-
-
-def rate(value: str) -> float:
-    """`30/MIN`, `2/S`, `1000/H` -> messages per second, from 1/H to 1000/S."""
-    match = re.fullmatch(r"\s*(\d{1,12}(?:[.,]\d{1,12})?)\s*/\s*(S|SEC|MIN|M|H)\s*", value, re.IGNORECASE)
-    if not match:
-        raise ConversionError(_("expected a rate such as 30/MIN, 2/S or 1000/H"))
-    per = {"S": 1.0, "SEC": 1.0, "MIN": 60.0, "M": 60.0, "H": 3600.0}[match.group(2).upper()]
-    number = float(match.group(1).replace(",", ".")) / per
-    # A rounding margin, so that 1/H itself and 1000/S themselves are accepted.
-    if not RATE_MIN * (1 - 1e-9) <= number <= RATE_MAX * (1 + 1e-9):
-        raise ConversionError(_("expected a rate from 1/H to 1000/S, such as 30/MIN"))
-    return number
-
-
-def text(value: str) -> str:
-    return value
-
-
-def header_text(value: str) -> str:
-    """A value that goes into a header: a CR, LF or NUL would inject headers."""
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConversionError(_("a line break or a NUL character is not allowed"))
-    return value
-
-
-def server(value: str) -> str:
-    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international ones)."""
-    try:
-        return hosts.server_name(value)
-    except ValueError:
-        raise ConversionError(_("expected a host name or an IP address")) from None
-
-
-def helo(value: str) -> str:
-    """/HELO: an ASCII host name or an address literal, on one line."""
-    value = header_text(value).strip()
-    if value.startswith("[") and value.endswith("]"):  # an address literal, RFC 5321 section 4.1.3
-        import ipaddress
-
-        literal = value[1:-1]
-        try:
-            if literal.upper().startswith("IPV6:"):
-                ipaddress.IPv6Address(literal[5:])
-            else:
-                ipaddress.IPv4Address(literal)
-        except ValueError:
-            raise ConversionError(_("expected an ASCII host name")) from None
-        return value
-    if not value.isascii():
-        raise ConversionError(_("expected an ASCII host name"))
-    try:
-        return hosts.ascii_name(value)
-    except ValueError:
-        raise ConversionError(_("expected an ASCII host name")) from None
-
-
-def code_page(value: str) -> str | None:
-    """ANSI and OEM: the system's code pages as `.bat` files live them (cp1252 and cp850
-    off Windows); None for any other name."""
-    from smail import windows
-
-    word = value.strip().upper()
-    return windows.ansi_code_page() if word == "ANSI" else windows.oem_code_page() if word == "OEM" else None
-
-
-_NOT_CHARSETS: Final = frozenset({"punycode", "idna", "undefined"})
-
-
-def charset(value: str) -> str:
-    """/BODY_CHARSET: the name of a text encoding (rot13, base64 or zlib are not), ANSI or OEM."""
-    name = code_page(value) or value.strip()
-    try:
-        info = codecs.lookup(name)
-    except (LookupError, ValueError, TypeError):
-        raise ConversionError(_("unknown character set")) from None
-    # bytes-to-bytes and str-to-str codecs (base64, zlib, rot13...) are not text encodings,
-    # and punycode, idna and undefined do not encode a text body.
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        raise ConversionError(_("unknown character set"))
-    return name
-
-
-def path_of(value: str | None) -> Path | None:
-    """A path as given (blanks and quotes around it removed); None when there is none usable."""
-    value = (value or "").strip().strip('"')
-    return Path(value) if value and "\0" not in value else None
-
-
-def _path(value: str) -> Path:
-    path = path_of(value)
-    if path is None:
-        raise ConversionError(_("expected a file path"))
-    return path
-
-
-def existing_file(value: str) -> Path:
-    """A regular file that must exist when the option is given (exit 8 otherwise)."""
-    path = _path(value)
-    if not files.is_file(path):
-        if files.exists(path):
-            raise files.not_regular(path)
-        raise FileMissingError(_("File not found: {path}").format(path=path))
-    return path
-
-
-def output_path(value: str) -> Path:
-    path = _path(value)
-    if files.is_dir(path):
-        raise ConversionError(_("{path} is a folder; give a file name").format(path=path))
-    return path
-
-
-def folder(value: str) -> Path:
-    return _path(value)
-
-
-def ca_file(value: str) -> Path:
-    """/CA_FILE: a file of PEM certificates, checked here so that /DRY_RUN refuses it too."""
-    import ssl
-
-    path = existing_file(value)
-    files.read_bounded(path)  # regular and of a sensible size, before OpenSSL reads it
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
-    except (ssl.SSLError, ValueError, TypeError, OSError):
-        raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(path=path)) from None
-    return path
-
-
-def error_file_charset(value: str) -> str:
-    """/ERROR_FILE_CHARSET: UTF-8, ANSI or OEM (what `set /p ERR=<error.txt` reads in cmd)."""
-    name = code_page(value)
-    if name is None and value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
-        raise ConversionError(_("expected one of {values}").format(values="UTF-8, ANSI, OEM"))
-    return name or "utf-8"
-
-
-_WINCRED: Final = "@WINCRED:"
-
-
-def is_credential_reference(value: str) -> bool:
-    return value.upper().startswith(_WINCRED)
-
-
-def secret(value: str) -> Secret:
-    """A secret given as it is, or `@wincred:NAME`: a generic credential of the Windows
-    Credential Manager."""
-    if not is_credential_reference(value):
-        return Secret(value)
-    from smail import windows
-
-    name = value[len(_WINCRED):].strip()
-    try:
-        return Secret(windows.read_credential(name))
-    except windows.NotOnWindowsError:
-        raise ParamError(_("@wincred:{name} reads the Windows Credential Manager, which exists only on Windows.").format(
-            name=name)) from None
-    except OSError as exc:
-        raise FileMissingError(_("The Windows credential {name} could not be read: {reason}").format(
-            name=name, reason=exc.strerror or exc)) from None
-
-
-def secret_file(value: str) -> Secret:
-    """A file holding a secret (password, client secret, token): plain text with surrounding
-    blanks removed, or encrypted by `SMail /PROTECT_SECRET` (Windows DPAPI)."""
-    from smail import windows
-
-    path = existing_file(value)
-    data = files.read_bounded(path)
-    try:
-        blob = windows.parse_protected(data)
-        content = files.decode_text(windows.unprotect(blob) if blob is not None else data)
-    except windows.NotOnWindowsError:
-        raise ParamError(_("{path} was encrypted by SMail /PROTECT_SECRET on Windows; only Windows can decrypt it.").format(
-            path=path)) from None
-    except (OSError, ValueError) as exc:
-        raise FileMissingError(_("{path} cannot be decrypted by this user on this computer: {reason}").format(
-            path=path, reason=getattr(exc, "strerror", None) or exc)) from None
-    content = content.strip("\r\n\ufeff \t")
-    if not content:
-        raise ParamError(_("The file {path} is empty.").format(path=path))
-    return Secret(content)
-
-
-def url(value: str) -> str:
-    value = value.strip().rstrip("/")
-    if not value.lower().startswith(("https://", "http://")) or len(value) < 10:
-        raise ConversionError(_("expected an address starting with https://"))
-    return value
-
-
-# What certlm.msc's Details tab copies besides the hex digits: spaces, and invisible marks
-# (U+200E LEFT-TO-RIGHT MARK first of all, also U+200F, U+202A-U+202E, U+FEFF, no-break spaces).
-_INVISIBLE = re.compile("[\\s\u00a0\u200b-\u200f\u202a-\u202e\u2060\ufeff:]")
-
-
-def thumbprint(value: str) -> str:
-    """/O365_CERT_THUMBPRINT: a SHA-1 thumbprint as certlm.msc copies it -> 40 upper-case hex digits."""
-    digits = _INVISIBLE.sub("", value).upper()
-    if not re.fullmatch(r"[0-9A-F]{40}", digits):
-        raise ConversionError(_("expected the certificate's SHA-1 thumbprint: 40 hexadecimal digits"))
-    return digits
-
-
-def client_id(value: str) -> str:
-    """/O365_MANAGED_IDENTITY: the client id (a GUID) of a user-assigned managed identity."""
-    value = value.strip().strip("{}")
-    if not re.fullmatch(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value):
-        raise ConversionError(_("expected the client ID of a user-assigned managed identity (a GUID)"))
-    return value.lower()
-
-
-def scope(value: str) -> str:
-    value = value.strip()
-    if not re.fullmatch(r"https?://\S+/\.default", value):
-        raise ConversionError(_("expected a resource followed by /.default"))
-    return value
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
-def file_items(value: str, base: Path | None = None) -> list[str]:
-    """Items of a `,`/`;` list of files; pieces that together name an existing file (a name
-    holding a comma, `Facture 1,2.pdf`) stay one item."""
-    pieces = re.split(r"([,;])", value)
-    words, separators = pieces[0::2], pieces[1::2]
-
-    def exists(item: str) -> bool:
-        path = Path(_unquote(item))
-        return bool(item.strip()) and files.is_file(path if base is None or path.is_absolute() else base / path)
-    items: list[str] = []
-    index = 0
-    while index < len(words):
-        end, joined = index, words[index]
-        candidate = joined
-        for stop in range(index + 1, min(len(words), index + 16)):
-            candidate += separators[stop - 1] + words[stop]
-            if exists(candidate):
-                end, joined = stop, candidate
-        items.append(joined)
-        index = end + 1
-    return [_unquote(item) for item in items if _unquote(item)]
-
-
-def file_list(value: str, base: Path | None = None) -> tuple[Path, ...]:
-    """/ATTACH, /INLINE: existing regular files; wildcards expanded, relative to `base`."""
-    paths: list[Path] = []
-    for item in file_items(value, base):
-        pattern = item if base is None or Path(item).is_absolute() else str(base / item)
-        for path in files.expand_wildcards(pattern):
-            if not files.is_file(path):
-                if files.exists(path):
-                    raise files.not_regular(path)
-                raise FileMissingError(_("File not found: {path}").format(path=path))
-            paths.append(path)
-    return tuple(paths)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -525,9 +202,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="BATCH", group=_MANY, metavar=N_("rows.csv"), convert=existing_file, input_file=True,
            help=N_("Send one message per row of this CSV file; columns named like options set them per row, the others are template variables.")),
     Option(name="BATCH_RESULT", group=_MANY, metavar=N_("results.csv"), convert=output_path, output_file=True,
-           help=N_("Write one line per row of /BATCH as each message finishes.")),
+           help=N_("Write one line per row of /BATCH as each message finishes; a file that already records sent rows is refused without /BATCH_RESUME.")),
     Option(name="BATCH_RESUME", group=_MANY, switch=True, convert=yes_no,
-           help=N_("Skip the rows that /BATCH_RESULT already marks as sent.")),
+           help=N_("Send only the rows /BATCH_RESULT does not mark as sent; those marked sending or may-have-been-sent are reported, not sent (see /RESEND_UNCERTAIN).")),
     Option(name="RATE", group=_MANY, metavar="N/MIN", convert=rate,
            help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H).")),
     Option(name="OUTBOX", group=_MANY, metavar=N_("folder"), convert=folder,
@@ -702,250 +379,3 @@ class RawOptions:
             return True
 
 
-@dataclass
-class _Layer:
-    values: dict[str, str | list[str]] = field(default_factory=dict)
-
-    def put(self, option: Option, value: str) -> None:
-        if option.repeat:
-            existing = self.values.setdefault(option.name, [])
-            assert isinstance(existing, list)
-            existing.append(value)
-        else:
-            self.values[option.name] = value  # a scalar given twice: the last wins
-
-
-def split_token(token: str) -> tuple[str, str | None] | None:
-    """`/NAME=value`, `-NAME=value`, `--name=value` -> (name, value); None if not an option."""
-    if token.startswith("--"):
-        body = token[2:]
-    elif token.startswith(("/", "-")):
-        body = token[1:]
-    else:
-        return None
-    name, sep, value = body.partition("=")
-    if not name:
-        return None
-    return name, (value if sep else None)
-
-
-# The most all the @files of one run may hold together (see _Reader.expand).
-RESPONSE_FILES_LIMIT: Final = 256
-RESPONSE_LINES_LIMIT: Final = 20_000
-
-
-class _Reader:
-    """One pass over argv, SMAIL_* and /CONFIG. Tolerant, it skips what it cannot read, so
-    that /LANG, /?, /LOG and /ERROR_FILE work wherever they are written, even when the rest
-    is wrong; strict, it raises on the first problem."""
-
-    def __init__(self, tolerant: bool) -> None:
-        self.tolerant = tolerant
-        self.read_files: list[Path] = []
-        # What all the @files of one run may add up to, whatever names whatever: nesting
-        # alone bounds nothing (ten files naming each other ten times is 10^8 reads).
-        self.files_left = RESPONSE_FILES_LIMIT
-        self.bytes_left = files.TEXT_LIMIT
-        self.lines_left = RESPONSE_LINES_LIMIT
-        self.exhausted = False
-
-    def _fail(self, error: SMailError) -> None:
-        if not self.tolerant:
-            raise error
-
-    def _too_much(self, path: Path | str) -> None:
-        """The budget of response files is spent: exit 2 naming the file (once, tolerant)."""
-        self.exhausted = True
-        self._fail(ParamError(_("Response files expand to too much (at most {files} files, {lines} lines and {size} MB in all): {path}").format(
-            files=RESPONSE_FILES_LIMIT, lines=RESPONSE_LINES_LIMIT, size=files.TEXT_LIMIT // (1024 * 1024),
-            path=path)))
-
-    def expand(self, argv: Sequence[str], depth: int = 0, base: Path | None = None) -> list[str]:
-        """Replace each @file by its lines; nested @files are relative to the file naming them."""
-        tokens: list[str] = []
-        for token in argv:
-            if not token.startswith("@") or len(token) == 1:
-                tokens.append(token)
-                continue
-            if self.exhausted:
-                break
-            if depth >= 8:
-                self._fail(ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:])))
-                continue
-            path = Path(_unquote(token[1:]))
-            if base is not None and not path.is_absolute():
-                path = base / path
-            if self.files_left <= 0:
-                self._too_much(path)
-                break
-            self.files_left -= 1
-            try:
-                if not files.exists(path):
-                    raise FileMissingError(_("Response file not found: {path}").format(path=path))
-                data = files.read_bounded(path, self.bytes_left)
-            except (SMailError, ValueError, OSError) as exc:
-                if isinstance(exc, files.TooLargeError) and self.bytes_left < files.TEXT_LIMIT:
-                    self._too_much(path)  # larger than what the other files left
-                    break
-                self._fail(exc if isinstance(exc, SMailError) else
-                           FileMissingError(_("Response file not found: {path}").format(path=path)))
-                continue
-            self.bytes_left -= len(data)
-            self.read_files.append(path)
-            lines = [line.strip() for line in files.decode_text(data).splitlines()]
-            lines = [line for line in lines if line and not line.startswith(("#", ";"))]
-            self.lines_left -= len(lines)
-            if self.lines_left < 0:
-                self._too_much(path)
-                break
-            tokens.extend(self.expand(lines, depth + 1, path.parent))
-        return tokens
-
-    def argv_layer(self, argv: Sequence[str]) -> _Layer:
-        layer = _Layer()
-        after_secret = False
-        for token in self.expand(argv):
-            try:
-                parts = split_token(token)
-                if parts is None:
-                    # A word after a secret option is most likely the rest of a password the
-                    # shell split (`/SMTP_PASSWORD= %PW%`, an unquoted space): never shown.
-                    raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
-                        arg="****" if after_secret else echoed(token[:200])))
-                name, value = parts
-                after_secret = False
-                option = find(name, suggest=not self.tolerant)
-                after_secret = option.secret
-                if value is None:
-                    if not option.switch:
-                        raise ParamError(_("Option /{name} needs a value: /{name}=...").format(
-                            name=option.name))
-                    value = "YES"
-            except ParamError as exc:
-                self._fail(exc)
-                continue
-            layer.put(option, _unquote(value) if value[:1] in "\"'" else value)
-        return layer
-
-    @staticmethod
-    def environ_layer(environ: Mapping[str, str]) -> _Layer:
-        layer = _Layer()
-        for option in OPTIONS:
-            value = next((environ[name] for name in option.env_names if name in environ), None)
-            if value is not None:
-                layer.put(option, value)
-        return layer
-
-    def config_layer(self, value: str) -> _Layer:
-        layer = _Layer()
-        try:
-            path = existing_file(value)
-            content = files.read_text_file(path)
-        except (SMailError, ConversionError) as exc:
-            self._fail(exc if isinstance(exc, SMailError) else ParamError(str(exc)))
-            return layer
-        self.read_files.append(path)
-        import configparser  # only with /CONFIG
-
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        try:
-            parser.read_string(content, source=str(path))
-        except configparser.Error as exc:
-            self._fail(ParamError(_("Cannot read the configuration file {path}: {reason}").format(
-                path=path, reason=str(exc).splitlines()[0])))
-            return layer
-        # Section names are case-insensitive in Windows INI files: [SMail] is [smail].
-        section = next((name for name in parser.sections() if name.lower() == "smail"), None)
-        if section is None:
-            self._fail(ParamError(_("The configuration file {path} has no [smail] section.").format(path=path)))
-            return layer
-        for key, item in parser.items(section):
-            try:
-                option = find(key, suggest=not self.tolerant)
-                if option.name == "CONFIG":
-                    raise ParamError(_("a configuration file cannot name another one."))
-            except ParamError as exc:
-                self._fail(ParamError(_("In the configuration file {path}: {problem}").format(
-                    path=path, problem=exc.message)))
-                continue
-            # A quoted value is one value, also for a list ("a@b.test, c@d.test" is two items).
-            layer.put(option, _unquote(item))
-        return layer
-
-
-def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = False) -> RawOptions:
-    """Merge the command line (with its @files), SMAIL_* variables and /CONFIG, in that order
-    of precedence; `tolerant` skips whatever cannot be read instead of raising."""
-    reader = _Reader(tolerant)
-    layers = [(Source.COMMAND_LINE, reader.argv_layer(argv)),
-              (Source.ENVIRONMENT, reader.environ_layer(environ))]
-    config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
-    if isinstance(config, str):
-        layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
-    raw = RawOptions(read_files=reader.read_files)
-    for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
-        for name, value in layer.values.items():
-            raw.values[name] = value
-            raw.sources[name] = source
-    return raw
-
-
-# Exit codes for the help screen, in SPEC.md's order.
-EXIT_CODE_HELP: Final = (
-    (0, N_("message accepted by the server or by Graph")),
-    (1, N_("generic error")),
-    (2, N_("missing or invalid option")),
-    (3, N_("connection failure: DNS, TCP, TLS handshake or certificate")),
-    (4, N_("authentication refused")),
-    (5, N_("message refused by the server or by Graph, or may have been sent (no answer after its end)")),
-    (6, N_("every attempt of /RETRY failed on a transient error")),
-    (7, N_("internal error (a bug)")),
-    (8, N_("file not found: body, attachment, inline, token, certificate or configuration")),
-    (9, N_("/MODE is not SMTP or GRAPH")),
-    (10, N_("not delivered now, kept in the outbox for a later /FLUSH")),
-    (11, N_("a batch or a flush: some messages were accepted, some were not")),
-)
-
-EXAMPLES: Final = (
-    (N_("SMTP with an attachment:"),
-     N_('SMail /SMTP_SERVER=smtp.example.com /FROM_ADDR=albert@example.com /TO=client@example.com '
-        '/SUBJECT="Invoice" /BODY_FILE=Mail.txt /ATTACH=Invoice.pdf')),
-    (N_("Office 365 with XOAUTH2 (token obtained by SMail):"),
-     N_('SMail /SMTP_SERVER=smtp.office365.com /SSL_VERSION=TLSV1_2 /AUTH_TYPE=XOAUTH2 '
-        '/SMTP_USERNAME=user@example.com /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
-        '/TO=client@example.com /BODY_FILE=Msg.html')),
-    (N_("Microsoft Graph (app-only):"),
-     N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
-        '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
-)
-
-
-def help_text(version: str) -> str:
-    """The full help screen in the active language; defaults come from the table."""
-    lines = [_("SMail {version}: send e-mail through SMTP or Microsoft Graph.").format(
-                 version=version), "",
-             _("Usage: SMail [options]     SMail /?     SMail /VERSION"),
-             _("Options are /NAME=value (also -NAME=value or --name=value), @file reads options from a file, SMAIL_<NAME> environment variables and /CONFIG=file.ini give defaults."),
-             ""]
-    for group in Group:
-        lines.append(_(group.value))
-        for option in OPTIONS:
-            if option.group is not group:
-                continue
-            # A placeholder is translated (/LOG=chemin); a list of values (SMTP|GRAPH) is not,
-            # and the catalog does not hold it.
-            usage = f"/{option.name}" + (f"={_(option.metavar)}" if option.metavar else "")
-            if option.aliases and option.name != "HELP":
-                usage += "".join(f", /{alias}" for alias in option.aliases)
-            description, default = _(option.help), option.default_shown()
-            if default is not None:
-                description = _("{description} (default: {value})").format(description=description, value=default)
-            lines.append(f"  {usage:<34} {description}")
-        lines.append("")
-    lines.append(_("Exit codes:"))
-    lines.extend(f"  {code:>2}  {_(text)}" for code, text in EXIT_CODE_HELP)
-    lines.append("")
-    lines.append(_("Examples:"))
-    for title, command in EXAMPLES:
-        lines.extend([f"  {_(title)}", f"    {_(command)}"])
-    return "\n".join(lines) + "\n"

@@ -35,6 +35,8 @@ def classify(names: list[str]) -> tuple[Column, ...]:
                 row=1, column=index + 1, error=_("a NUL character is not allowed; is this a text file?")))
         key = name.upper().replace("-", "_")
         option = BY_NAME.get(key)
+        if option is not None and key != option.name and len(key) <= 2 and not option.per_row:
+            option = None  # a short alias of a command-line option (H, ? for HELP) names a variable
         if option is not None and not option.per_row:
             raise ParamError(_("Column {column}: /{name} cannot change from one row to another; give it on the command line.").format(
                 column=name, name=option.name))

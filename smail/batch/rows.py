@@ -11,6 +11,7 @@ from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Colu
 from smail.batch.table import Row
 from smail.batch.templates import render_template
 from smail.config import Values, message_settings
+from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
@@ -19,7 +20,7 @@ from smail.message import (
     draft_message,
     finish_message,
 )
-from smail.options import BY_NAME, RawOptions, convert, file_list
+from smail.options import BY_NAME, RawOptions, convert
 from smail.settings import MessageSettings
 
 
@@ -53,10 +54,16 @@ class RowBuilder:
         self.folder = Path(os.path.abspath(csv_path)).parent
         self.columns = columns
         self.used: set[str] = set()  # variables the templates read, in lower case
+        self.body_file: Path | None = None  # the body file of the last row built
 
     def settings(self, row: Row) -> MessageSettings:
         row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources))
         chosen_files: dict[str, tuple[Path, ...]] = {}
+        bodies = [c.name for c in self.columns
+                  if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
+        if len(bodies) > 1:
+            raise ParamError(_("Row {row}: columns {first} and {second} both give the body; leave one of the two cells empty.").format(
+                row=row.number, first=bodies[0], second=bodies[1]))
         for column in self.columns:
             option, cell = column.option, row.cells[column.index]
             if option is None or not cell.strip():
@@ -101,6 +108,7 @@ class RowBuilder:
     def message(self, row: Row) -> Message:
         """The row's message, templates rendered; ParamError/FileMissingError naming the row."""
         settings = self.settings(row)
+        self.body_file = settings.body_file  # for the check of /SAVE_EML's files
         variables = self.variables(row)
         subject = render_template(settings.subject, html=False, variables=variables, row=row.number,
                                   template="/SUBJECT", used=self.used)

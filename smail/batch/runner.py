@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING, Final
 
 from smail import files, mime
 from smail.batch.columns import Column
-from smail.batch.results import NOT_SENT, SENDING, Recorded, ResultsFile, read_results, row_key
+from smail.batch.results import (
+    NOT_SENT,
+    RESENT,
+    SENDING,
+    Recorded,
+    ResultsFile,
+    read_results,
+    refuse_restart,
+    row_key,
+)
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _, ngettext
 from smail.kinds import Mode
+from smail.message import Message
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
 from smail.transports import Job, Session, ends_session, open_session, send_many
@@ -41,6 +52,7 @@ class _Pending:
     row: Row
     key: str
     committed: bool = False
+    resend: bool = False  # /RESEND_UNCERTAIN: an earlier run left it may-have-been-sent
 
 
 class Batch:
@@ -69,6 +81,8 @@ class Batch:
         self._state_lock = threading.Lock()
         self.columns: tuple[Column, ...] = ()
         self.total = 0
+        self.resending: set[int] = set()  # rows /RESEND_UNCERTAIN sends again
+        self.inputs: dict[tuple[str, object], Path] = {}  # every file a row reads, by identity
 
     # -- the run's state -----------------------------------------------------------------------
 
@@ -91,8 +105,12 @@ class Batch:
         try:
             if self.settings.results is not None and not self.dry_run:
                 self.results = ResultsFile(self.settings.results)  # locked before it is read
-            if self.settings.resume and self.settings.results is not None:
-                self.recorded = read_results(self.settings.results)
+            if self.settings.results is not None:
+                recorded = read_results(self.settings.results)
+                if self.settings.resume:
+                    self.recorded = recorded
+                else:  # never start over a file that records deliveries, /DRY_RUN included
+                    refuse_restart(self.settings.results, recorded)
             identity = self._validate(rows)
             with CSVFile(rows) as table:
                 if table.identity != identity:
@@ -129,25 +147,55 @@ class Batch:
                 last = row.number
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
-                mime.render(builder.message(row))
+                message = builder.message(row)
+                mime.render(message)
+                self._note_inputs(message, builder.body_file)
+            self._check_saved(last, path)
             for number, recorded in self.recorded.items():
-                if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value):
+                if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value, RESENT):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
                         results=self.settings.results, row=number, path=path))
             self._warn_unused(builder)
             return table.identity
 
     def _earlier(self, row: Row, key: str) -> Status | None:
-        """What an earlier run (/BATCH_RESUME) did with this row, when it must not be sent again."""
+        """What an earlier run (/BATCH_RESUME) did with this row, when it must not be sent again.
+        With /RESEND_UNCERTAIN a row it left may-have-been-sent is sent again (None), as a resend."""
         recorded = self.recorded.get(row.number)
         if recorded is None:
             return None
-        status = {Status.SENT.value: Status.SKIPPED, SENDING: Status.MAYBE_SENT,
+        status = {Status.SENT.value: Status.SKIPPED, RESENT: Status.SKIPPED, SENDING: Status.MAYBE_SENT,
                   Status.MAYBE_SENT.value: Status.MAYBE_SENT, Status.QUEUED.value: Status.QUEUED}.get(recorded.status)
         if status is not None and recorded.key and recorded.key != key:
             raise ParamError(_("Row {row} of {path} is not the row {results} records as {status}: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
                 row=row.number, path=self.settings.rows, results=self.settings.results, status=recorded.status))
+        if status is Status.MAYBE_SENT and self.settings.resend_uncertain:
+            self.resending.add(row.number)  # the administrator checked: it did not arrive
+            return None
         return status
+
+    def _note_inputs(self, message: Message, body_file: Path | None) -> None:
+        if self.save_folder is None:
+            return
+        for path in (*(part.path for part in (*message.attachments, *message.inline)), body_file):
+            if path is not None:
+                self.inputs.setdefault(files.identity(path), path)
+
+    def _check_saved(self, last: int, rows: Path) -> None:
+        """/SAVE_EML=folder writes row-NNNN.eml: none of them may be a file the batch reads
+        (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
+        if self.save_folder is None:
+            return
+        others = [rows, *(path_of(self.raw.get(name)) for name in ("BATCH_RESULT", "RESULT_FILE", "LOG", "ERROR_FILE"))]
+        for other in others:
+            if other is not None and files.exists(other):
+                self.inputs.setdefault(files.identity(other), other)
+        for number in range(2, last + 1):
+            path = self._saved_path(number)
+            clash = self.inputs.get(files.identity(path)) if files.exists(path) else None
+            if clash is not None:
+                raise ParamError(_("/SAVE_EML={folder} would write {path}, a file the batch reads or writes ({input}): refused, so that it cannot be overwritten.").format(
+                    folder=self.save_folder, path=path, input=clash))
 
     def _warn_unused(self, builder: RowBuilder) -> None:
         """A column that is no option and that no template reads is probably a typo."""
@@ -226,11 +274,11 @@ class Batch:
                     rendered = mime.render(message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
-                    self._finish(row, key, Receipt.from_error(err))
+                    self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)
                     if err.exit_code is ExitCode.ERROR:  # /SAVE_EML cannot be written: stop
                         self._stop(err)
                     continue
-                self.pending[row.number] = pending = _Pending(row, key)
+                self.pending[row.number] = pending = _Pending(row, key, resend=row.number in self.resending)
                 yield Job(key=pending, message=message, rendered=rendered,
                           on_commit=functools.partial(self._commit, pending, message.message_id))
             except SMailError as err:
@@ -246,7 +294,7 @@ class Batch:
         if self.results is None:
             return
         try:
-            self.results.record(pending.row.number, SENDING, message_id=message_id, key=pending.key)
+            self.results.record(pending.row.number, SENDING, message_id=message_id, key=pending.key, sync=True)
         except OSError as exc:  # unrecorded, the message must not go out: abort it
             error = files.write_failure(self.results.path, exc)
             self._stop(error)
@@ -258,10 +306,12 @@ class Batch:
         assert isinstance(pending, _Pending)
         self.pending.pop(pending.row.number, None)
         try:
+            local = receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR
+            receipt = _local(receipt)
             recorded = False
-            if receipt.status is Status.FAILED and self.config.outbox is not None:
+            if receipt.status is Status.FAILED and self.config.outbox is not None and not local:
                 receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
-            self._finish(pending.row, pending.key, receipt, write=not recorded)
+            self._finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
             if ends_session(receipt):
                 self._stop(receipt.failure or SMailError(receipt.error or ""))
         except Exception as exc:
@@ -351,15 +401,24 @@ class Batch:
         write = status is Status.MAYBE_SENT and self.recorded[row.number].status == SENDING
         self._finish(row, key, receipt, write=write)
 
-    def _finish(self, row: Row, key: str, receipt: Receipt, *, not_sent: bool = False, write: bool = True) -> None:
-        receipt = receipt.with_facts(source={**receipt.source, "row": row.number})
-        self.tally.add(receipt.status, receipt.exit_code, not_sent=not_sent)
-        if receipt.status in ACCEPTED:
+    def _finish(self, row: Row, key: str, receipt: Receipt, *, not_sent: bool = False, write: bool = True,
+                resend: bool = False) -> None:
+        source = {**receipt.source, "row": row.number, **({"resend": True} if resend else {})}
+        receipt = receipt.with_facts(source=source)
+        resent = resend and receipt.status is Status.SENT
+        self.tally.add(receipt.status, receipt.exit_code, not_sent=not_sent, resent=resent)
+        if resent:
+            log.info(_("Row {row}: sent again (/RESEND_UNCERTAIN) after an earlier run left it may-have-been-sent: {summary}").format(
+                row=row.number, summary=receipt.summary))
+        elif resend:
+            log.warning(_("Row {row}: the resend (/RESEND_UNCERTAIN) did not go through: {error}").format(
+                row=row.number, error=receipt.error))
+        elif receipt.status in ACCEPTED:
             log.info(_("Row {row}: {summary}").format(row=row.number, summary=receipt.summary))
         else:
             log.warning(_("Row {row}: {error}").format(row=row.number, error=receipt.error))
         if write and self.results is not None:
-            status = NOT_SENT if not_sent else receipt.status.value
+            status = NOT_SENT if not_sent else RESENT if resent else receipt.status.value
             text = receipt.reply if receipt.status is Status.SENT else receipt.error
             try:
                 self.results.record(row.number, status, exit_code=int(receipt.exit_code),
@@ -371,11 +430,15 @@ class Batch:
         if self.progress is not None:
             self.progress.update(self.tally.done)
 
+    def _saved_path(self, number: int) -> Path:
+        assert self.save_folder is not None
+        return self.save_folder / f"row-{number:04d}.eml"
+
     def _save(self, row: Row, rendered: mime.Rendered) -> None:
         """/SAVE_EML=folder: row-0002.eml for row 2 (exit 1 when it cannot be written)."""
         if self.save_folder is None:
             return
-        path = self.save_folder / f"row-{row.number:04d}.eml"
+        path = self._saved_path(row.number)
         try:
             with files.open_output(path) as stream:
                 rendered.write_to(stream)
@@ -407,9 +470,19 @@ class Batch:
         else:
             text = (_("Batch: {counts}; see {path}.").format(counts=counts, path=results) if results
                     else _("Batch: {counts}.").format(counts=counts))
+        if tally.counts[Status.MAYBE_SENT.value] and not self.settings.resend_uncertain and not self.dry_run:
+            text = " ".join((text, _("Once you have checked that the rows marked may-have-been-sent did not arrive, /BATCH_RESUME /RESEND_UNCERTAIN sends them again.")))
         if self.stop_error is not None and code is ExitCode.OK:  # only skipped rows were left
             code = self.stop_error.exit_code
         return Outcome(code, text, self.receipts, None if code is ExitCode.OK else SMailError(text))
+
+
+def _local(receipt: Receipt) -> Receipt:
+    """A row stopped by SMail's own side (a full disk, an output it cannot write) was not
+    refused by the server: it failed, and says why."""
+    if receipt.status is Status.REFUSED and receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR:
+        return replace(receipt, status=Status.FAILED)
+    return receipt
 
 
 def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:

@@ -14,13 +14,15 @@ from typing import BinaryIO, Final, TextIO
 
 from smail import files
 from smail.batch.columns import classify
+from smail.converters import file_items
 from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _
-from smail.options import file_items
 
 # A cell longer than this is refused: in practice an unclosed quote swallowing the file.
 CELL_LIMIT: Final = 1024 * 1024
 SEPARATORS: Final = (";", ",", "\t")
+# The header line, and Excel's sep= line before it, are read no further than this.
+HEADER_LIMIT: Final = 1024 * 1024
 
 
 def detect_encoding(stream: BinaryIO) -> tuple[str, str]:
@@ -75,12 +77,12 @@ class CSVFile:
             self.identity = (info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino)
             self.encoding, errors = detect_encoding(self._binary)
             self._text: TextIO = io.TextIOWrapper(self._binary, encoding=self.encoding, errors=errors, newline="")
-            first = self._read(self._text.readline)
+            first = self._first_line()
             # Excel's "sep=;" line names the separator; Excel does not show it, so the header
             # is still row 1.
             named = re.fullmatch(r"sep=(.)\r?\n?", first, re.IGNORECASE)
             if named:
-                first = self._read(self._text.readline)
+                first = self._first_line()
             if not first.strip():
                 raise ParamError(_("{path} is empty: its first line must name the columns.").format(path=path))
             self.separator = named.group(1) if named else detect_separator(first.splitlines()[0])
@@ -93,6 +95,15 @@ class CSVFile:
         except BaseException:
             self._binary.close()
             raise
+
+    def _first_line(self) -> str:
+        """A line before the rows, read no further than HEADER_LIMIT: a file that is one huge
+        line (not a CSV file, or an unclosed quote) is refused at once."""
+        line = self._read(lambda: self._text.readline(HEADER_LIMIT + 1))
+        if len(line) > HEADER_LIMIT:
+            raise ParamError(_("The first line of {path} is longer than {limit} MB: it cannot be the header of a CSV file.").format(
+                path=self.path, limit=HEADER_LIMIT // (1024 * 1024)))
+        return line
 
     def _read(self, read: Callable[[], str]) -> str:
         try:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from smail.batch.results import NOT_SENT
+from smail.batch.results import NOT_SENT, RESENT
 from smail.errors import ExitCode
 from smail.i18n import _, ngettext
 from smail.receipt import Status
@@ -34,8 +34,8 @@ class Tally:
     failures: Counter[ExitCode] = field(default_factory=Counter)
     accepted: int = 0
 
-    def add(self, status: Status, exit_code: ExitCode, *, not_sent: bool = False) -> None:
-        self.counts[NOT_SENT if not_sent else status.value] += 1
+    def add(self, status: Status, exit_code: ExitCode, *, not_sent: bool = False, resent: bool = False) -> None:
+        self.counts[NOT_SENT if not_sent else RESENT if resent else status.value] += 1
         if status in ACCEPTED:
             self.accepted += 1
         else:
@@ -51,6 +51,7 @@ class Tally:
     def counts_text(self) -> str:
         phrases: dict[str, Callable[[int], str]] = {
             Status.SENT.value: lambda n: ngettext("{n} sent", "{n} sent", n),
+            RESENT: lambda n: ngettext("{n} sent again (/RESEND_UNCERTAIN)", "{n} sent again (/RESEND_UNCERTAIN)", n),
             Status.SKIPPED.value: lambda n: ngettext("{n} skipped (already sent)", "{n} skipped (already sent)", n),
             Status.REFUSED.value: lambda n: ngettext("{n} refused", "{n} refused", n),
             Status.FAILED.value: lambda n: ngettext("{n} failed", "{n} failed", n),

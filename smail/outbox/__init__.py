@@ -17,7 +17,9 @@ Nothing secret is stored: /FLUSH brings its own credentials.
     layout    the names and JSON files of the folder, the entries waiting in it
     disk      durable writes and the lock
     entry     an entry's message, written whole or not at all, and read back
-    flush     /FLUSH (and its /DRY_RUN)
+    handoff   entries a batch hands over to the outbox
+    flush     /FLUSH
+    preview   /FLUSH /DRY_RUN
 """
 
 from __future__ import annotations

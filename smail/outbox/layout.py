@@ -110,3 +110,15 @@ def entries(folder: Path) -> list[str]:
     # Only folders named as SMail names its entries: anything else in the folder is not ours.
     return sorted(item.name for item in items
                   if ENTRY_NAME.fullmatch(item.name) and item.is_dir(follow_symlinks=False))
+
+
+def marked(entry: Path) -> bool:
+    """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
+    so that an entry that may have been sent is never sent again, whatever fails around it."""
+    try:
+        os.lstat(entry / SENDING)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -289,7 +289,12 @@ class SMTPSession:
     def _sasl(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
         """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII)."""
         def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode("ascii")
+            # The encoded answer carries the password or token as it is: a server that echoes
+            # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
+            # error line, the log or the result file.
+            encoded = base64.b64encode(data).decode("ascii")
+            redact.remember(encoded)
+            return encoded
         initial = responder(None)
         assert isinstance(client, Transcript)
         client.masking_auth = True

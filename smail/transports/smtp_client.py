@@ -11,6 +11,9 @@ transaction itself. Four things below depend on smtplib's internals, each for a 
 - `_host`: smtplib sets it only when its constructor connects, and starttls() and SMTP_SSL use
   it as the TLS server name (SNI, certificate check). SMail connects later, so it sets it.
 - `send()` is wrapped for the DEBUG transcript, with AUTH lines masked.
+
+A reply is bounded as a whole too (REPLY_LIMIT): smtplib keeps every line of a multi-line reply,
+so a server sending continuation lines without end would fill the memory until /TIMEOUT.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from smail import redact
 from smail.hosts import ascii_name
 
 transcript = logging.getLogger("smail.smtp")
+
+REPLY_LIMIT = 1024 * 1024  # bytes of one reply, all its lines together
 
 
 class Transcript:
@@ -57,6 +62,7 @@ class Transcript:
         deadline = time.monotonic() + timeout if timeout is not None else None
         lines: list[bytes] = []
         code = -1
+        size = 0
         try:
             while True:
                 line = self._read_line(client, deadline)
@@ -64,6 +70,9 @@ class Transcript:
                     raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
                 if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
                     raise smtplib.SMTPResponseException(500, b"Line too long.")
+                size += len(line)
+                if size > REPLY_LIMIT:
+                    raise smtplib.SMTPResponseException(500, b"Reply too long.")
                 lines.append(line[4:].strip(b" \t\r\n"))
                 try:
                     code = int(line[:3])

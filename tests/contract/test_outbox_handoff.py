@@ -13,6 +13,7 @@ import email
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -128,4 +129,36 @@ def test_a_batch_killed_while_handing_a_row_to_the_outbox_delivers_every_row_onc
     assert not (box / "uncertain").exists() and not (box / "failed").exists()
     again = smail(*resume)  # and it stays so
     assert again.returncode not in (ExitCode.INTERNAL, ExitCode.PARAM), again.stderr
+    assert subjects(handler) == Counter({f"Row {n}": 1 for n in range(1, ROWS + 1)})
+
+
+@pytest.mark.parametrize("point", ["before-queued-line", "after-queued-line"])
+def test_a_hidden_entry_left_by_a_killed_batch_is_settled_by_a_later_flush(smtpd, tmp_path, point):
+    """No resume comes: a /FLUSH an hour later shows the hidden entry of a row recorded as kept
+    (and sends it), and erases the one of a row never recorded (which only its batch sends)."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO,n\n" + "".join(f"client{n}@test.test,{n}\n" for n in range(1, ROWS + 1)), encoding="utf-8")
+    box, results = tmp_path / "box", tmp_path / "results.csv"
+    batch = ("/FROM_ADDR=albert@demo.test", "/SUBJECT=Row {{ n }}", "/BODY=Bonjour", f"/BATCH={rows}",
+             f"/BATCH_RESULT={results}", f"/OUTBOX={box}")
+    killed = smail("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}", *batch,
+                   killer={"KILL_AT": point, "KILL_COUNT": "2"})
+    assert killed.returncode in (-9, 137), (killed.returncode, killed.stderr)
+    [hidden] = [p for p in box.iterdir() if p.name.startswith(".new-")]
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    flush = (*server.options, "/FLUSH", f"/OUTBOX={box}")
+    fresh = smail(*flush)  # less than an hour old: its batch may still be writing it
+    assert fresh.returncode == ExitCode.OK, fresh.stderr
+    assert hidden.is_dir() and subjects(handler) == Counter({"Row 1": 1})
+    old = time.time() - 2 * 3600
+    os.utime(hidden, (old, old))
+    later = smail(*flush)
+    assert later.returncode == ExitCode.OK, later.stderr
+    assert not hidden.exists()
+    expected = Counter({"Row 1": 1, "Row 2": 1}) if point == "after-queued-line" else Counter({"Row 1": 1})
+    assert subjects(handler) == expected
+    resumed = smail(*server.options, *batch, "/BATCH_RESUME")
+    assert resumed.returncode not in (ExitCode.INTERNAL, ExitCode.PARAM), resumed.stderr
+    smail(*flush)
     assert subjects(handler) == Counter({f"Row {n}": 1 for n in range(1, ROWS + 1)})

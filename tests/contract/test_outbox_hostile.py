@@ -21,6 +21,8 @@ import pytest
 
 from smail import files as smail_files
 from smail.errors import ExitCode
+from tests.contract.test_outbox import GRAPH_CANARY, GRAPH_ENV, SENDER, graph_options
+from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler, free_port, read_line
 
 FROM = "/FROM_ADDR=albert@demo.test"
@@ -360,6 +362,8 @@ EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "a sender name with a control character": lambda d: d["message"].update(
         sender={"address": "albert@demo.test", "name": "Albert\x07"}),
     "no recipient at all": lambda d: d["message"].update(to=[], cc=[], bcc=[]),
+    "a Date past the calendar": lambda d: d["message"].update(date="Mon, 1 Jan 99999 00:00:00 +0000"),
+    "a Date that is no date": lambda d: d["message"].update(date="tomorrow"),
     "a Message-ID with a space": lambda d: d["message"].update(message_id="<a b@demo.test>"),
     "a Message-ID without brackets": lambda d: d["message"].update(message_id="abc@demo.test"),
     "a content type with a parameter": lambda d: d["message"]["attachments"][0].update(
@@ -423,6 +427,10 @@ def test_resend_uncertain_sends_again_what_the_administrator_checked(scripted, s
     plain = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}")
     assert plain.exit_code == ExitCode.OK and subjects(handler) == Counter({"Waiting": 1})  # never the default
     assert moved(box, "uncertain") == [uncertain]
+    dry = run_smail(*server.options, "/FLUSH", "/DRY_RUN", "/RESEND_UNCERTAIN", f"/OUTBOX={box}")
+    assert dry.exit_code == ExitCode.OK, dry.stderr
+    assert f"{uncertain.name}: in {box / 'uncertain'}" in dry.stdout and "sent again" in dry.stdout
+    assert moved(box, "uncertain") == [uncertain] and subjects(handler) == Counter({"Waiting": 1})
     report = tmp_path / "resend.json"
     again = run_smail(*server.options, "/FLUSH", "/RESEND_UNCERTAIN", f"/OUTBOX={box}", f"/RESULT_FILE={report}")
     sane(again)
@@ -461,3 +469,29 @@ def test_resend_uncertain_is_in_the_help_in_both_languages(run_smail):
     english = run_smail("/?")
     french = run_smail("/LANG=FR", "/?")
     assert "/RESEND_UNCERTAIN" in english.stdout and "/RESEND_UNCERTAIN" in french.stdout
+
+
+# -- an entry kept in SMTP mode, flushed through Microsoft Graph ----------------------------------
+
+@pytest.fixture
+def microsoft(tls_ca: Any) -> Any:
+    fake = FakeMicrosoft(tls_ca.server_context()).start()
+    fake.register(App("app-id-1", secret=GRAPH_CANARY, mailboxes={SENDER}))
+    yield fake
+    fake.stop()
+
+
+@pytest.mark.parametrize("headers", [("/HEADER=Keywords: facture",),
+                                     tuple(f"/HEADER=X-N{n}: {n}" for n in range(6))])
+def test_an_entry_graph_cannot_carry_goes_to_failed_with_graph_s_rule(microsoft, tls_ca, run_smail, tmp_path, headers):
+    """The command line refuses in Graph mode what Graph refuses (non-X- headers, more than 5):
+    an entry kept in SMTP mode with such headers is moved aside, the others go through Graph."""
+    box = tmp_path / "box"
+    good = queue(run_smail, box, "Good", f"/FROM_ADDR={SENDER}")
+    bad = queue(run_smail, box, "Bad", f"/FROM_ADDR={SENDER}", *headers)
+    result = run_smail(*graph_options(microsoft, tls_ca), "/FLUSH", f"/OUTBOX={box}", env=GRAPH_ENV)
+    sane(result)
+    assert sorted(s.message["subject"] for s in microsoft.sent) == ["Good"], result.stderr
+    [aside] = moved(box, "failed")
+    assert aside.name == bad.name and "Microsoft Graph" in (aside / "reason.txt").read_text(encoding="utf-8")
+    assert good.name not in {p.name for p in waiting(box)}

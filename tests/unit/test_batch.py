@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smail import options
+from smail import reader
 from smail.batch.columns import classify
 from smail.batch.results import Recorded, ResultsFile, read_results, row_key
 from smail.batch.rows import in_row
@@ -414,7 +414,7 @@ def test_the_first_reason_to_stop_stands_when_a_worker_fails_to_record_its_row_l
     rows = tmp_path / "rows.csv"
     rows.write_text("TO\na@t.test\nb@t.test\n", encoding="utf-8")
     results = tmp_path / "results.csv"
-    raw = options.parse(["/MODE=GRAPH", "/O365_TENANT_ID=t", "/O365_APP_ID=a", "/O365_SECRET=s",
+    raw = reader.parse(["/MODE=GRAPH", "/O365_TENANT_ID=t", "/O365_APP_ID=a", "/O365_SECRET=s",
                          "/GRAPH_SENDER=u@d.test", f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/RETRY=1",
                          "/BODY=x"], {})
     config = validate(raw)

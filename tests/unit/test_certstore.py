@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from smail import assertion, certstore, windows
 from smail.cloud import CertStore
+from smail.converters import thumbprint
 from smail.errors import AuthError
-from smail.options import thumbprint
 
 POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
 

@@ -1,7 +1,7 @@
 """The code moves forward: no module imports a later stage, not even inside a function or for
 its type hints, so that the modules form no import circle.
 
-Stages, in order: parse (options) -> validate (config) -> build (message, mime) -> send
+Stages, in order: parse (converters, options, reader, helptext) -> validate (config) -> build (message, mime) -> send
 (transports) -> many messages (batch, outbox) -> the run (the output check, the command line).
 Support modules (errors, files, settings, tls...) sit below every stage: they import support
 modules only.
@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "smail"
 SUPPORT = 0
 STAGES = {
-    "smail.options": 1,
+    "smail.converters": 1, "smail.options": 1, "smail.reader": 1, "smail.helptext": 1,
     "smail.config": 2,
     "smail.message": 3, "smail.mime": 3,
     "smail.transports": 4,

@@ -29,7 +29,7 @@ from smail.message import (
     html_to_text,
     load_message,
 )
-from smail.options import parse
+from smail.reader import parse
 from smail.settings import MessageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
