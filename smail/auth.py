@@ -142,7 +142,8 @@ def _application(app: AppCredentials, session: httpclient.Session,
 
 
 def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, timeout: float,
-                 proxy: str | None = None, session: httpclient.Session | None = None,
+                 proxy: str | None = None, proxy_from_environment: bool = True,
+                 session: httpclient.Session | None = None,
                  store_signer: StoreSigner | None = None) -> Secret:
     """An access token for `scope` (`<resource>/.default`), registered as a secret at once.
 
@@ -150,9 +151,13 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
     same request within one process (for Retry-After seconds, 60 s after a 400), which
     would make SMail's own retries see the old failure instead of asking again.
     """
-    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy)
     if app.sign_in is SignIn.MANAGED_IDENTITY:
-        return managed_identity_token(app, scope, session=session)
+        # The identity endpoint is on this machine (Arc) or link-local (IMDS, which refuses
+        # proxied requests): never through a proxy.
+        return managed_identity_token(app, scope, session=session or httpclient.Session(
+            tls_settings, timeout=timeout, proxy_from_environment=False))
+    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy,
+                                            proxy_from_environment=proxy_from_environment)
     application = _application(app, session, store_signer)
     where = urlsplit(app.authority_host).netloc
     try:

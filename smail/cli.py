@@ -93,7 +93,13 @@ def _send_one(config: Config, console: Console) -> Outcome:
     if receipt.failure is not None:
         if config.outbox is not None and receipt.status is Status.FAILED:
             from smail import outbox  # transient: kept for a later /FLUSH, exit 10
-            return outbox.keep(config.outbox, message, rendered, receipt)
+
+            kept = outbox.keep(config.outbox, message, rendered, receipt)
+            text = kept.error or ""
+            # The result file keeps the failure's own code and line; the run's says kept.
+            shown = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
+                if kept.status is Status.QUEUED else receipt
+            return Outcome(kept.exit_code, text, [shown], SMailError(text))
         return Outcome(receipt.failure.exit_code, receipt.failure.message, [receipt], receipt.failure)
     return Outcome(ExitCode.OK, receipt.summary, [receipt])
 

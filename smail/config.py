@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from smail import cloud, files
+from smail import cloud, files, proxy
 from smail.addresses import parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
@@ -16,8 +16,10 @@ from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
+from smail.network import IPFamily
 from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
 from smail.output import ErrorFileOnSuccess
+from smail.proxy import Proxy, ProxyOff
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 from smail.sasl import AuthType
@@ -192,6 +194,55 @@ def _tls(values: Values) -> TLSSettings:
                        ca_file=values.get("CA_FILE", Path), verify=not values.flag("SSL_NO_VERIFY"))
 
 
+def _given_proxy(values: Values) -> Proxy | ProxyOff | None:
+    """/PROXY with /PROXY_PASSWORD (or its file) applied; None when /PROXY is not given."""
+    given = values.converted.get("PROXY")
+    password = values.secret("PROXY_PASSWORD")
+    if isinstance(given, Proxy) and password is not None:
+        if given.username is None:
+            raise ParamError(_("/PROXY_PASSWORD needs a user name in /PROXY: http://user@host:port or socks5://user@host:port."))
+        if given.password is not None:
+            raise ParamError(_("Give the proxy password in /PROXY or in /PROXY_PASSWORD, not both."))
+        return given.with_password(password)
+    return given if isinstance(given, (Proxy, ProxyOff)) else None
+
+
+def _smtp_proxy(values: Values, server: str, port: int) -> Proxy | None:
+    """The proxy for server:port: /PROXY, or HTTPS_PROXY/ALL_PROXY unless NO_PROXY names it."""
+    given = _given_proxy(values)
+    if isinstance(given, Proxy):
+        return given
+    if given is ProxyOff.NONE:
+        return None
+    url = proxy.from_environment(values.raw.proxy_environment, server, port)
+    if url is None:
+        return None
+    try:
+        found = proxy.parse(url)
+    except ValueError as exc:
+        raise ParamError(_("The proxy of the environment (HTTPS_PROXY or ALL_PROXY) cannot serve SMTP: {reason}. Use /PROXY=NONE to connect directly.").format(
+            reason=exc)) from None
+    password = values.secret("PROXY_PASSWORD")
+    if password is not None and found.username is not None and found.password is None:
+        found = found.with_password(password)
+    return found
+
+
+def _ip(values: Values, server: str) -> IPFamily:
+    """/IP, which an address literal in /SMTP_SERVER must not contradict."""
+    import ipaddress
+
+    family = values.require("IP", IPFamily)
+    try:
+        version = ipaddress.ip_address(server).version
+    except ValueError:
+        return family
+    if family is not IPFamily.ANY and str(version) != family.value:
+        raise ParamError(_("/SMTP_SERVER={server} is an IPv{version} address, and /IP={family} asks for the other family.").format(
+            server=server, version=version, family=family.value))
+    return family
+
+
 def _smtp(values: Values) -> SMTPSettings:
     _require(values, Mode.SMTP)
     port = values.get("SMTP_PORT", int)
@@ -233,11 +284,23 @@ def _smtp(values: Values) -> SMTPSettings:
             if app is None:
                 raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and a credential (/O365_SECRET, /O365_CERT_FILE or /O365_CERT_THUMBPRINT), or /O365_AUTH=MANAGED_IDENTITY."))
             _check_app(app, Mode.SMTP)
+    server = values.text("SMTP_SERVER") or ""
     return SMTPSettings(
-        server=values.text("SMTP_SERVER") or "", port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
+        server=server, port=port, proxy=_smtp_proxy(values, server, port), ip=_ip(values, server),
+        proxy_from_environment=_given_proxy(values) is not ProxyOff.NONE, tls_mode=tls_mode, tls=_tls(values), auth=auth,
         username=username, password=password, token=token,
         app=app if auth is AuthType.XOAUTH2 and token is None else None,
         helo=values.text("HELO"), timeout=values.require("TIMEOUT", float))
+
+
+def _graph_proxy(values: Values) -> str | None:
+    """/PROXY for requests; without it requests reads HTTPS_PROXY/NO_PROXY itself."""
+    given = _given_proxy(values)
+    if not isinstance(given, Proxy):
+        return None
+    if given.kind is not proxy.ProxyKind.HTTP:
+        raise ParamError(_("In Graph mode /PROXY must be an HTTP proxy (http://host:port); SOCKS5 serves SMTP only."))
+    return given.url()
 
 
 def _graph(values: Values) -> GraphSettings:
@@ -245,7 +308,8 @@ def _graph(values: Values) -> GraphSettings:
     app = _check_app(_app_credentials(values), Mode.GRAPH)
     return GraphSettings(
         app=app, sender=values.text("GRAPH_SENDER") or "",
-        save_to_sent=values.flag("SAVE_TO_SENT"), proxy=values.text("PROXY"), tls=_tls(values),
+        save_to_sent=values.flag("SAVE_TO_SENT"), proxy=_graph_proxy(values),
+        proxy_from_environment=_given_proxy(values) is not ProxyOff.NONE, tls=_tls(values),
         timeout=values.require("TIMEOUT", float))
 
 
@@ -355,8 +419,11 @@ def validate(raw: RawOptions) -> Config:
     flushing = outbox is not None and outbox.flush
     message = None if flushing or batch is not None else message_settings(values, mode)
     app = transport.app
+    smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
+    smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
+        smtp_proxy.password if smtp_proxy else None,
         app.secret if app else None, app.cert_password if app else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
@@ -368,6 +435,9 @@ def validate(raw: RawOptions) -> Config:
 def raw_secrets(raw: RawOptions) -> list[str]:
     """Secret option values as given, registered before anything can fail and print them
     (`@wincred:NAME` names a secret and is not one: the secret it reads is registered then)."""
-    return [value for option in OPTIONS if option.secret
-            for value in [raw.get(option.name)] if value and not is_credential_reference(value)]
+    values = [value for option in OPTIONS if option.secret
+              for value in [raw.get(option.name)] if value and not is_credential_reference(value)]
+    # A proxy's password may stand in its URL, in /PROXY or in the environment's variables.
+    urls = [raw.get("PROXY") or "", *raw.proxy_environment.values()]
+    return values + [password for url in urls for password in [proxy.password_in(url)] if password]
 

@@ -11,10 +11,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, hosts
+from smail import files, hosts, redact
 from smail.errors import FileMissingError, InvalidModeError, ParamError
 from smail.i18n import _
 from smail.kinds import Mode
+from smail.network import IPFamily
 from smail.redact import Secret
 
 
@@ -313,6 +314,34 @@ def client_id(value: str) -> str:
     if not re.fullmatch(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value):
         raise ConversionError(_("expected the client ID of a user-assigned managed identity (a GUID)"))
     return value.lower()
+
+
+def proxy_shown(value: str) -> str:
+    """A proxy URL as an error may show it: never what stands before its @."""
+    return re.sub(r"//[^/@]*@", "//****@", value.strip())
+
+
+def proxy_value(value: str) -> object:
+    """/PROXY: http://[user[:password]@]host:port, socks5://... (socks5h too) or NONE."""
+    from smail import proxy
+
+    if value.strip().upper() == "NONE":
+        return proxy.ProxyOff.NONE
+    try:
+        return proxy.parse(value)
+    except ValueError as exc:
+        # Raised as ParamError, not ConversionError: convert() would echo the whole value.
+        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=redact.shown(proxy_shown(value)[:120]), name="PROXY", reason=exc)) from None
+
+
+def ip_family(value: str) -> IPFamily:
+    """/IP: 4, 6 (IPV4, IPV6 too) or ANY."""
+    word = value.strip().upper().removeprefix("IPV")
+    for family in IPFamily:
+        if word == family.value:
+            return family
+    raise ConversionError(_("expected one of {values}").format(values="4, 6, ANY"))
 
 
 def scope(value: str) -> str:

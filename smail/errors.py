@@ -152,6 +152,19 @@ class SetupConnectError(ConnectError):
         return False
 
 
+class ProxyError(ConnectError):
+    """The proxy refused, could not be reached or stalled (exit 3); retried only when its answer
+    says the failure is temporary (a 502, SOCKS "host unreachable", no answer in time)."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+    @property
+    def transient(self) -> bool:
+        return self.temporary
+
+
 class TLSError(SetupConnectError):
     """TLS handshake, certificate or STARTTLS failure: exit 3, retrying cannot help."""
 

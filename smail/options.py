@@ -30,8 +30,10 @@ from smail.converters import (
     header_text,
     helo,
     integer,
+    ip_family,
     mode,
     output_path,
+    proxy_value,
     rate,
     scope,
     seconds,
@@ -47,6 +49,7 @@ from smail.errors import ParamError
 from smail.i18n import N_, Language, _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSVersion
@@ -151,6 +154,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
+    Option(name="PROXY", group=_GENERAL, metavar="http://host:port|socks5://host:port|NONE", convert=proxy_value,
+           default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
+           help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
+    Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the proxy user (prefer SMAIL_PROXY_PASSWORD or /PROXY_PASSWORD_FILE).")),
+    Option(name="PROXY_PASSWORD_FILE", group=_GENERAL, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="PROXY_PASSWORD", help=N_("Read the proxy password from this file.")),
     Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
     Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
@@ -241,6 +251,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
     Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
+    Option(name="IP", group=_SMTP, metavar="4|6|ANY", convert=ip_family, default=IPFamily.ANY,
+           help=N_("Connect over IPv4 only (4) or IPv6 only (6); by default every address of the server in turn.")),
     Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
@@ -283,8 +295,6 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
     Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
            help=N_("Keep a copy in Sent Items.")),
-    Option(name="PROXY", group=_GRAPH, metavar=N_("http://host:port"), convert=url,
-           help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
 BY_NAME: Final[Mapping[str, Option]] = {
@@ -356,6 +366,7 @@ class RawOptions:
     values: dict[str, str | list[str]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     read_files: list[Path] = field(default_factory=list)  # response and configuration files
+    proxy_environment: dict[str, str] = field(default_factory=dict)  # HTTPS_PROXY, NO_PROXY...
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)

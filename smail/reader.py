@@ -195,7 +195,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = F
     config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
     if isinstance(config, str):
         layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
-    raw = RawOptions(read_files=reader.read_files)
+    from smail import proxy
+
+    raw = RawOptions(read_files=reader.read_files, proxy_environment=proxy.environment(environ))
     for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
         for name, value in layer.values.items():
             raw.values[name] = value

@@ -12,7 +12,9 @@ from pathlib import Path
 from smail.cloud import AppCredentials
 from smail.kinds import Priority
 from smail.log import LogSettings
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
+from smail.proxy import Proxy
 from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSSettings
@@ -52,6 +54,9 @@ class SMTPSettings:
     token: Secret | None = None
     app: AppCredentials | None = None
     helo: str | None = None
+    proxy: Proxy | None = None      # /PROXY, or the environment's, resolved for this server
+    ip: IPFamily = IPFamily.ANY     # /IP
+    proxy_from_environment: bool = True  # False with /PROXY=NONE (also for the XOAUTH2 token)
     timeout: float
 
 
@@ -60,7 +65,8 @@ class GraphSettings:
     app: AppCredentials
     sender: str
     save_to_sent: bool
-    proxy: str | None = None
+    proxy: str | None = None       # /PROXY as requests takes it (credentials included)
+    proxy_from_environment: bool = True  # False with /PROXY=NONE
     tls: TLSSettings
     timeout: float
 

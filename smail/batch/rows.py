@@ -57,7 +57,8 @@ class RowBuilder:
         self.body_file: Path | None = None  # the body file of the last row built
 
     def settings(self, row: Row) -> MessageSettings:
-        row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources))
+        row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources),
+                             proxy_environment=dict(self.raw.proxy_environment))
         chosen_files: dict[str, tuple[Path, ...]] = {}
         bodies = [c.name for c in self.columns
                   if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]

@@ -342,9 +342,9 @@ class Batch:
         kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt,
                            origin=handoff.origin(results.path, row.number, key) if results else None,
                            record=record if results else None)
-        if kept.receipts and kept.receipts[-1].status is Status.QUEUED:
-            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED), recorded
-        log.warning(kept.text)
+        if kept.status is Status.QUEUED:
+            return kept, recorded
+        log.warning(kept.error)
         return receipt, False
 
     def _settle_handoffs(self) -> None:

@@ -132,8 +132,9 @@ class GraphSession:
     def __init__(self, settings: GraphSettings, *, session: httpclient.Session | None = None,
                  progress: Progress | None = None) -> None:
         self.settings = settings
-        self.session = session or httpclient.Session(settings.tls, timeout=settings.timeout,
-                                                     proxy=settings.proxy)
+        self.session = session or httpclient.Session(
+            settings.tls, timeout=settings.timeout, proxy=settings.proxy,
+            proxy_from_environment=settings.proxy_from_environment)
         self.progress = progress
         self.token: Secret | None = None
         self.token_lock = threading.Lock()

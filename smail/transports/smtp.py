@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from smail import redact, sasl, tls
+from smail import network, proxy, redact, sasl, tls
 from smail.errors import (
     AuthError,
     ConnectError,
@@ -45,6 +45,7 @@ from smail.tls import TLSMode
 from smail.transports import Commit, smtp_replies
 from smail.transports.exchange import explain
 from smail.transports.smtp_client import (
+    Opener,
     Transcript,
     close_quietly,
     coalesce,
@@ -114,13 +115,18 @@ class SMTPSession:
 
             def token_source() -> Secret:
                 from smail import auth  # msal and requests only on this path
+                # The token request goes through the same proxy when it is an HTTP one.
+                http_proxy = settings.proxy.url() if settings.proxy is not None \
+                    and settings.proxy.kind is proxy.ProxyKind.HTTP else None
                 return auth.client_token(app, app.smtp_scope, tls_settings=settings.tls,
-                                         timeout=settings.timeout)
+                                         timeout=settings.timeout, proxy=http_proxy,
+                                         proxy_from_environment=settings.proxy_from_environment)
         return cls(settings, token_source=token_source)
 
     @property
     def where(self) -> str:
-        return f"{self.settings.server}:{self.settings.port}"
+        server = self.settings.server
+        return f"[{server}]:{self.settings.port}" if ":" in server else f"{server}:{self.settings.port}"
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -173,11 +179,16 @@ class SMTPSession:
 
     def _connect(self) -> _Connection:
         s = self.settings
-        log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
+        if s.proxy is not None:
+            log.info(_("Connecting to {where} through the proxy {proxy} (TLS mode: {mode}).").format(
+                where=self.where, proxy=s.proxy, mode=s.tls_mode.value))
+        else:
+            log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
         client: smtplib.SMTP
         try:
             client = new_client(s.server, timeout=s.timeout,
-                                context=self._tls_context() if s.tls_mode is TLSMode.IMPLICIT else None)
+                                context=self._tls_context() if s.tls_mode is TLSMode.IMPLICIT else None,
+                                opener=self._opener())
             code, greeting = client.connect(s.server, s.port)
             if code != READY:  # smtplib checks the greeting only when its constructor connects
                 close_quietly(client)
@@ -217,6 +228,19 @@ class SMTPSession:
             close_quietly(client)
             raise self._network_error(exc) from exc
         return connection
+
+    def _opener(self) -> Opener:
+        """TCP to the server (each address in turn, /IP), or a tunnel through the proxy."""
+        family, via = self.settings.ip, self.settings.proxy
+
+        def direct(host: str, port: int, timeout: float) -> socket.socket:
+            return network.connect(host, port, timeout, family=family)
+        if via is None:
+            return direct
+
+        def tunnel(host: str, port: int, timeout: float) -> socket.socket:
+            return proxy.open_tunnel(via, host, port, timeout=timeout, connect=direct)
+        return tunnel
 
     def _hello(self, client: smtplib.SMTP) -> None:
         code, reply = client.ehlo()
@@ -260,7 +284,7 @@ class SMTPSession:
                 raise AuthError(_("{where} offers none of CRAM-MD5, PLAIN, LOGIN; it offers: {offered}.").format(
                     where=self.where, offered=" ".join(offered) or "-"))
             responder = sasl.password_responder(mechanism, user, s.password.reveal() if s.password else "")
-        if connection.tls_version is None and not is_loopback(client):
+        if connection.tls_version is None and (self.settings.proxy is not None or not is_loopback(client)):
             log.warning(_("Authenticating without TLS: the credentials cross the network unencrypted."))
         try:
             self._sasl(client, mechanism, responder)

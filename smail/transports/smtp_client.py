@@ -11,6 +11,9 @@ transaction itself. Four things below depend on smtplib's internals, each for a 
 - `_host`: smtplib sets it only when its constructor connects, and starttls() and SMTP_SSL use
   it as the TLS server name (SNI, certificate check). SMail connects later, so it sets it.
 - `send()` is wrapped for the DEBUG transcript, with AUTH lines masked.
+- `_get_socket()` (what `connect()` calls for the TCP connection, and SMTP_SSL's override
+  wraps in TLS) is replaced: the socket comes from SMail's opener (every address in turn,
+  /IP, or a tunnel through /PROXY), then SMTP_SSL's TLS is applied for the mail server's name.
 
 A reply is bounded as a whole too (REPLY_LIMIT): smtplib keeps every line of a multi-line reply,
 so a server sending continuation lines without end would fill the memory until /TIMEOUT.
@@ -35,11 +38,29 @@ transcript = logging.getLogger("smail.smtp")
 REPLY_LIMIT = 1024 * 1024  # bytes of one reply, all its lines together
 
 
+Opener = Callable[[str, int, float], socket.socket]
+
+
 class Transcript:
     """Logs the dialogue at DEBUG; AUTH lines are masked by structure (never by value)."""
 
     masking_auth = False
     _host: str  # set by smtplib; SMail sets it too, see new_client()
+    opener: Opener | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        """The TCP connection from the opener; TLS at once for implicit TLS (SMTP_SSL)."""
+        client: Any = self
+        if self.opener is None:
+            return super()._get_socket(host, port, timeout)  # type: ignore[misc,no-any-return]
+        sock = self.opener(host, port, timeout)
+        if isinstance(client, smtplib.SMTP_SSL):
+            try:
+                return client.context.wrap_socket(sock, server_hostname=self._host)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def send(self, s: Any) -> None:
         if transcript.isEnabledFor(logging.DEBUG):
@@ -127,8 +148,10 @@ class _SMTPS(Transcript, smtplib.SMTP_SSL):
     pass
 
 
-def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None) -> smtplib.SMTP:
-    """An unconnected client for `server`: implicit TLS when a context is given."""
+def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None,
+               opener: Opener | None = None) -> smtplib.SMTP:
+    """An unconnected client for `server`: implicit TLS when a context is given; its TCP
+    connection comes from `opener` when one is given."""
     client: smtplib.SMTP
     # A placeholder name: smtplib would otherwise look up this computer's FQDN here.
     if context is not None:
@@ -136,6 +159,9 @@ def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None) -
     else:
         client = _SMTP(local_hostname="localhost", timeout=timeout)
     client._host = server  # see the module's docstring
+    if opener is not None:
+        assert isinstance(client, Transcript)
+        client.opener = opener
     return client
 
 
