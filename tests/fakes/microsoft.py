@@ -84,6 +84,9 @@ class FakeMicrosoft:
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
         self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
         self.max_request = 0
+        self.gates: list[tuple[str, threading.Barrier]] = []  # path regex, requests held together
+        self.in_flight = 0          # requests being answered now
+        self.max_in_flight = 0
         self.graph_audience = "https://graph.microsoft.com"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -121,6 +124,12 @@ class FakeMicrosoft:
     def stall(self, path_pattern: str, seconds: float) -> None:
         """Receive the next matching request whole, then answer only after `seconds`."""
         self.stalls.append((path_pattern, seconds))
+
+    def gate(self, path_pattern: str, together: int, timeout: float = 60) -> None:
+        """Hold matching requests until `together` of them are waiting, then answer them all:
+        concurrency shows as max_in_flight, however slow the machine. A client that never has
+        that many in flight is answered after `timeout` (and max_in_flight says how many it had)."""
+        self.gates.append((path_pattern, threading.Barrier(together, timeout=timeout)))
 
     def start(self) -> FakeMicrosoft:
         self.thread.start()
@@ -167,9 +176,25 @@ class FakeMicrosoft:
                 fake.requests.append((method, self.path, dict(self.headers)))
                 body = self._body()
                 with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    self._answer(method, path, body)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, method: str, path: str, body: bytes) -> None:
+                with fake.lock:
                     stall = next((i for i, (p, _s) in enumerate(fake.stalls) if re.search(p, path)), None)
                     seconds = fake.stalls.pop(stall)[1] if stall is not None else 0.0
+                    barrier = next((b for p, b in fake.gates if re.search(p, path)), None)
                 time.sleep(seconds)
+                if barrier is not None:
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        pass  # fewer requests than `together` came: answered, and max_in_flight shows it
                 with fake.lock:
                     for index, (pattern, status, headers, error) in enumerate(fake.failures):
                         if re.search(pattern, path):
