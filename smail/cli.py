@@ -1,4 +1,9 @@
-"""main(): argv -> options -> Config -> Message -> session -> exit code. The only catch-all."""
+"""main(): argv -> options -> Config -> Message -> session -> exit code.
+
+Its catch-all turns an exception no stage translated into exit 7 (a bug); the one other
+broad handler is tls.create_context, where any failure of the system's certificate store is
+exit 3, since the store and the TLS library fail in ways no list can hold.
+"""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from smail.settings import (
     OutputSettings,
     Reporting,
     SMTPSettings,
+    is_html,
 )
 from smail.tls import TLSMode, TLSSettings, TLSVersion
 
@@ -343,8 +344,7 @@ def message_settings(values: Values, mode: Mode) -> MessageSettings:
     if body_file is None and body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
     inline = values.items("INLINE", Path)
-    is_html = body_file is not None and body_file.suffix.lower() in (".htm", ".html")
-    if inline and not is_html:
+    if inline and not is_html(body_file):
         raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
     headers = values.items("HEADER", str)
     if mode is Mode.GRAPH:

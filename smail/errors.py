@@ -187,7 +187,9 @@ class IdentityUnavailableError(AuthError):
         return True
 
 
-# HTTP statuses that say the request was not carried out and may be repeated.
+# HTTP statuses after which another attempt may succeed. Only 429 and 503 also prove that a
+# request was not carried out: a send to Graph answered 500, 502 or 504 may still have been
+# delivered, and the Graph session reports it as may-have-been-sent instead of retrying it.
 RETRYABLE_HTTP: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 

@@ -29,7 +29,7 @@ from smail.files import BODY_LIMIT, decode_text, decode_windows_1252, open_input
 from smail.i18n import _
 from smail.kinds import Priority
 from smail.redact import shown
-from smail.settings import MessageSettings
+from smail.settings import MessageSettings, is_html
 
 log = logging.getLogger("smail")
 
@@ -296,7 +296,7 @@ def draft_message(settings: MessageSettings) -> Draft:
     if settings.body_file is not None:
         path = settings.body_file
         body = decode_body(read_bounded(path, BODY_LIMIT), settings.body_charset)
-        html = path.suffix.lower() in (".htm", ".html")
+        html = is_html(path)
         if html:  # the body goes out as UTF-8 whatever the file said
             body = _META_CHARSET.sub(lambda m: m.group(1) + "utf-8", body)
     else:

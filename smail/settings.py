@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from smail.cloud import AppCredentials
 from smail.kinds import Priority
@@ -18,6 +19,14 @@ from smail.proxy import Proxy
 from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSSettings
+
+# A body file is HTML when its name says so; the message, the validation and a batch row agree.
+HTML_SUFFIXES: Final = (".htm", ".html")
+
+
+def is_html(body_file: Path | None) -> bool:
+    """Whether /BODY_FILE names an HTML body (sent with a text alternative; /INLINE needs it)."""
+    return body_file is not None and body_file.suffix.lower() in HTML_SUFFIXES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from smail.message import (
     finish_message,
 )
 from smail.options import BY_NAME, RawOptions, convert
-from smail.settings import MessageSettings
+from smail.settings import MessageSettings, is_html
 
 
 def _at(err: SMailError, text: str) -> SMailError:
@@ -97,8 +97,7 @@ class RowBuilder:
         if chosen_files:
             settings = replace(settings, attachments=chosen_files.get("ATTACH", settings.attachments),
                                inline=chosen_files.get("INLINE", settings.inline))
-            html = settings.body_file is not None and settings.body_file.suffix.lower() in (".htm", ".html")
-            if settings.inline and not html:
+            if settings.inline and not is_html(settings.body_file):
                 raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
                               row.number, "INLINE")
         return settings

@@ -456,8 +456,8 @@ class _Flush:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        # Receipt.as_json deep-copies every field, and some errors cannot be copied: the error
-        # is already in each receipt's text and in the outcome.
+        # The receipts leave the flush as plain values: the live error stays here (its text is
+        # already in each receipt and in the outcome).
         receipts = [r.with_facts(failure=None) for r in self.receipts.values()]
         if not receipts:
             return empty(self.folder)

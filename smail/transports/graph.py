@@ -27,7 +27,7 @@ import requests
 
 from smail import auth, httpclient, redact
 from smail.addresses import Mailbox
-from smail.errors import AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
+from smail.errors import RETRYABLE_HTTP, AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
 from smail.kinds import Priority
 from smail.message import FilePart, Message, part_chunks, read_part
@@ -201,7 +201,7 @@ class GraphSession:
         if commits and status >= 500 and status not in NOT_SENT_STATUS:
             return MaybeSentError(_("Microsoft Graph answered {status} {code} after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
                 status=status, code=code), answer=answer)
-        if answer.status in (429, 500, 502, 503, 504):
+        if answer.status in RETRYABLE_HTTP:
             return SendError(_("Microsoft Graph is busy or unavailable while {what} ({status} {code}: {text}).").format(
                 what=what, status=status, code=code, text=text), retry_after=retry_after, answer=answer)
         return SendError(_("Microsoft Graph refused the message while {what} ({status} {code}: {text}).").format(
