@@ -244,9 +244,22 @@ def _ip(values: Values, server: str) -> IPFamily:
     return family
 
 
+def _server(values: Values) -> tuple[str, int | None]:
+    """/SMTP_SERVER and its port: /SMTP_PORT, or the one written in /SMTP_SERVER (not both
+    unless equal)."""
+    from smail import hosts
+
+    server, written = hosts.server_address(values.text("SMTP_SERVER") or "")
+    port = values.get("SMTP_PORT", int)
+    if written is not None and port is not None and written != port:
+        raise ParamError(_("/SMTP_SERVER names the port {written} and /SMTP_PORT the port {port}: give one.").format(
+            written=written, port=port))
+    return server, port if port is not None else written
+
+
 def _smtp(values: Values) -> SMTPSettings:
     _require(values, Mode.SMTP)
-    port = values.get("SMTP_PORT", int)
+    server, port = _server(values)
     tls_mode = values.require("SSL_MODE", TLSMode)
     if tls_mode is TLSMode.AUTO:
         if port == 465:
@@ -285,7 +298,6 @@ def _smtp(values: Values) -> SMTPSettings:
             if app is None:
                 raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and a credential (/O365_SECRET, /O365_CERT_FILE or /O365_CERT_THUMBPRINT), or /O365_AUTH=MANAGED_IDENTITY."))
             _check_app(app, Mode.SMTP)
-    server = values.text("SMTP_SERVER") or ""
     return SMTPSettings(
         server=server, port=port, proxy=_smtp_proxy(values, server, port), ip=_ip(values, server),
         proxy_from_environment=_given_proxy(values) is not ProxyOff.NONE, tls_mode=tls_mode, tls=_tls(values), auth=auth,

@@ -130,11 +130,13 @@ def header_text(value: str) -> str:
 
 
 def server(value: str) -> str:
-    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international ones)."""
+    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international
+    ones), with an optional :port (`[2001:db8::25]:587` for IPv6); normalised, the port kept."""
     try:
-        return hosts.server_name(value)
+        host, port = hosts.server_address(value)
     except ValueError:
-        raise ConversionError(_("expected a host name or an IP address")) from None
+        raise ConversionError(_("expected a host name or an IP address, with an optional :port ([2001:db8::25]:587 for IPv6)")) from None
+    return host if port is None else hosts.with_port(host, port)
 
 
 def helo(value: str) -> str:

@@ -47,12 +47,12 @@ def attempt_timeout(left: float, remaining_addresses: int) -> float:
 
 
 def connect(host: str, port: int, timeout: float, *, family: IPFamily = IPFamily.ANY,
-            resolve: Resolver = socket.getaddrinfo,
+            resolve: Resolver | None = None,
             clock: Callable[[], float] = time.monotonic) -> socket.socket:
     """A connected socket to host:port; the last address's OSError (or socket.gaierror, or
     TimeoutError when the time ran out) otherwise."""
     deadline = clock() + timeout
-    infos = interleave(resolve(host, port, family.socket_family, socket.SOCK_STREAM))
+    infos = interleave((resolve or socket.getaddrinfo)(host, port, family.socket_family, socket.SOCK_STREAM))
     if not infos:
         raise socket.gaierror(socket.EAI_NONAME, "no address")
     error: OSError | None = None

@@ -181,7 +181,9 @@ def open_tunnel(proxy: Proxy, host: str, port: int, *, timeout: float,
 
 
 def _target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    from smail.hosts import with_port
+
+    return with_port(host, port)
 
 
 def connect_request(proxy: Proxy, host: str, port: int, *, user_agent: str) -> bytes:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from smail import network, proxy, redact, sasl, tls
+from smail import hosts, network, proxy, redact, sasl, tls
 from smail.errors import (
     AuthError,
     ConnectError,
@@ -125,8 +125,7 @@ class SMTPSession:
 
     @property
     def where(self) -> str:
-        server = self.settings.server
-        return f"[{server}]:{self.settings.port}" if ":" in server else f"{server}:{self.settings.port}"
+        return hosts.with_port(self.settings.server, self.settings.port)
 
     # -- the session ---------------------------------------------------------------------------
 

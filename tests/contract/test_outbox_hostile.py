@@ -495,3 +495,52 @@ def test_an_entry_graph_cannot_carry_goes_to_failed_with_graph_s_rule(microsoft,
     [aside] = moved(box, "failed")
     assert aside.name == bad.name and "Microsoft Graph" in (aside / "reason.txt").read_text(encoding="utf-8")
     assert good.name not in {p.name for p in waiting(box)}
+
+
+# -- many random damages at once ------------------------------------------------------------------
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 2**70, 1e308, float("nan"), "", "x" * 10_000, "\udcff", "\x00",
+                         "a\r\nBcc: v@evil.test", [], {}, [[]], {"address": "v@odd.test"}, "../../etc/passwd",
+                         "9999-12-31T23:59:59+00:00", "<a@b>", "files/0", "files/99"]
+
+
+def mutate(document: dict[str, Any], rng: Any) -> None:
+    """Replace one field, anywhere in the entry, by an odd value."""
+    node: Any = document
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        key = rng.choice(keys)
+        if isinstance(node[key], (dict, list)) and node[key] and rng.random() < 0.6:
+            node = node[key]
+            continue
+        node[key] = json.loads(json.dumps(rng.choice(ODD_VALUES)))  # a fresh copy: no shared node
+        return
+
+
+def test_many_randomly_damaged_entries_never_stop_the_flush(smtpd, run_smail, tmp_path, files):
+    import random
+
+    rng = random.Random(32)
+    box = tmp_path / "box"
+    attachment = files("a.txt", b"hello")
+    good = queue(run_smail, box, "Good")
+    template = queue(run_smail, box, "Damaged", f"/ATTACH={attachment}")
+    document = json.loads((template / "entry.json").read_text(encoding="utf-8"))
+    for number in range(40):
+        copy = box / f"{template.name[:-4]}{number:04x}"
+        shutil.copytree(template, copy)
+        damaged = json.loads(json.dumps(document))
+        for _ in range(rng.randint(1, 3)):
+            mutate(damaged, rng)
+        (copy / "entry.json").write_text(json.dumps(damaged), encoding="utf-8")
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    result = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}", f"/RESULT_FILE={tmp_path / 'r.json'}")
+    sane(result)
+    assert subjects(handler)["Good"] == 1
+    for received in handler.received:
+        assert b"evil.test" not in received.data and not any("evil" in r for r in received.rcpt_tos)
+    assert waiting(box) == [], result.stderr  # each one sent or moved aside: none blocks the others
+    assert good.name not in {p.name for p in moved(box, "failed")}
