@@ -39,6 +39,7 @@ from smail.outbox.layout import (
     load,
     marked,
     name_time,
+    outbox_of_uncertain,
 )
 from smail.outbox.preview import dry_run, empty
 from smail.receipt import Outcome, Receipt, Status
@@ -106,6 +107,10 @@ def flush(config: Config, console: Console) -> Outcome:
     folder = settings.folder
     if config.output.dry_run:
         return dry_run(settings, console)
+    outbox = outbox_of_uncertain(folder)
+    if outbox is not None:  # flushing it would send each of them again, without being asked to
+        raise ParamError(_("/OUTBOX={folder} is the uncertain folder of the outbox {outbox}: its messages may have been delivered. Once you have checked that they did not arrive, /FLUSH /RESEND_UNCERTAIN /OUTBOX={outbox} sends them again.").format(
+            folder=folder, outbox=outbox))
     if not files.is_dir(folder):
         return empty(folder)
     wait = config.transport.timeout

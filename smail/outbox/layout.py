@@ -33,6 +33,15 @@ COPY_BLOCK: Final = 1024 * 1024
 JSON_LIMIT: Final = 4 * files.BODY_LIMIT
 
 
+def outbox_of_uncertain(folder: Path) -> Path | None:
+    """The outbox whose `uncertain` folder `folder` is (a flush made it: `.lock` is beside it),
+    else None. Its messages may have been delivered: only /RESEND_UNCERTAIN sends them again."""
+    absolute = Path(os.path.abspath(folder))
+    if absolute.name.casefold() == UNCERTAIN and files.exists(absolute.parent / LOCK):
+        return absolute.parent
+    return None
+
+
 def dump(document: dict[str, Any]) -> bytes:
     # surrogatepass: a name or argument the OS gave as undecodable bytes round-trips exactly.
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8", "surrogatepass")

@@ -10,6 +10,11 @@ import time
 
 import pytest
 
+from smail.errors import ExitCode
+from smail.outbox import layout
+from tests.contract.test_outbox import queue
+from tests.smtpd import RecordingHandler, read_line
+
 
 def _echoing_auth_server(mechanism: str):
     """Offers one AUTH mechanism and refuses it with a 535 that echoes the client's answer,
@@ -84,3 +89,41 @@ def test_a_server_sending_continuation_lines_without_end_is_refused_at_once(scri
     assert result.exit_code == 3, result.output
     assert "Reply too long" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_flushing_the_uncertain_folder_itself_never_sends_its_messages_again(scripted, smtpd, run_smail, tmp_path):
+    """/OUTBOX=...\\uncertain (a flush run on the folder a dry run listed) used to send every
+    may-have-been-sent message again, without /RESEND_UNCERTAIN."""
+    box = tmp_path / "box"
+    entry = queue(run_smail, box)
+
+    def silent_after_the_dot(conn: socket.socket) -> None:
+        conn.sendall(b"220 ready\r\n")
+        while line := read_line(conn):
+            if line.upper().startswith(b"DATA"):
+                conn.sendall(b"354 go ahead\r\n")
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    data += conn.recv(65536)
+                return
+            conn.sendall(b"250 ok\r\n")
+    first = run_smail(*scripted(silent_after_the_dot).options, "/FLUSH", f"/OUTBOX={box}")
+    assert first.exit_code == ExitCode.SEND
+    uncertain = box / layout.UNCERTAIN / entry.name
+    assert uncertain.is_dir()
+
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    for folder in (box / layout.UNCERTAIN, box / "Uncertain"):
+        if not folder.exists():
+            continue  # a case-sensitive file system
+        again = run_smail(*server.options, "/FLUSH", f"/OUTBOX={folder}")
+        assert again.exit_code == ExitCode.PARAM, again.output
+        assert "/RESEND_UNCERTAIN" in again.stderr and "may have been delivered" in again.stderr
+    listed = run_smail(*server.options, "/FLUSH", "/DRY_RUN", f"/OUTBOX={box / layout.UNCERTAIN}")
+    assert listed.exit_code == ExitCode.OK and entry.name in listed.stdout  # looking is still allowed
+    assert handler.received == [] and uncertain.is_dir()
+
+    resent = run_smail(*server.options, "/FLUSH", "/RESEND_UNCERTAIN", f"/OUTBOX={box}")
+    assert resent.exit_code == ExitCode.OK, resent.output
+    assert len(handler.received) == 1
