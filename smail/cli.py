@@ -74,7 +74,12 @@ def _send_one(config: Config, console: Console) -> Outcome:
 
     assert config.message is not None
     message = load_message(config.message)
-    rendered = mime.render(message)
+    if config.smime is not None:
+        from smail import smime  # cryptography: only for signed or encrypted messages
+
+        rendered = smime.protect(message, smime.plan(smime.prepare(config.smime), message))
+    else:
+        rendered = mime.render(message)
     if config.output.save_eml is not None:
         try:
             with files.open_output(config.output.save_eml) as stream:

@@ -30,6 +30,7 @@ from smail.settings import (
     OutboxSettings,
     OutputSettings,
     Reporting,
+    SMIMESettings,
     SMTPSettings,
     is_html,
 )
@@ -51,6 +52,7 @@ class Config:
     output: OutputSettings
     batch: BatchSettings | None = None
     outbox: OutboxSettings | None = None
+    smime: SMIMESettings | None = None  # /SIGN_CERT, /ENCRYPT_TO
     secrets: tuple[Secret, ...] = field(default=())
     warnings: tuple[str, ...] = ()  # said on stderr and in the log before anything is sent
 
@@ -414,6 +416,23 @@ def _outbox(values: Values) -> OutboxSettings | None:
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
 
 
+def smime_settings(values: Values) -> SMIMESettings | None:
+    """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
+    sign_cert = values.get("SIGN_CERT", Path)
+    password = values.secret("SIGN_CERT_PASSWORD")
+    encrypt_to = values.items("ENCRYPT_TO", Path)
+    if sign_cert is None:
+        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE", "SIGN_ANY_ADDRESS"):
+            if name in values.converted:
+                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=name))
+    if not encrypt_to and "ENCRYPT_NO_SELF" in values.converted and values.get("BATCH", Path) is None:
+        raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name="ENCRYPT_NO_SELF"))
+    if sign_cert is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
+        return None
+    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
+                         encrypt_to=encrypt_to, encrypt_self=not values.flag("ENCRYPT_NO_SELF"))
+
+
 def validate(raw: RawOptions) -> Config:
     """Check every option and rule before any network or send work; raise SMailError."""
     values = Values(raw)
@@ -430,18 +449,22 @@ def validate(raw: RawOptions) -> Config:
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
     flushing = outbox is not None and outbox.flush
     message = None if flushing or batch is not None else message_settings(values, mode)
+    smime = smime_settings(values)
+    if smime is not None and outbox is not None:
+        raise ParamError(_("/OUTBOX and /FLUSH cannot be combined with /SIGN_CERT or /ENCRYPT_TO yet: a signed or encrypted message is sent at once or not at all."))
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
     smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
         smtp_proxy.password if smtp_proxy else None,
-        app.secret if app else None, app.cert_password if app else None) if s is not None)
+        app.secret if app else None, app.cert_password if app else None,
+        smime.sign_password if smime else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
         retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
         output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
-        batch=batch, outbox=outbox, secrets=secrets, warnings=credential_warnings(app))
+        batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:

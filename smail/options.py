@@ -58,6 +58,7 @@ from smail.tls import TLSMode, TLSVersion
 class Group(Enum):
     GENERAL = N_("General options")
     MESSAGE = N_("Message options")
+    SMIME = N_("Signed and encrypted messages (S/MIME)")
     MANY = N_("Many messages: batch, outbox, result file")
     SMTP = N_("SMTP options (/MODE=SMTP)")
     GRAPH = N_("Microsoft Graph options (/MODE=GRAPH)")
@@ -119,6 +120,7 @@ class Option:
 
 
 _GENERAL, _MESSAGE, _MANY, _SMTP, _GRAPH = Group.GENERAL, Group.MESSAGE, Group.MANY, Group.SMTP, Group.GRAPH
+_SMIME = Group.SMIME
 SMTP_ONLY, GRAPH_ONLY = frozenset({Mode.SMTP}), frozenset({Mode.GRAPH})
 
 OPTIONS: Final[tuple[Option, ...]] = (
@@ -206,6 +208,20 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Ask for a delivery receipt (DSN).")),
     Option(name="HEADER", group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
            per_row=True, help=N_("Extra header, repeatable.")),
+
+    Option(name="SIGN_CERT", group=_SMIME, metavar=N_("path"), convert=existing_file, input_file=True,
+           help=N_("Sign the message (S/MIME) with this certificate and its private key: .pfx/.p12, or PEM. It must name /FROM_ADDR and be valid for e-mail protection.")),
+    Option(name="SIGN_CERT_PASSWORD", group=_SMIME, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the signing certificate file.")),
+    Option(name="SIGN_CERT_PASSWORD_FILE", group=_SMIME, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="SIGN_CERT_PASSWORD", help=N_("Read the signing certificate's password from this file.")),
+    Option(name="SIGN_ANY_ADDRESS", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn).")),
+    Option(name="ENCRYPT_TO", group=_SMIME, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+           per_row=True,
+           help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC.")),
+    Option(name="ENCRYPT_NO_SELF", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Do not encrypt to the sender's own certificate as well (the copy in Sent Items then cannot be read).")),
 
     Option(name="RESULT_FILE", group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
            help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),

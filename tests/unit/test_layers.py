@@ -19,7 +19,7 @@ SUPPORT = 0
 STAGES = {
     "smail.converters": 1, "smail.options": 1, "smail.reader": 1, "smail.helptext": 1,
     "smail.config": 2,
-    "smail.message": 3, "smail.mime": 3,
+    "smail.message": 3, "smail.mime": 3, "smail.smime": 3,
     "smail.transports": 4,
     "smail.batch": 5, "smail.outbox": 5,
     "smail.outputcheck": 6, "smail.cli": 6, "smail.__main__": 6,
