@@ -58,7 +58,7 @@ def self_signed(name: str = "smail-app") -> tuple[rsa.RSAPrivateKey, x509.Certif
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+            .not_valid_after(now + datetime.timedelta(days=365)).sign(key, hashes.SHA256()))
     return key, cert
 
 
