@@ -168,6 +168,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
         return _protect_secret(raw, console)
     config = validate(raw)
     redact.remember(*config.secrets)
+    for warning in config.warnings:
+        logger.warning(warning)
+        console.err(warning)
     if config.outbox is not None and config.outbox.flush:
         from smail import outbox
         return outbox.flush(config, console)

@@ -25,7 +25,8 @@ STAGES = {
     "smail.outputcheck": 6, "smail.cli": 6, "smail.__main__": 6,
 }
 SUPPORT_MODULES = frozenset({
-    "smail", "smail.addresses", "smail.auth", "smail.certificate", "smail.cloud", "smail.errors", "smail.files",
+    "smail", "smail.addresses", "smail.assertion", "smail.auth", "smail.certificate", "smail.certstore",
+    "smail.cloud", "smail.errors", "smail.files",
     "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
     "smail.output", "smail.proxy", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
     "smail.tls", "smail.windows",
