@@ -74,7 +74,12 @@ def _send_one(config: Config, console: Console) -> Outcome:
 
     assert config.message is not None
     message = load_message(config.message)
-    rendered = mime.render(message)
+    if config.smime is not None:
+        from smail import smime  # cryptography: only for signed or encrypted messages
+
+        rendered = smime.protect(message, smime.plan(smime.prepare(config.smime), message))
+    else:
+        rendered = mime.render(message)
     if config.output.save_eml is not None:
         try:
             with files.open_output(config.output.save_eml) as stream:
@@ -163,6 +168,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
         return _protect_secret(raw, console)
     config = validate(raw)
     redact.remember(*config.secrets)
+    for warning in config.warnings:
+        logger.warning(warning)
+        console.err(warning)
     if config.outbox is not None and config.outbox.flush:
         from smail import outbox
         return outbox.flush(config, console)

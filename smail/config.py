@@ -3,13 +3,14 @@ that involve several options and the checks each mode needs before anything is s
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from smail import cloud, files, proxy
 from smail.addresses import parse_header
-from smail.cloud import AppCredentials, Cloud
+from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
@@ -29,6 +30,7 @@ from smail.settings import (
     OutboxSettings,
     OutputSettings,
     Reporting,
+    SMIMESettings,
     SMTPSettings,
     is_html,
 )
@@ -50,7 +52,9 @@ class Config:
     output: OutputSettings
     batch: BatchSettings | None = None
     outbox: OutboxSettings | None = None
+    smime: SMIMESettings | None = None  # /SIGN_CERT, /ENCRYPT_TO
     secrets: tuple[Secret, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # said on stderr and in the log before anything is sent
 
 
 class Values:
@@ -120,13 +124,17 @@ def _app_credentials(values: Values) -> AppCredentials | None:
     tenant, app_id = values.text("O365_TENANT_ID"), values.text("O365_APP_ID")
     secret = values.secret("O365_SECRET")
     cert = values.get("O365_CERT_FILE", Path)
-    if not (tenant or app_id or secret or cert):
+    thumbprint = values.get("O365_CERT_THUMBPRINT", str)
+    sign_in = values.require("O365_AUTH", SignIn)
+    if not (tenant or app_id or secret or cert or thumbprint) and sign_in is SignIn.APP:
         return None
     endpoints = cloud.ENDPOINTS[values.require("O365_CLOUD", Cloud)]
     graph_endpoint = values.text("GRAPH_ENDPOINT") or endpoints.graph_root
     return AppCredentials(
         tenant_id=tenant or "", app_id=app_id or "", secret=secret, cert_file=cert,
-        cert_password=values.secret("O365_CERT_PASSWORD"),
+        cert_password=values.secret("O365_CERT_PASSWORD"), cert_thumbprint=thumbprint,
+        cert_store=values.get("O365_CERT_STORE", CertStore), sign_in=sign_in,
+        managed_identity=values.get("O365_MANAGED_IDENTITY", str),
         authority_host=values.text("O365_AUTHORITY_HOST") or endpoints.authority_host,
         graph_endpoint=graph_endpoint,
         graph_scope=values.text("GRAPH_SCOPE") or cloud.graph_scope(
@@ -134,22 +142,54 @@ def _app_credentials(values: Values) -> AppCredentials | None:
         smtp_scope=endpoints.smtp_scope)
 
 
+def _check_sign_in(values: Values) -> None:
+    """The options of one way of signing in only, each with what it needs (exit 2)."""
+    managed = values.require("O365_AUTH", SignIn) is SignIn.MANAGED_IDENTITY
+    if values.get("O365_MANAGED_IDENTITY", str) is not None and not managed:
+        raise ParamError(_("/O365_MANAGED_IDENTITY needs /O365_AUTH=MANAGED_IDENTITY."))
+    if managed:
+        for name in ("O365_SECRET", "O365_SECRET_FILE", "O365_CERT_FILE", "O365_CERT_THUMBPRINT"):
+            if name in values.converted:
+                raise ParamError(_("/O365_AUTH=MANAGED_IDENTITY signs in with this machine's identity: /{name} cannot be given with it.").format(
+                    name=name))
+    if values.get("O365_CERT_STORE", CertStore) is not None and values.get("O365_CERT_THUMBPRINT", str) is None:
+        raise ParamError(_("/O365_CERT_STORE needs /O365_CERT_THUMBPRINT."))
+    if values.get("O365_CERT_THUMBPRINT", str) is not None and sys.platform != "win32":
+        raise ParamError(_("/O365_CERT_THUMBPRINT and /O365_CERT_STORE use the Windows certificate store, which exists only on Windows: use /O365_CERT_FILE (a .pfx or PEM file) here."))
+
+
 def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
+    if app is not None and app.sign_in is SignIn.MANAGED_IDENTITY:
+        return app  # no tenant, application or secret: the identity endpoint knows the machine
     if app is None or not app.tenant_id:
         raise ParamError(_("Option /{name} is required in {mode} mode.").format(
             name="O365_TENANT_ID", mode=mode.value))
     if not app.app_id:
         raise ParamError(_("Option /{name} is required in {mode} mode.").format(
             name="O365_APP_ID", mode=mode.value))
-    if app.secret is None and app.cert_file is None:
-        raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE)."))
-    if app.secret is not None and app.cert_file is not None:
-        raise ParamError(_("Give either a client secret or a certificate, not both."))
+    given = [c for c in (app.secret, app.cert_file, app.cert_thumbprint) if c is not None]
+    if not given:
+        raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE or /O365_CERT_THUMBPRINT)."))
+    if len(given) > 1:
+        raise ParamError(_("Give one credential: a client secret, a certificate file or a certificate thumbprint."))
+    return app
+
+
+def credential_warnings(app: AppCredentials | None) -> tuple[str, ...]:
+    """Open the certificate credential as a run would: exit 4 when it cannot be used or has
+    expired (before Entra is contacted); a warning when it expires within 30 days."""
+    if app is None:
+        return ()
+    warning = None
     if app.cert_file is not None:
         from smail import certificate  # cryptography: only when a certificate is given
 
-        certificate.load(app.cert_file, app.cert_password)
-    return app
+        warning = certificate.inspect(app.cert_file, app.cert_password)
+    elif app.cert_thumbprint is not None:
+        from smail import certstore
+
+        warning = certstore.inspect(app.cert_thumbprint, app.cert_store)
+    return (warning,) if warning else ()
 
 
 def _tls(values: Values) -> TLSSettings:
@@ -258,7 +298,7 @@ def _smtp(values: Values) -> SMTPSettings:
             raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_USERNAME."))
         if token is None:
             if app is None:
-                raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and /O365_SECRET (or /O365_CERT_FILE)."))
+                raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and a credential (/O365_SECRET, /O365_CERT_FILE or /O365_CERT_THUMBPRINT), or /O365_AUTH=MANAGED_IDENTITY."))
             _check_app(app, Mode.SMTP)
     return SMTPSettings(
         server=server, port=port, proxy=_smtp_proxy(values, server, port), ip=_ip(values, server),
@@ -376,10 +416,28 @@ def _outbox(values: Values) -> OutboxSettings | None:
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
 
 
+def smime_settings(values: Values) -> SMIMESettings | None:
+    """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
+    sign_cert = values.get("SIGN_CERT", Path)
+    password = values.secret("SIGN_CERT_PASSWORD")
+    encrypt_to = values.items("ENCRYPT_TO", Path)
+    if sign_cert is None:
+        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE", "SIGN_ANY_ADDRESS"):
+            if name in values.converted:
+                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=name))
+    if not encrypt_to and "ENCRYPT_NO_SELF" in values.converted and values.get("BATCH", Path) is None:
+        raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name="ENCRYPT_NO_SELF"))
+    if sign_cert is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
+        return None
+    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
+                         encrypt_to=encrypt_to, encrypt_self=not values.flag("ENCRYPT_NO_SELF"))
+
+
 def validate(raw: RawOptions) -> Config:
     """Check every option and rule before any network or send work; raise SMailError."""
     values = Values(raw)
     mode = values.require("MODE", Mode)
+    _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
     if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
@@ -391,18 +449,22 @@ def validate(raw: RawOptions) -> Config:
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
     flushing = outbox is not None and outbox.flush
     message = None if flushing or batch is not None else message_settings(values, mode)
+    smime = smime_settings(values)
+    if smime is not None and outbox is not None:
+        raise ParamError(_("/OUTBOX and /FLUSH cannot be combined with /SIGN_CERT or /ENCRYPT_TO yet: a signed or encrypted message is sent at once or not at all."))
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
     smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
         smtp_proxy.password if smtp_proxy else None,
-        app.secret if app else None, app.cert_password if app else None) if s is not None)
+        app.secret if app else None, app.cert_password if app else None,
+        smime.sign_password if smime else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
         retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
         output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
-        batch=batch, outbox=outbox, secrets=secrets)
+        batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:

@@ -297,6 +297,27 @@ def url(value: str) -> str:
     return value
 
 
+# What certlm.msc's Details tab copies besides the hex digits: spaces, and invisible marks
+# (U+200E LEFT-TO-RIGHT MARK first of all, also U+200F, U+202A-U+202E, U+FEFF, no-break spaces).
+_INVISIBLE = re.compile("[\\s\u00a0\u200b-\u200f\u202a-\u202e\u2060\ufeff:]")
+
+
+def thumbprint(value: str) -> str:
+    """/O365_CERT_THUMBPRINT: a SHA-1 thumbprint as certlm.msc copies it -> 40 upper-case hex digits."""
+    digits = _INVISIBLE.sub("", value).upper()
+    if not re.fullmatch(r"[0-9A-F]{40}", digits):
+        raise ConversionError(_("expected the certificate's SHA-1 thumbprint: 40 hexadecimal digits"))
+    return digits
+
+
+def client_id(value: str) -> str:
+    """/O365_MANAGED_IDENTITY: the client id (a GUID) of a user-assigned managed identity."""
+    value = value.strip().strip("{}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value):
+        raise ConversionError(_("expected the client ID of a user-assigned managed identity (a GUID)"))
+    return value.lower()
+
+
 def proxy_shown(value: str) -> str:
     """A proxy URL as an error may show it: never what stands before its @."""
     return re.sub(r"//[^/@]*@", "//****@", value.strip())

@@ -74,6 +74,9 @@ class Session(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
+        credential = (kwargs.get("headers") or {}).get("Authorization", "")
+        if " " in credential:  # a bearer token, Azure Arc's challenge key: never in a log
+            redact.remember(credential.split(" ", 1)[1])
         started = time.monotonic()
         method = method if isinstance(method, str) else method.decode("ascii")
         response = super().request(method, url, *args, **kwargs)

@@ -65,6 +65,8 @@ class Rendered:
     """The exact bytes of one message, produced on demand."""
 
     segments: tuple[Segment, ...]
+    # Signed or encrypted (S/MIME): only the MIME bytes carry it, so Graph must take them whole.
+    smime: bool = False
 
     @property
     def size(self) -> int:
@@ -410,19 +412,38 @@ def _top_headers(message: Message) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def render(message: Message) -> Rendered:
-    """The message's exact bytes, the same each time for the same Message."""
+def top_headers(message: Message) -> bytes:
+    """The message's own header fields, From to MIME-Version (the content's come after)."""
+    return _top_headers(message)
+
+
+def content(message: Message) -> list[Segment]:
+    """The message's content as one MIME entity: its Content-* fields, a blank line, the body.
+
+    Only 7-bit text with CRLF line ends: text parts are 7bit, quoted-printable or base64 and
+    file parts base64, so that the entity can be signed as it is (RFC 8551 section 3.1.1).
+    """
     body = _body(message)
     if message.attachments:
         body = _multipart(message, "mixed", [body] + [_file_part(p, inline=False)
                                                       for p in message.attachments])
-    segments: list[Segment] = [_top_headers(message)]
-    for segment in body:  # merge adjacent literal bytes into fewer, larger chunks
+    return body
+
+
+def assemble(head: bytes, body: Iterable[Segment], *, smime: bool = False) -> Rendered:
+    """Header fields and content as one Rendered, adjacent literal bytes merged into larger chunks."""
+    segments: list[Segment] = [head]
+    for segment in body:
         if isinstance(segment, bytes) and isinstance(segments[-1], bytes):
             segments[-1] += segment
         else:
             segments.append(segment)
-    return Rendered(tuple(segments))
+    return Rendered(tuple(segments), smime=smime)
+
+
+def render(message: Message) -> Rendered:
+    """The message's exact bytes, the same each time for the same Message."""
+    return assemble(_top_headers(message), content(message))
 
 
 def dot_stuff(chunks: Iterator[bytes]) -> Iterator[bytes]:

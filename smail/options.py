@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Final
 
 from smail import files, redact
-from smail.cloud import Cloud
+from smail.cloud import CertStore, Cloud, SignIn
 from smail.converters import (
     ConversionError,
     ca_file,
     charset,
     choice,
+    client_id,
     duration,
     error_file_charset,
     existing_file,
@@ -40,6 +41,7 @@ from smail.converters import (
     secret_file,
     server,
     text,
+    thumbprint,
     url,
     yes_no,
 )
@@ -56,6 +58,7 @@ from smail.tls import TLSMode, TLSVersion
 class Group(Enum):
     GENERAL = N_("General options")
     MESSAGE = N_("Message options")
+    SMIME = N_("Signed and encrypted messages (S/MIME)")
     MANY = N_("Many messages: batch, outbox, result file")
     SMTP = N_("SMTP options (/MODE=SMTP)")
     GRAPH = N_("Microsoft Graph options (/MODE=GRAPH)")
@@ -117,6 +120,7 @@ class Option:
 
 
 _GENERAL, _MESSAGE, _MANY, _SMTP, _GRAPH = Group.GENERAL, Group.MESSAGE, Group.MANY, Group.SMTP, Group.GRAPH
+_SMIME = Group.SMIME
 SMTP_ONLY, GRAPH_ONLY = frozenset({Mode.SMTP}), frozenset({Mode.GRAPH})
 
 OPTIONS: Final[tuple[Option, ...]] = (
@@ -205,6 +209,20 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="HEADER", group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
            per_row=True, help=N_("Extra header, repeatable.")),
 
+    Option(name="SIGN_CERT", group=_SMIME, metavar=N_("path"), convert=existing_file, input_file=True,
+           help=N_("Sign the message (S/MIME) with this certificate and its private key: .pfx/.p12, or PEM. It must name /FROM_ADDR and be valid for e-mail protection.")),
+    Option(name="SIGN_CERT_PASSWORD", group=_SMIME, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the signing certificate file.")),
+    Option(name="SIGN_CERT_PASSWORD_FILE", group=_SMIME, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="SIGN_CERT_PASSWORD", help=N_("Read the signing certificate's password from this file.")),
+    Option(name="SIGN_ANY_ADDRESS", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn).")),
+    Option(name="ENCRYPT_TO", group=_SMIME, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+           per_row=True,
+           help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC.")),
+    Option(name="ENCRYPT_NO_SELF", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Do not encrypt to the sender's own certificate as well (the copy in Sent Items then cannot be read).")),
+
     Option(name="RESULT_FILE", group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
            help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),
     Option(name="BATCH", group=_MANY, metavar=N_("rows.csv"), convert=existing_file, input_file=True,
@@ -254,16 +272,27 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
-    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Directory (tenant) ID or verified domain.")),
-    Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Application (client) ID.")),
+    Option(name="O365_AUTH", group=_GRAPH, metavar="APP|MANAGED_IDENTITY", convert=choice(SignIn),
+           default=SignIn.APP,
+           help=N_("How to sign in to Microsoft (Graph, and XOAUTH2 without a token file): APP, an application's secret or certificate; MANAGED_IDENTITY, this machine's identity (Azure Arc or Azure VM), with no tenant, application or secret.")),
+    Option(name="O365_MANAGED_IDENTITY", group=_GRAPH, metavar="client-id", convert=client_id,
+           default_text=N_("the system-assigned identity"),
+           help=N_("With /O365_AUTH=MANAGED_IDENTITY: the client ID of a user-assigned identity.")),
+    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id",
+           help=N_("Directory (tenant) ID or verified domain (required, except with a managed identity).")),
+    Option(name="O365_APP_ID", group=_GRAPH, metavar="id",
+           help=N_("Application (client) ID (required, except with a managed identity).")),
     Option(name="O365_SECRET", group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
     Option(name="O365_SECRET_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
     Option(name="O365_CERT_FILE", group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
+    Option(name="O365_CERT_THUMBPRINT", group=_GRAPH, metavar="SHA-1", convert=thumbprint,
+           help=N_("Windows: certificate credential from the certificate store, by its SHA-1 thumbprint (spaces ignored); its private key stays in the store, even when it is not exportable.")),
+    Option(name="O365_CERT_STORE", group=_GRAPH, metavar="USER|MACHINE", convert=choice(CertStore),
+           default_text=N_("the user's, then the computer's"),
+           help=N_("Store of /O365_CERT_THUMBPRINT: My of the current user, or of the computer.")),
     Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
     Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,

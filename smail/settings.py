@@ -52,6 +52,17 @@ class MessageSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SMIMESettings:
+    """/SIGN_CERT and /ENCRYPT_TO: the files, not yet read (smime.prepare reads them)."""
+
+    sign_cert: Path | None = None
+    sign_password: Secret | None = None
+    sign_any_address: bool = False
+    encrypt_to: tuple[Path, ...] = ()
+    encrypt_self: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class SMTPSettings:
     server: str
     port: int

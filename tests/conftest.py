@@ -137,3 +137,19 @@ def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """S/MIME certificates: alice@demo.test signs; bob and carol receive; unfit ones."""
+    from types import SimpleNamespace
+
+    from tests.smime_certs import Authority
+
+    ca = Authority(tmp_path_factory.mktemp("smime"))
+    return SimpleNamespace(
+        ca=ca, alice=ca.issue("alice", "alice@demo.test"), bob=ca.issue("bob", "bob@test.test"),
+        carol=ca.issue("carol", "carol@test.test", in_subject=True),
+        other=ca.issue("other", "someone.else@demo.test"),
+        expired=ca.issue("expired", "alice@demo.test", expired=True),
+        no_eku=ca.issue("noeku", "alice@demo.test", email_protection=False))

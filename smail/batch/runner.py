@@ -33,12 +33,14 @@ from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
+from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
     from smail.output import Console
     from smail.settings import TransportSettings
+    from smail.smime import Protection
 
 log = logging.getLogger("smail")
 
@@ -81,6 +83,7 @@ class Batch:
         self._state_lock = threading.Lock()
         self.columns: tuple[Column, ...] = ()
         self.total = 0
+        self.protection: Protection | None = None
         self.resending: set[int] = set()  # rows /RESEND_UNCERTAIN sends again
         self.inputs: dict[tuple[str, object], Path] = {}  # every file a row reads, by identity
 
@@ -136,11 +139,20 @@ class Batch:
             raise self.crash
         return self._outcome()
 
+    def _builder(self, path: Path, columns: tuple[Column, ...]) -> RowBuilder:
+        """The rows' builder, with the signing key and certificates loaded once for the run."""
+        if self.protection is None and (self.config.smime is not None or any(
+                c.option is not None and c.option.name == "ENCRYPT_TO" for c in columns)):
+            from smail import smime  # cryptography: only for signed or encrypted rows
+
+            self.protection = smime.prepare(self.config.smime or SMIMESettings())
+        return RowBuilder(self.raw, self.config.mode, path, columns, protection=self.protection)
+
     def _validate(self, path: Path) -> tuple[int, int, int, int]:
         """Build and render every row's message; the first bad row stops the run (exit 2 or 8)."""
         with CSVFile(path) as table:
             self.columns = table.columns
-            builder = RowBuilder(self.raw, self.config.mode, path, table.columns)
+            builder = self._builder(path, table.columns)
             last = 1
             for row in table.rows():
                 self.total += 1
@@ -148,6 +160,7 @@ class Batch:
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
                 message = builder.message(row)
+                builder.check(row, message)
                 mime.render(message)
                 self._note_inputs(message, builder.body_file)
             self._check_saved(last, path)
@@ -209,7 +222,7 @@ class Batch:
                         column=column.name, suggestion=close[0]))
 
     def _send(self, table: CSVFile) -> None:
-        builder = RowBuilder(self.raw, self.config.mode, table.path, table.columns)
+        builder = self._builder(table.path, table.columns)
         rows = table.rows()
         if self.dry_run:
             for row in rows:
@@ -253,7 +266,7 @@ class Batch:
         if self._handled_earlier(row, key):
             return
         message = builder.message(row)
-        rendered = mime.render(message)
+        rendered = builder.render(row, message)
         self._save(row, rendered)
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
@@ -271,7 +284,7 @@ class Batch:
                     continue
                 try:
                     message = builder.message(row)
-                    rendered = mime.render(message)
+                    rendered = builder.render(row, message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)

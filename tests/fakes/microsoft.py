@@ -10,6 +10,8 @@ never a mock that accepts anything.
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import hashlib
 import json
 import re
@@ -66,6 +68,7 @@ class Sent:
     save_to_sent: bool
     uploads: list[dict[str, Any]] = field(default_factory=list)   # name, size, sha256, isInline...
     through_draft: bool = False
+    mime: bytes | None = None   # the message, when it was sent in MIME form
 
 
 class FakeMicrosoft:
@@ -243,7 +246,7 @@ class FakeMicrosoft:
                 return 413, {"error": {"code": "RequestEntityTooLarge",
                                        "message": "The maximum request length supported is 4MB."}}, {}
             assert app is not None
-            return self.graph_route(method, mailbox, match.group(2), body, app)
+            return self.graph_route(method, mailbox, match.group(2), body, app, headers)
         return 404, {"error": {"code": "BadRequest", "message": f"Unknown path {path}"}}, {}
 
     @staticmethod
@@ -357,8 +360,11 @@ class FakeMicrosoft:
         return None, app
 
     def graph_route(self, method: str, mailbox: str, rest: str, body: bytes,
-                    app: App) -> tuple[int, Any, dict[str, str]]:
+                    app: App, headers: Any = None) -> tuple[int, Any, dict[str, str]]:
         if method == "POST" and rest == "/sendMail":
+            content_type = str((headers or {}).get("Content-Type", "")).split(";")[0].strip().lower()
+            if content_type == "text/plain":
+                return self.send_mime(mailbox, body)
             return self.send_mail(mailbox, body)
         if rest.startswith("/messages") and not app.read_write:  # drafts need Mail.ReadWrite
             return 403, {"error": {"code": "ErrorAccessDenied",
@@ -444,6 +450,23 @@ class FakeMicrosoft:
         if problem:
             return problem
         self.sent.append(Sent(mailbox, request["message"], request.get("saveToSentItems", True)))
+        return 202, None, {}
+
+    def send_mime(self, mailbox: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """sendMail in MIME form ("user: sendMail", example 4): the request body is the whole
+        message, base64-encoded, with Content-Type text/plain; the recipients come from its
+        To, Cc and Bcc headers."""
+        try:
+            mime = base64.b64decode(body, validate=True)
+        except ValueError:
+            return self.bad("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+        parsed = email.message_from_bytes(mime, policy=email.policy.default)
+        if parsed.defects or not parsed.get("From") or not parsed.get("Content-Type") \
+                or b"\r\n\r\n" not in mime or b"\n" in mime.replace(b"\r\n", b""):
+            return self.bad("ErrorMimeContentInvalid", "The MIME content is invalid.")
+        if not any(parsed.get(name) for name in ("To", "Cc", "Bcc")):
+            return self.bad("ErrorInvalidRecipients", "The message contains no recipients.")
+        self.sent.append(Sent(mailbox, {"subject": str(parsed.get("Subject", ""))}, True, mime=mime))
         return 202, None, {}
 
     def create_draft(self, mailbox: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
