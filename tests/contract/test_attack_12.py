@@ -6,12 +6,16 @@ import base64
 import json
 import re
 import socket
+import threading
 import time
+from typing import Any
 
 import pytest
 
+from smail import retry
 from smail.errors import ExitCode
 from smail.outbox import layout
+from tests.contract.test_graph import graph, microsoft  # noqa: F401 (fixtures)
 from tests.contract.test_outbox import queue
 from tests.smtpd import RecordingHandler, read_line
 
@@ -127,3 +131,29 @@ def test_flushing_the_uncertain_folder_itself_never_sends_its_messages_again(scr
     resent = run_smail(*server.options, "/FLUSH", "/RESEND_UNCERTAIN", f"/OUTBOX={box}")
     assert resent.exit_code == ExitCode.OK, resent.output
     assert len(handler.received) == 1
+
+
+# -- Microsoft Graph ---------------------------------------------------------------------------
+
+def test_a_429_asking_to_wait_for_years_is_waited_at_most_the_retry_cap(graph, microsoft, monkeypatch):  # noqa: F811
+    """The attempt's own wait was capped, but the session's throttle then held the next request
+    for the whole Retry-After: a run that never ended. The cap (300 s) is shortened here."""
+    monkeypatch.setattr(retry, "MAX_DELAY", 1.0)
+    microsoft.fail(r"/sendMail$", 429, headers={"Retry-After": "999999999"})
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(graph("/RETRY=2")), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert outcome, "the run was still waiting after 60 s"
+    [result] = outcome
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "next attempt in 1 s" in result.log and len(microsoft.sent) == 1
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b9"])
+def test_a_retry_after_of_odd_digits_is_no_internal_error(graph, microsoft, value):  # noqa: F811
+    """str.isdigit() accepts superscripts, which float() refuses: exit 7 from a header."""
+    microsoft.fail(r"/sendMail$", 429, headers={"Retry-After": value})
+    result = graph()
+    assert result.exit_code == ExitCode.SEND, result.output
+    assert "429" in result.stderr
