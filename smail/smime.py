@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import logging
 import mmap
 import re
@@ -30,7 +31,7 @@ from smail.addresses import Mailbox
 from smail.errors import ParamError
 from smail.i18n import _
 from smail.message import Message
-from smail.mime import CRLF, Rendered, Segment, assemble, content, top_headers
+from smail.mime import BLOCK, CRLF, Rendered, Segment, assemble, content, top_headers
 from smail.redact import Secret
 from smail.settings import SMIMESettings
 
@@ -300,7 +301,14 @@ def _b64_lines(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", CRLF)
 
 
-def _signature(signer: Signer, data: memoryview) -> bytes:
+def _b64_blocks(data: bytes) -> list[Segment]:
+    """`data` in base64 lines, block by block: no second copy of a large whole."""
+    view = memoryview(data)
+    return [_b64_lines(bytes(view[start:start + BLOCK])) for start in range(0, len(data), BLOCK)]
+
+
+def _signature(signer: Signer, data: bytes | memoryview) -> bytes:
+    """cryptography's detached SignedData over `data`, DER."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -313,12 +321,99 @@ def _signature(signer: Signer, data: memoryview) -> bytes:
                         [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
 
 
+def _der_length(data: bytes, at: int) -> tuple[int, int]:
+    """A DER length at `at` (X.690 section 8.1.3): (length, where the content starts)."""
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    count = first & 0x7F
+    return int.from_bytes(data[at + 1:at + 1 + count], "big"), at + 1 + count
+
+
+def _key_signs(signer: Signer, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if isinstance(signer.key, rsa.RSAPrivateKey):
+        return signer.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
+    return signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def _certificate_verifies(signer: Signer, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    public = signer.certificate.public_key()
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+STAND_IN: Final = b"SMail\r\n"
+
+
+def _signature_of_digest(signer: Signer, digest: bytes) -> bytes | None:
+    """The builder's SignedData for content whose SHA-256 is `digest`, without the content.
+
+    The builder signs only a buffer it is given whole. So it signs a stand-in, and its
+    messageDigest attribute (RFC 5652 section 11.2: 32 bytes, so no length changes) is set to
+    `digest`; the signed attributes (section 5.4: their DER with the SET tag) are then signed
+    again with the same key, and the new signature, of the same length, replaces the old one.
+    The attributes are the [0] before the digest over which the builder's own signature
+    verifies, so nothing else can be taken for them. None when the layout is not that one.
+    """
+    der = _signature(signer, STAND_IN)
+    old = hashlib.sha256(STAND_IN).digest()
+    at = der.find(b"\x04\x20" + old)
+    if at < 0 or der.find(old, at + 3) >= 0:
+        return None
+    for start in range(at - 1, max(at - 512, 0), -1):
+        if der[start] != 0xA0:  # signedAttrs [0] IMPLICIT SET OF Attribute
+            continue
+        length, body = _der_length(der, start + 1)
+        end = body + length
+        if not body <= at < at + 34 <= end < len(der) or der[end] != 0x30:
+            continue
+        algorithm_length, algorithm = _der_length(der, end + 1)  # signatureAlgorithm
+        at_signature = algorithm + algorithm_length
+        if at_signature >= len(der) or der[at_signature] != 0x04:
+            continue
+        signature_length, signature = _der_length(der, at_signature + 1)
+        attributes = b"\x31" + der[start + 1:end]
+        if not _certificate_verifies(signer, der[signature:signature + signature_length], attributes):
+            continue
+        offset = at + 2 - start
+        attributes = attributes[:offset] + digest + attributes[offset + 32:]
+        for _attempt in range(64):  # an ECDSA signature's length varies; RSA's never does
+            new = _key_signs(signer, attributes)
+            if len(new) == signature_length:
+                return (der[:at + 2] + digest + der[at + 34:signature] + new
+                        + der[signature + signature_length:])
+        return None
+    return None
+
+
 def _signed(message: Message, entity: list[Segment], signer: Signer) -> list[Segment]:
     """multipart/signed (RFC 1847, RFC 8551 section 3.5.3): the entity as it is, then its signature."""
     from smail.mime import boundary
 
-    with _spool(entity) as mapped:
-        signature = _signature(signer, mapped)
+    digest = hashlib.sha256()
+    for chunk in Rendered(tuple(entity)).chunks():  # read once, block by block: memory stays flat
+        digest.update(chunk)
+    signature = _signature_of_digest(signer, digest.digest())
+    if signature is None:  # the builder changed its layout: let it read the whole content
+        log.debug("S/MIME: the signature is made over a memory map of the whole content.")
+        with _spool(entity) as mapped:
+            signature = _signature(signer, mapped)
     mark = boundary(message.message_id, "signed", [entity])
     head = ("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
             f" micalg=sha-256; boundary=\"{mark}\"\r\n\r\n"
@@ -349,7 +444,7 @@ def _enveloped(entity: list[Segment], certificates: tuple[x509.Certificate, ...]
             b" name=\"smime.p7m\"\r\n"
             b"Content-Transfer-Encoding: base64\r\n"
             b"Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n")
-    return [head, _b64_lines(enveloped)]
+    return [head, *_b64_blocks(enveloped)]
 
 
 def protect(message: Message, plan: Plan) -> Rendered:
