@@ -20,15 +20,16 @@ import logging
 import mmap
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from smail import files
 from smail.addresses import Mailbox
-from smail.errors import ParamError
+from smail.cloud import CertStore
+from smail.errors import AuthError, ParamError, SMailError
 from smail.i18n import _
 from smail.message import Message
 from smail.mime import BLOCK, CRLF, Rendered, Segment, assemble, content, top_headers
@@ -49,12 +50,18 @@ EXPIRY_WARNING_DAYS: Final = 30
 
 @dataclass(frozen=True)
 class Signer:
-    """The signing key, its certificate and the rest of the chain found with it."""
+    """The signing key, its certificate and the rest of the chain found with it.
 
-    path: Path
+    A certificate of the Windows store keeps its key there: `sign_digest` has the system sign a
+    SHA-256 digest (RSA, PKCS #1 v1.5), and `key` is a throwaway key of the same size, with
+    which the builder signs only its stand-in (see _signature_of_digest).
+    """
+
+    path: Path | str            # the file, or the store certificate's thumbprint and store
     key: PrivateKeyTypes
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
+    sign_digest: Callable[[bytes], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def _subject(certificate: x509.Certificate) -> str:
         return "?"
 
 
-def check_certificate(certificate: x509.Certificate, path: Path, *, signing: bool,
+def check_certificate(certificate: x509.Certificate, path: Path | str, *, signing: bool,
                       now: datetime.datetime | None = None) -> None:
     """A certificate fit for S/MIME now: within its dates, e-mail protection in its extended
     key usage, the key usage signing or encryption needs; ParamError (exit 2) naming the file."""
@@ -189,6 +196,37 @@ def load_signer(path: Path, password: Secret | None) -> Signer:
                   chain=tuple(c for c in certificates if c is not own[0]))
 
 
+def store_signer(thumbprint: str, store: CertStore | None, *, api: Any = None) -> Signer:
+    """The certificate with this thumbprint in the Windows store "My" (certstore.find), its key
+    left there; ParamError (exit 2) when no store holds it or it cannot sign, AuthError (exit 4)
+    when this account may not use the key. The key is tried now, before anything is sent."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from smail import certstore
+
+    where = f"{thumbprint} ({'MACHINE' if store is CertStore.MACHINE else 'USER'})"
+    try:
+        found = certstore.find(thumbprint, store, **({"api": api} if api is not None else {}))
+    except AuthError:
+        raise ParamError(_("No certificate with the thumbprint {thumbprint} could be found in the store: check /SIGN_CERT_THUMBPRINT and /SIGN_CERT_STORE (certmgr.msc shows the user's, certlm.msc the computer's).").format(
+            thumbprint=thumbprint)) from None
+    certificate = x509.load_der_x509_certificate(found.der)
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ParamError(_("The certificate {thumbprint} has no RSA key: SMail signs with store certificates holding RSA keys only.").format(
+            thumbprint=thumbprint))
+
+    def sign_digest(digest: bytes) -> bytes:
+        try:
+            return found.sign(digest, False)
+        except OSError as exc:
+            raise certstore.key_error(exc, found) from None
+    sign_digest(b"\0" * 32)  # the key is opened (and refused) now, not mid-way
+    stand_in_key = rsa.generate_private_key(public_exponent=65537, key_size=public.key_size)
+    return Signer(path=where, key=stand_in_key, certificate=certificate, chain=(), sign_digest=sign_digest)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -224,7 +262,10 @@ def prepare(settings: SMIMESettings) -> Protection:
     signer = None
     if settings.sign_cert is not None:
         signer = load_signer(settings.sign_cert, settings.sign_password)
-        check_certificate(signer.certificate, settings.sign_cert, signing=True)
+    elif settings.sign_thumbprint is not None:
+        signer = store_signer(settings.sign_thumbprint, settings.sign_store)
+    if signer is not None:
+        check_certificate(signer.certificate, signer.path, signing=True)
     recipients = tuple(_recipient(path, certificate) for path in settings.encrypt_to
                        for certificate in load_certificates(path))
     return Protection(signer=signer, recipients=recipients, any_address=settings.sign_any_address,
@@ -334,18 +375,21 @@ def _key_signs(signer: Signer, data: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+    if signer.sign_digest is not None:
+        return signer.sign_digest(hashlib.sha256(data).digest())
     if isinstance(signer.key, rsa.RSAPrivateKey):
         return signer.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
     return signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def _certificate_verifies(signer: Signer, signature: bytes, data: bytes) -> bool:
+def _builder_key_verifies(signer: Signer, signature: bytes, data: bytes) -> bool:
+    """Whether the builder's own signature (made with `signer.key`) is over `data`."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-    public = signer.certificate.public_key()
+    public = signer.key.public_key()
     try:
         if isinstance(public, rsa.RSAPublicKey):
             public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
@@ -389,7 +433,7 @@ def _signature_of_digest(signer: Signer, digest: bytes) -> bytes | None:
             continue
         signature_length, signature = _der_length(der, at_signature + 1)
         attributes = b"\x31" + der[start + 1:end]
-        if not _certificate_verifies(signer, der[signature:signature + signature_length], attributes):
+        if not _builder_key_verifies(signer, der[signature:signature + signature_length], attributes):
             continue
         offset = at + 2 - start
         attributes = attributes[:offset] + digest + attributes[offset + 32:]
@@ -410,6 +454,9 @@ def _signed(message: Message, entity: list[Segment], signer: Signer) -> list[Seg
     for chunk in Rendered(tuple(entity)).chunks():  # read once, block by block: memory stays flat
         digest.update(chunk)
     signature = _signature_of_digest(signer, digest.digest())
+    if signature is None and signer.sign_digest is not None:
+        raise SMailError(_("The message could not be signed with the certificate {thumbprint}: this version of cryptography lays its signatures out in a way SMail does not know.").format(
+            thumbprint=signer.path))
     if signature is None:  # the builder changed its layout: let it read the whole content
         log.debug("S/MIME: the signature is made over a memory map of the whole content.")
         with _spool(entity) as mapped:
