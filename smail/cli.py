@@ -18,6 +18,7 @@ from smail import __version__, files, helptext, i18n, log, reader, redact, versi
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.eventlog import EventLogLevel
 from smail.i18n import _, ngettext
+from smail.kinds import RunKind
 from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
@@ -175,10 +176,10 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     for warning in config.warnings:
         logger.warning(warning)
         console.err(warning)
-    if config.outbox is not None and config.outbox.flush:
+    if config.kind is RunKind.FLUSH:
         from smail import outbox
         return outbox.flush(config, console)
-    if config.batch is not None:
+    if config.kind is RunKind.BATCH:
         from smail import batch
         return batch.run(config, raw, console)
     return _send_one(config, console)
