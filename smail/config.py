@@ -420,16 +420,26 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
     sign_cert = values.get("SIGN_CERT", Path)
     password = values.secret("SIGN_CERT_PASSWORD")
+    thumbprint = values.get("SIGN_CERT_THUMBPRINT", str)
     encrypt_to = values.items("ENCRYPT_TO", Path)
+    if sign_cert is not None and thumbprint is not None:
+        raise ParamError(_("Give /SIGN_CERT or /SIGN_CERT_THUMBPRINT, not both."))
+    if thumbprint is None and "SIGN_CERT_STORE" in values.converted:
+        raise ParamError(_("/SIGN_CERT_STORE needs /SIGN_CERT_THUMBPRINT."))
+    if thumbprint is not None and sys.platform != "win32":
+        raise ParamError(_("/SIGN_CERT_THUMBPRINT and /SIGN_CERT_STORE use the Windows certificate store, which exists only on Windows: use /SIGN_CERT (a .pfx or PEM file) here."))
     if sign_cert is None:
-        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE", "SIGN_ANY_ADDRESS"):
+        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE"):
             if name in values.converted:
                 raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=name))
+    if sign_cert is None and thumbprint is None and "SIGN_ANY_ADDRESS" in values.converted:
+        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name="SIGN_ANY_ADDRESS"))
     if not encrypt_to and "ENCRYPT_NO_SELF" in values.converted and values.get("BATCH", Path) is None:
         raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name="ENCRYPT_NO_SELF"))
-    if sign_cert is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
+    if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
         return None
-    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
+    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_thumbprint=thumbprint,
+                         sign_store=values.get("SIGN_CERT_STORE", CertStore), sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
                          encrypt_to=encrypt_to, encrypt_self=not values.flag("ENCRYPT_NO_SELF"))
 
 

@@ -99,7 +99,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or "٣", which str.isdigit() also accepts
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

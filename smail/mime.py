@@ -27,6 +27,9 @@ CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
 BLOCK: Final = 57 * 2048         # raw bytes per read: 57 raw bytes make one 76-character line
 FOLD: Final = 76                 # RFC 2047 section 2: a line holding encoded words, at most 76
+# Adjacent literal segments are merged into chunks of at most this size (a large one, an
+# encrypted message, is not copied again).
+MERGE_LIMIT: Final = 1024 * 1024
 PLAIN_LINE: Final = 78           # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
 # RFC 2047 section 2: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" leave 63,
 # that is 15 groups of 4 base64 characters, 45 octets of UTF-8.
@@ -434,8 +437,9 @@ def assemble(head: bytes, body: Iterable[Segment], *, smime: bool = False) -> Re
     """Header fields and content as one Rendered, adjacent literal bytes merged into larger chunks."""
     segments: list[Segment] = [head]
     for segment in body:
-        if isinstance(segment, bytes) and isinstance(segments[-1], bytes):
-            segments[-1] += segment
+        last = segments[-1]
+        if isinstance(segment, bytes) and isinstance(last, bytes) and len(last) + len(segment) <= MERGE_LIMIT:
+            segments[-1] = last + segment
         else:
             segments.append(segment)
     return Rendered(tuple(segments), smime=smime)

@@ -25,10 +25,10 @@ from smail.batch.results import (
 )
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
-from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.batch.tally import ACCEPTED, ProgressBar, Tally, summary, terminal_of
 from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
-from smail.i18n import _, ngettext
+from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
@@ -230,15 +230,15 @@ class Batch:
             return
         session = self.open_session(self.config.transport)
         try:
-            completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
+            completed = send_many(session, self._jobs(builder, rows, table), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
         finally:
             session.close()
         self._settle_pending()
         if not completed:
             self._stop(SMailError(_("the connection failed")))
-        if self.stop_error is not None and self.crash is None:
-            try:
+        if self.stop_error is not None and self.crash is None and not table.changed():
+            try:  # (what a changed file holds beyond was never checked: it is not reported)
                 for row in rows:
                     self._not_sent(row, builder)
             except SMailError as err:  # the rest of the file cannot be read any more
@@ -271,13 +271,18 @@ class Batch:
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
 
-    def _jobs(self, builder: RowBuilder, rows: Iterator[Row]) -> Iterator[Job]:
+    def _jobs(self, builder: RowBuilder, rows: Iterator[Row], table: CSVFile) -> Iterator[Job]:
         """The rows to send, each built when the session asks for it (under send_many's lock).
         After a stop, the rows not yet taken stay in `rows` for _send() to report."""
         while self.stop_error is None and self.crash is None:
             try:
                 row = next(rows, None)
                 if row is None:
+                    return
+                if table.changed():  # rows added or rewritten since the check: never sent unchecked
+                    self._stop(FileChangedError(_("{path} changed while SMail was sending its rows: the rows from row {row} on were not sent. Run SMail again with /BATCH_RESUME once the file is complete.").format(
+                        path=table.path, row=row.number)))
+                    self._not_sent(row, builder)
                     return
                 key = row_key(self.columns, row)
                 if self._handled_earlier(row, key):
@@ -461,30 +466,10 @@ class Batch:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        tally = self.tally
-        code = tally.exit_code()
-        counts = tally.counts_text()
-        results = self.settings.results
-        if self.dry_run:
-            checked = tally.counts[Status.DRY_RUN.value]
-            if self.save_folder is not None:
-                text = ngettext("Dry run: {n} message is valid and saved in {folder}; nothing was sent.",
-                                "Dry run: {n} messages are valid and saved in {folder}; nothing was sent.",
-                                checked).format(n=checked, folder=self.save_folder)
-            else:
-                text = ngettext("Dry run: {n} message is valid; nothing was sent.",
-                                "Dry run: {n} messages are valid; nothing was sent.", checked).format(n=checked)
-        elif not tally.done:
-            text = _("{path} has no rows: nothing was sent.").format(path=self.settings.rows)
-        elif self.stop_error is not None:
-            error = self.stop_error.message
-            text = (_("Batch stopped: {error} ({counts}; see {path}).").format(error=error, counts=counts, path=results)
-                    if results else _("Batch stopped: {error} ({counts}).").format(error=error, counts=counts))
-        else:
-            text = (_("Batch: {counts}; see {path}.").format(counts=counts, path=results) if results
-                    else _("Batch: {counts}.").format(counts=counts))
-        if tally.counts[Status.MAYBE_SENT.value] and not self.settings.resend_uncertain and not self.dry_run:
-            text = " ".join((text, _("Once you have checked that the rows marked may-have-been-sent did not arrive, /BATCH_RESUME /RESEND_UNCERTAIN sends them again.")))
+        code = self.tally.exit_code()
+        text = summary(self.tally, rows=self.settings.rows, results=self.settings.results, dry_run=self.dry_run,
+                       save_folder=self.save_folder, stopped=self.stop_error,
+                       resend_uncertain=self.settings.resend_uncertain)
         if self.stop_error is not None and code is ExitCode.OK:  # only skipped rows were left
             code = self.stop_error.exit_code
         return Outcome(code, text, self.receipts, None if code is ExitCode.OK else SMailError(text))

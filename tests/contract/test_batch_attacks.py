@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler
 
 COMMON = ("/FROM_ADDR=factures@demo.test", "/SUBJECT=Facture {{ number }}", "/BODY=Bonjour {{ customer }}")
@@ -207,12 +206,8 @@ def test_one_recipient_of_three_busy_on_every_row_goes_to_the_outbox_and_never_h
 # -- Graph -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context())
-    fake.start()
-    fake.register(App("app-id-1", secret=GRAPH_SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_SECRET, mailboxes={SENDER})
 
 
 def test_graph_504_on_send_is_maybe_sent_and_never_resent(microsoft, tls_ca, run_smail, tmp_path):
