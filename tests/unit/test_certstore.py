@@ -18,12 +18,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
-from smail import assertion, certstore, windows
+from smail import assertion, certstore, i18n, windows
 from smail.cloud import CertStore
 from smail.converters import thumbprint
 from smail.errors import AuthError
 
 POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """These tests call SMail's functions directly: the messages in English, whatever ran before."""
+    i18n.activate("en")
 
 
 def make_certificate(days: float = 365, name: str = "smail-store") -> tuple[rsa.RSAPrivateKey, bytes]:
