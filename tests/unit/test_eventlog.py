@@ -4,6 +4,7 @@ read back with Get-WinEvent on Windows."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -186,9 +187,12 @@ def _read_back(source: str, timeout: float = 30) -> list[str]:
     script = ("[Console]::OutputEncoding = [Text.Encoding]::UTF8; "
               f"Get-WinEvent -FilterHashtable @{{LogName='Application'; ProviderName='{source}'}} -MaxEvents 1 "
               "-ErrorAction SilentlyContinue | ForEach-Object { '{0}|{1}|{2}' -f $_.Id, $_.Level, $_.Properties[0].Value }")
+    powershell = shutil.which("powershell") or shutil.which("pwsh")
+    if powershell is None:
+        pytest.skip("no PowerShell to read the Event Log back (Get-WinEvent)")
     deadline = time.monotonic() + timeout
     while True:
-        completed = subprocess.run(["powershell", "-NoProfile", "-NonInteractive", "-Command", script],
+        completed = subprocess.run([powershell, "-NoProfile", "-NonInteractive", "-Command", script],
                                    capture_output=True, timeout=60)
         text = completed.stdout.decode("utf-8", "replace").strip()
         if text or time.monotonic() > deadline:
