@@ -31,7 +31,7 @@ test: catalogs
 	$(PY) -m pytest -q
 
 test-fast: catalogs
-	$(PY) -m pytest -q -m "not interop" -x
+	$(PY) -m pytest -q -m "not interop and not slow" -x
 
 interop: catalogs
 	$(PY) -m pytest -q -m interop

@@ -212,7 +212,7 @@ def graph_table(work: Path, count: int, latency: float = 0.1) -> list[str]:
     """In-process: the batch itself with `workers` 4 and 1, against the fake with a fixed service time."""
     import trustme
 
-    from smail import batch, options
+    from smail import batch, reader
     from smail.config import validate
     from smail.output import Console
     from tests.fakes.microsoft import App, FakeMicrosoft
@@ -236,7 +236,7 @@ def graph_table(work: Path, count: int, latency: float = 0.1) -> list[str]:
         for workers in (4, 1):
             for _ in range(count):
                 fake.stall(r"/sendMail$", latency)
-            raw = options.parse(argv, environ)
+            raw = reader.parse(argv, environ)
             config = validate(raw)
             started = time.perf_counter()
             outcome = batch.run(config, raw, Console(io.StringIO(), io.StringIO()), workers=workers)

@@ -133,7 +133,7 @@ def missing_openssl(names: Iterable[str], platform: str = sys.platform) -> list[
             if not any(fnmatch.fnmatch(name, pattern.lower()) for name in base)]
 
 
-def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
+def build_exe(arch: str, root: Path) -> None:
     """Run Analysis, PYZ and EXE for a one-file console SMail; called from the spec files."""
     from PyInstaller.building.build_main import EXE, PYZ, Analysis
     from PyInstaller.config import CONF
@@ -173,7 +173,6 @@ def build_exe(arch: str, root: Path, icon: Path | None = None) -> None:
         upx=False,
         runtime_tmpdir=None,
         version=str(version_file) if version_file else None,
-        icon=str(icon) if icon and icon.is_file() else None,
         cdict=ARCHIVE_COMPRESSION,
     )
 

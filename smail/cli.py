@@ -9,15 +9,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from smail import __version__, files, i18n, log, options, redact, version_line
+from smail import __version__, files, helptext, i18n, log, reader, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
 from smail.output import Console, ErrorFile
-from smail.receipt import Outcome, Receipt, Status, run_result, write_result
+from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
 if TYPE_CHECKING:
-    from smail.config import Config, Reporting
+    from smail.config import Config
     from smail.options import RawOptions
+    from smail.settings import Reporting
     from smail.transports import Progress
 
 logger = logging.getLogger("smail")
@@ -79,12 +80,12 @@ def _send_one(config: Config, console: Console) -> Outcome:
     if config.output.dry_run:
         count = len(message.recipients)
         text = ngettext(
-            "Dry run: the message ({size} bytes) to {n} recipient is valid; nothing was sent.",
-            "Dry run: the message ({size} bytes) to {n} recipients is valid; nothing was sent.",
+            "Dry run: the message ({size} bytes) is valid and would be sent to {n} recipient; nothing was sent.",
+            "Dry run: the message ({size} bytes) is valid and would be sent to {n} recipients; nothing was sent.",
             count).format(size=rendered.size, n=count)
         return Outcome(ExitCode.OK, text, [Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                                    accepted=tuple(b.address for b in message.recipients))])
-    session = transports.open_session(config, progress=_progress_bar(console.stderr))
+    session = transports.open_session(config.transport, progress=_progress_bar(console.stderr))
     try:
         receipt = transports.deliver(session, message, rendered, config.retry)
     finally:
@@ -142,7 +143,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     """The strict parse, validation, then the run itself."""
     from smail.config import raw_secrets, validate
 
-    raw = options.parse(argv, environ)
+    if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
+        raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
+    raw = reader.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
     if raw.flag("PROTECT_SECRET"):
@@ -168,15 +171,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     redact.forget_all()
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
-    early = options.parse(argv, environ, tolerant=True)
+    early = reader.parse(argv, environ, tolerant=True)
     i18n.activate(i18n.choose_language(early.get("LANG"), environ))
     if early.flag("HELP"):
-        console.out(options.help_text(__version__))
+        console.out(helptext.help_text(__version__))
         return ExitCode.OK
     if early.flag("VERSION"):
         console.out(version_line())
         return ExitCode.OK
-    from smail.config import check_outputs, raw_secrets, reporting
+    from smail.config import raw_secrets, reporting
+    from smail.outputcheck import check_outputs
 
     redact.remember(*raw_secrets(early))  # before anything can print them
     report = reporting(early)
@@ -190,6 +194,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log_path = log.configure(report.log, warn=console.err)
     except (OSError, ValueError) as exc:
         console.err(_("The log file could not be opened: {reason}").format(reason=reason(exc)))
+    if report.result_file is not None:
+        _write_running(report.result_file)
     try:
         outcome = _run(argv, environ, console)
     except KeyboardInterrupt:
@@ -208,6 +214,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     finally:
         log.shutdown()
     return int(outcome.exit_code)
+
+
+def _write_running(path: Path) -> None:
+    """/RESULT_FILE says "running" until the run's own receipt replaces it: a run killed on
+    the way never leaves the previous run's success in place. A failure to write it is said
+    once, by the final write."""
+    import time
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = _("SMail has been running since {time} (process {pid}); this file is replaced when it ends.").format(
+        time=started, pid=os.getpid())
+    try:
+        write_result(path, running_result(text, started=started, pid=os.getpid()))
+    except (OSError, ValueError):
+        pass
 
 
 def _report(outcome: Outcome, console: Console, report: Reporting) -> None:

@@ -3,90 +3,39 @@ that involve several options and the checks each mode needs before anything is s
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from smail import cloud, files
+from smail.addresses import parse_header
 from smail.cloud import AppCredentials, Cloud
+from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
+from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
-from smail.message import MessageSettings, Priority, parse_header
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert, is_credential_reference, path_of
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
 from smail.output import ErrorFileOnSuccess
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 from smail.sasl import AuthType
+from smail.settings import (
+    BatchSettings,
+    GraphSettings,
+    MessageSettings,
+    OutboxSettings,
+    OutputSettings,
+    Reporting,
+    SMTPSettings,
+)
 from smail.tls import TLSMode, TLSSettings, TLSVersion
-from smail.transports import Mode
 
 T = TypeVar("T")
 
 # Graph's internetMessageHeaders: only X- names, at most 5 (Microsoft's page "message resource
 # type"), refused by Graph otherwise; checked here so that /DRY_RUN refuses them too.
 GRAPH_MAX_HEADERS = 5
-
-
-@dataclass(frozen=True, kw_only=True)
-class SMTPSettings:
-    server: str
-    port: int
-    tls_mode: TLSMode  # resolved: STARTTLS, IMPLICIT or NONE
-    tls: TLSSettings
-    auth: AuthType  # resolved: NONE, SASL or XOAUTH2
-    username: str | None = None
-    password: Secret | None = None
-    token: Secret | None = None
-    app: AppCredentials | None = None
-    helo: str | None = None
-    timeout: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class GraphSettings:
-    app: AppCredentials
-    sender: str
-    save_to_sent: bool
-    proxy: str | None = None
-    tls: TLSSettings
-    timeout: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutputSettings:
-    dry_run: bool = False
-    save_eml: Path | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Reporting:
-    """Where a run reports, read once from the tolerant first pass: a run that fails
-    validation is still logged and reported where the user asked."""
-
-    log: LogSettings
-    error_file: Path | None = None
-    error_file_on_success: ErrorFileOnSuccess = ErrorFileOnSuccess.DELETE
-    error_file_encoding: str = "utf-8"
-    quiet: bool = False
-    result_file: Path | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchSettings:
-    rows: Path                      # /BATCH
-    results: Path | None = None     # /BATCH_RESULT
-    resume: bool = False            # /BATCH_RESUME
-    per_second: float | None = None  # /RATE
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutboxSettings:
-    folder: Path                    # /OUTBOX
-    flush: bool = False             # /FLUSH
-    max_age: float                  # /OUTBOX_MAX_AGE, seconds
-    per_second: float | None = None  # /RATE, for /FLUSH
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,56 +273,6 @@ def reporting(raw: RawOptions) -> Reporting:
                      quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")))
 
 
-def check_outputs(raw: RawOptions) -> None:
-    """An output (log, error file, saved message, result) that names an input file is exit 2,
-    decided before anything is written."""
-    from smail.options import file_items
-
-    inputs: dict[tuple[str, object], Path] = {}
-    patterns: list[str] = []
-    for path in raw.read_files:
-        inputs[files.identity(path)] = path
-    named: list[tuple[bool, str]] = []  # (a list of files?, value) for every input the run reads
-    for option in OPTIONS:
-        if option.input_file and raw.given(option.name):
-            given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
-            named += [(option.repeat, value) for value in given]
-    batch = path_of(raw.get("BATCH"))
-    if batch is not None:
-        from smail.batch import files_named  # the files the rows name are inputs too
-
-        named += [(True, item) for item in files_named(batch)]
-    for is_list, value in named:
-        for item in (file_items(value) if is_list else [value.strip().strip('"')]):
-            if not item or "\0" in item:
-                continue
-            if "*" in item or "?" in item:
-                patterns.append(item)  # the log may not exist yet: match outputs by name too
-            try:
-                paths = files.expand_wildcards(item) if is_list else [Path(item)]
-            except SMailError:  # reported by validation, with its own exit code
-                continue
-            for path in paths:
-                inputs.setdefault(files.identity(path), path)
-    outputs: dict[tuple[str, object], str] = {}
-    for option in OPTIONS:
-        output = path_of(raw.get(option.name)) if option.output_file else None
-        if output is None:
-            continue
-        clash = inputs.get(files.identity(output))
-        if clash is None:
-            clash = next((Path(p) for p in patterns if _matches(output, p)), None)
-        if clash is not None:
-            raise ParamError(_("/{name}={path} names a file SMail reads ({input}): refused, so that it cannot be overwritten.").format(
-                name=option.name, path=output, input=clash))
-        if files.exists(output) and not files.is_file(output):
-            continue  # a device (NUL, /dev/null) takes any number of outputs
-        other = outputs.setdefault(files.identity(output), option.name)
-        if other != option.name:
-            raise ParamError(_("/{name} and /{other} name the same file {path}: give each its own file.").format(
-                name=option.name, other=other, path=output))
-
-
 def _batch(values: Values) -> BatchSettings | None:
     rows = values.get("BATCH", Path)
     results = values.get("BATCH_RESULT", Path)
@@ -385,7 +284,7 @@ def _batch(values: Values) -> BatchSettings | None:
     if values.flag("BATCH_RESUME") and results is None:
         raise ParamError(_("/BATCH_RESUME needs /BATCH_RESULT: the file that tells which rows were sent."))
     return BatchSettings(rows=rows, results=results, resume=values.flag("BATCH_RESUME"),
-                         per_second=values.get("RATE", float))
+                         resend_uncertain=values.flag("RESEND_UNCERTAIN"), per_second=values.get("RATE", float))
 
 
 def _outbox(values: Values) -> OutboxSettings | None:
@@ -397,16 +296,8 @@ def _outbox(values: Values) -> OutboxSettings | None:
     if files.exists(folder) and not files.is_dir(folder):
         raise ParamError(_("/OUTBOX={path} is not a folder.").format(path=folder))
     return OutboxSettings(folder=folder, flush=values.flag("FLUSH"),
+                          resend_uncertain=values.flag("RESEND_UNCERTAIN") and values.flag("FLUSH"),
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
-
-
-def _matches(path: Path, pattern: str) -> bool:
-    """Whether a wildcard of /ATTACH or /INLINE would pick the file `path`, once it exists."""
-    import fnmatch
-
-    folder = Path(pattern).parent
-    return (files.identity(path.parent) == files.identity(folder)
-            and fnmatch.fnmatch(os.path.normcase(path.name), os.path.normcase(Path(pattern).name.replace("[", "[[]"))))
 
 
 def validate(raw: RawOptions) -> Config:
@@ -415,6 +306,10 @@ def validate(raw: RawOptions) -> Config:
     mode = values.require("MODE", Mode)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
+    if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
+            and not (batch is not None and batch.resume):
+        # An explicit decision about what an earlier run left uncertain: never implied.
+        raise ParamError(_("/RESEND_UNCERTAIN needs /FLUSH (the outbox's uncertain folder) or /BATCH_RESUME (the rows marked may-have-been-sent)."))
     if outbox is not None and outbox.flush and batch is not None:
         raise ParamError(_("Give /FLUSH or /BATCH, not both."))
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.

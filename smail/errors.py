@@ -125,6 +125,12 @@ class ConnectError(SMailError):
         return self.reply is None or self.reply.temporary
 
 
+class DroppedError(ConnectError):
+    """The server closed a connection it had opened while one message's envelope or content
+    was going out, before its end: that message was not delivered, and the next one may go
+    through a new connection (exit 3)."""
+
+
 class NameResolutionError(ConnectError):
     """The server's name could not be resolved; only a temporary DNS failure is retried."""
 

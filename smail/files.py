@@ -30,27 +30,24 @@ _READ_FLAGS: Final = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_
                       | getattr(os, "O_NOCTTY", 0))
 
 
-def is_file(path: Path) -> bool:
-    """Path.is_file() that also says False for names the OS rejects (too long, NUL...)."""
+def _tolerant(check: Callable[[], bool]) -> bool:
+    """A Path check that says False for names the OS rejects (too long, NUL...) instead of raising."""
     try:
-        return path.is_file()
+        return check()
     except (OSError, ValueError):
         return False
+
+
+def is_file(path: Path) -> bool:
+    return _tolerant(path.is_file)
 
 
 def exists(path: Path) -> bool:
-    """Path.exists() that says False for names the OS rejects instead of raising."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
+    return _tolerant(path.exists)
 
 
 def is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except (OSError, ValueError):
-        return False
+    return _tolerant(path.is_dir)
 
 
 def not_regular(path: Path) -> FileMissingError:
@@ -82,6 +79,10 @@ def open_input(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+class TooLargeError(FileMissingError):
+    """A file larger than what its use may read whole (exit 8)."""
+
+
 def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
     """The whole content of a regular file of at most `limit` bytes (exit 8 otherwise)."""
     blocks: list[bytes] = []
@@ -95,7 +96,7 @@ def read_bounded(path: Path, limit: int = TEXT_LIMIT) -> bytes:
             raise FileMissingError.unreadable(path, exc) from None
     data = b"".join(blocks)
     if len(data) > limit:
-        raise FileMissingError(_("{path} is larger than {limit} MB, too large for its use.").format(
+        raise TooLargeError(_("{path} is larger than {limit} MB, too large for its use.").format(
             path=path, limit=limit // (1024 * 1024)))
     return data
 
@@ -232,6 +233,54 @@ def write_atomically(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+_NEW_FLAGS: Final = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                     | getattr(os, "O_NOINHERIT", 0))
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """A new file written whole and fsynced; FileExistsError when the name exists, a link
+    included (O_EXCL never follows one), so that nothing is written through a link."""
+    fd = os.open(path, _NEW_FLAGS, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def replace_name(path: Path, data: bytes) -> None:
+    """Give the name `path` a new file holding `data`, all at once: a link by that name is
+    itself replaced, never the file it points to (write_atomically follows links on purpose)."""
+    import uuid
+
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    write_new(temporary, data)
+    try:
+        rename(temporary, path, replace=True)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def real_folder(path: Path) -> bool:
+    """Whether `path` is a folder itself, not a link to one (nor a file)."""
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    # A Windows junction or symbolic link is a reparse point whose tag has the name-surrogate bit.
+    return stat.S_ISDIR(info.st_mode) and not getattr(info, "st_reparse_tag", 0) & 0x20000000
 
 
 def _set_mode(fd: int, target: Path) -> None:

@@ -25,7 +25,6 @@ class Language(Enum):
 
 
 _translation: gettext.NullTranslations = gettext.NullTranslations()
-_language = "en"
 
 # Windows primary language identifier for French (LANG_FRENCH in winnt.h).
 _WINDOWS_LANG_FRENCH = 0x0C
@@ -45,11 +44,6 @@ def N_(message: str) -> str:
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Translate a sentence whose grammar depends on a count."""
     return _translation.ngettext(singular, plural, count)
-
-
-def language() -> str:
-    """The active language code ("en" or "fr")."""
-    return _language
 
 
 def normalize(value: str | None) -> str | None:
@@ -107,10 +101,9 @@ def choose_language(wanted: str | None, environ: Mapping[str, str], *,
 
 def activate(code: str, catalog_dir: Path = CATALOG_DIR) -> None:
     """Make `code` the language of every later message."""
-    global _translation, _language
-    _language = code if code in LANGUAGES else "en"
+    global _translation
     _translation = gettext.translation(DOMAIN, localedir=str(catalog_dir),
-                                       languages=[_language], fallback=True)
+                                       languages=[code if code in LANGUAGES else "en"], fallback=True)
 
 
 def catalogs_present(catalog_dir: Path = CATALOG_DIR) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Final
 
 from smail import files
 from smail.errors import reason
@@ -73,8 +74,18 @@ class _NullHandler(logging.NullHandler, _SMailHandler):
     """Keeps Python's last-resort handler from printing library warnings on stderr."""
 
 
+# The loggers SMail writes to: its own, and those of the libraries it drives (msal, and
+# urllib3 beneath requests), whose records a DEBUG log should show. Nothing else is touched:
+# never the root logger or the process-wide level, so that a program calling main() keeps its
+# own logging, and servers or libraries beside SMail do not start logging at DEBUG.
+LOGGERS: Final = ("smail", "msal", "urllib3")
+
+# (logger, its level, whether it propagated) before configure(), restored by shutdown().
+_saved: list[tuple[logging.Logger, int, bool]] = []
+
+
 def configure(settings: LogSettings, *, warn: Callable[[str], None] = lambda text: None) -> Path | None:
-    """Install the handlers for one run; returns the log path.
+    """Install the handlers for one run on SMail's loggers; returns the log path.
 
     If the /LOG file cannot be opened, the OSError propagates and a null handler stays in
     place, so that nothing falls through to Python's last-resort printing on stderr.
@@ -88,16 +99,28 @@ def configure(settings: LogSettings, *, warn: Callable[[str], None] = lambda tex
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
     shutdown()
-    root = logging.getLogger()
-    root.setLevel(_LEVELS[settings.level])
-    root.addHandler(handler)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        _saved.append((logger, logger.level, logger.propagate))
+        logger.setLevel(_LEVELS[settings.level])
+        # Not propagated: a handler of the calling program would see records before the
+        # redacting filter, which sits on SMail's handlers only.
+        logger.propagate = False
+        logger.addHandler(handler)
     return settings.path
 
 
 def shutdown() -> None:
-    """Close the handlers of this run (tests call main() many times in one process)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, _SMailHandler):
-            root.removeHandler(handler)
-            handler.close()
+    """Remove and close this run's handlers and give each logger back its level (tests, and
+    programs, call main() many times in one process)."""
+    closed: set[int] = set()
+    while _saved:
+        logger, level, propagate = _saved.pop()
+        for handler in list(logger.handlers):
+            if isinstance(handler, _SMailHandler):
+                logger.removeHandler(handler)
+                if id(handler) not in closed:
+                    closed.add(id(handler))
+                    handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate

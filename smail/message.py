@@ -9,63 +9,29 @@ import mimetypes
 import os
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
+from smail.addresses import (
+    Mailbox,
+    has_control,
+    invalid_address,
+    normalize_name,
+    parse_header,
+    parse_mailbox,
+    parse_mailboxes,
+)
 from smail.errors import FileChangedError, FileMissingError, ParamError
 from smail.files import BODY_LIMIT, decode_text, decode_windows_1252, open_input, read_bounded
-from smail.hosts import ascii_name
 from smail.i18n import _
+from smail.kinds import Priority
 from smail.redact import shown
+from smail.settings import MessageSettings
 
 log = logging.getLogger("smail")
-
-
-class Priority(Enum):
-    HIGHEST = "HIGHEST"
-    HIGH = "HIGH"
-    NORMAL = "NORMAL"
-    LOW = "LOW"
-    LOWEST = "LOWEST"
-
-
-@dataclass(frozen=True, kw_only=True)
-class MessageSettings:
-    """The message as the options describe it, before any file is read."""
-
-    subject: str = ""
-    from_name: str | None = None
-    from_addr: str
-    to: tuple[str, ...] = ()
-    cc: tuple[str, ...] = ()
-    bcc: tuple[str, ...] = ()
-    reply_to: str | None = None
-    body_file: Path | None = None
-    body_text: str | None = None
-    body_charset: str | None = None
-    attachments: tuple[Path, ...] = ()
-    inline: tuple[Path, ...] = ()
-    priority: Priority | None = None
-    read_ack: bool = False
-    reception_ack: bool = False
-    headers: tuple[str, ...] = ()
-
-# Headers SMail writes itself; /HEADER may not set them (RFC 5322 section 3.6, RFC 2045).
-# X-Mailer is not among them: a /HEADER X-Mailer replaces SMail's own.
-OWNED_HEADERS: Final = frozenset(name.lower() for name in (
-    "From", "Sender", "To", "Cc", "Bcc", "Reply-To", "Subject", "Date", "Message-ID",
-    "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
-    "Content-ID", "Return-Path", "Received", "X-Priority", "Importance", "X-MSMail-Priority",
-    "Disposition-Notification-To", "Return-Receipt-To"))
-
-# A header name must leave room for its value on a 78-character line (RFC 5322 section 2.1.1).
-HEADER_NAME_MAX: Final = 76
-
 
 
 @functools.cache
@@ -73,27 +39,6 @@ def _types() -> mimetypes.MimeTypes:
     """Python's built-in table only: the Windows registry and /etc/mime.types would make the
     result depend on the machine. Made on first use: building it costs start-up time."""
     return mimetypes.MimeTypes(filenames=())
-
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 section 3.6.8, ftext
-_LOCAL_PART = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
-_DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-
-
-@dataclass(frozen=True)
-class Mailbox:
-    """One address; `address` has its domain in IDNA (ASCII) form."""
-
-    address: str
-    name: str | None = None
-
-    @property
-    def needs_smtputf8(self) -> bool:
-        return not self.address.isascii()
-
-    @property
-    def domain(self) -> str:
-        return self.address.rpartition("@")[2]
-
 
 @dataclass(frozen=True)
 class FilePart:
@@ -145,88 +90,6 @@ class Message:
     def needs_smtputf8(self) -> bool:
         return any(box.needs_smtputf8 for box in (self.sender, *self.to, *self.cc, *self.bcc,
                                                    *self.reply_to))
-
-
-def split_addresses(text: str) -> list[str]:
-    """Split on , and ; outside quotes and angle brackets."""
-    items, current, quoted, angle = [], [], False, False
-    escaped = False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-            continue
-        if ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == "<" and not quoted:
-            angle = True
-        elif ch == ">" and not quoted:
-            angle = False
-        elif ch in ",;" and not quoted and not angle:
-            items.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
-
-
-_NAMED = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^<>"]*?))\s*<([^<>]*)>$', re.DOTALL)
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def _invalid_address(text: str) -> ParamError:
-    return ParamError(_("Invalid e-mail address: {address}").format(address=shown(text)))
-
-
-def idna_domain(domain: str, original: str) -> str:
-    """`exämple.fr` -> `xn--exmple-cua.fr` (IDNA 2008, UTS 46); ParamError when not valid."""
-    try:
-        ascii_domain = ascii_name(domain)
-    except ValueError:
-        ascii_domain = ""
-    if not ascii_domain or not all(_DOMAIN_LABEL.match(label) for label in ascii_domain.split(".")):
-        raise _invalid_address(original)
-    return ascii_domain
-
-
-def normalize_name(name: str | None) -> str | None:
-    """Display names with runs of spaces collapsed: readers collapse them anyway."""
-    return " ".join(name.split()) or None if name else None
-
-
-def parse_mailbox(text: str) -> Mailbox:
-    """`addr`, `Name <addr>` or `"Last, First" <addr>` -> Mailbox; ParamError if invalid.
-
-    A control character anywhere is refused: it would otherwise reach RCPT TO and the headers.
-    """
-    text = text.strip()
-    if _has_control(text):
-        raise _invalid_address(text)
-    name: str | None = None
-    match = _NAMED.match(text)
-    if match:
-        quoted, plain, address = match.groups()
-        name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else plain
-        name = normalize_name(name)
-    else:
-        address = text
-    address = address.strip()
-    local, at, domain = address.rpartition("@")
-    # RFC 5321 section 4.5.3.1.1: a local part of at most 64 octets.
-    if not at or not local or not _LOCAL_PART.match(local) or ".." in local \
-            or local.startswith(".") or local.endswith(".") or len(local.encode("utf-8")) > 64:
-        raise _invalid_address(text)
-    return Mailbox(address=f"{local}@{idna_domain(domain, text)}", name=name)
-
-
-def parse_mailboxes(values: tuple[str, ...] | list[str]) -> tuple[Mailbox, ...]:
-    return tuple(parse_mailbox(item) for value in values for item in split_addresses(value))
 
 
 def decode_body(data: bytes, charset: str | None) -> str:
@@ -380,20 +243,6 @@ def read_part(part: FilePart) -> bytes:
         return reader.read()
 
 
-def parse_header(text: str) -> tuple[str, str]:
-    """`X-Name: value` -> (name, value); ParamError for a malformed or owned header."""
-    name, colon, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not colon or not _HEADER_NAME.match(name) or len(name) > HEADER_NAME_MAX \
-            or any(ch in value for ch in "\r\n\0"):
-        raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
-            header=shown(text[:100])))
-    if name.lower() in OWNED_HEADERS:
-        raise ParamError(_("/HEADER cannot set {name}: SMail writes that header itself.").format(
-            name=name))
-    return name, value
-
-
 _CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
 
 
@@ -413,16 +262,30 @@ def _new_id() -> str:
     return os.urandom(16).hex()  # what uuid4().hex holds, without loading uuid
 
 
-def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] = _new_id) -> Message:
-    """Read and check everything the message needs; raises ParamError or FileMissingError.
+@dataclass(frozen=True, kw_only=True)
+class Draft:
+    """A message with everything read and checked but its final body: a batch row renders its
+    body template from `body` before the message is made (finish_message)."""
 
-    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
-    """
+    settings: MessageSettings
+    sender: Mailbox
+    to: tuple[Mailbox, ...]
+    cc: tuple[Mailbox, ...]
+    bcc: tuple[Mailbox, ...]
+    reply_to: tuple[Mailbox, ...]
+    headers: tuple[tuple[str, str], ...]
+    body: str
+    html: bool
+    inline: tuple[FilePart, ...]
+    attachments: tuple[FilePart, ...]
+
+
+def draft_message(settings: MessageSettings) -> Draft:
+    """Read and check everything the message needs; raises ParamError or FileMissingError."""
     sender = parse_mailbox(settings.from_addr)
     if settings.from_name:
-        if _has_control(settings.from_name):
-            raise _invalid_address(f"{settings.from_name} <{settings.from_addr}>")
+        if has_control(settings.from_name):
+            raise invalid_address(f"{settings.from_name} <{settings.from_addr}>")
         sender = Mailbox(address=sender.address, name=normalize_name(settings.from_name))
     to, cc, bcc = (parse_mailboxes(v) for v in (settings.to, settings.cc, settings.bcc))
     if not (to or cc or bcc):
@@ -438,15 +301,106 @@ def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.t
             body = _META_CHARSET.sub(lambda m: m.group(1) + "utf-8", body)
     else:
         body = settings.body_text or ""
-    body = body.replace("\r\n", "\n").replace("\r", "\n")
-    inline = tuple(_file_part(p, content_id=True) for p in settings.inline)
-    attachments = tuple(_file_part(p) for p in settings.attachments)
-    if html:
-        _check_inline_references(body, inline)
+    return Draft(settings=settings, sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to, headers=headers,
+                 body=normalize_newlines(body), html=html,
+                 inline=tuple(_file_part(p, content_id=True) for p in settings.inline),
+                 attachments=tuple(_file_part(p) for p in settings.attachments))
+
+
+def finish_message(draft: Draft, *, body: str | None = None, now: Callable[[], float] = time.time,
+                   new_id: Callable[[], str] = _new_id) -> Message:
+    """The message, with `body` (a rendered template) instead of the draft's when given.
+
+    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
+    """
+    text = draft.body if body is None else normalize_newlines(body)
+    if draft.html:
+        _check_inline_references(text, draft.inline)
+    settings = draft.settings
     return Message(
-        sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to, subject=settings.subject,
-        body=body, html=html, text_alternative=html_to_text(body) if html else None,
-        inline=inline, attachments=attachments, priority=settings.priority,
-        read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=headers,
-        message_id=f"<{new_id()}@{sender.domain}>",
+        sender=draft.sender, to=draft.to, cc=draft.cc, bcc=draft.bcc, reply_to=draft.reply_to,
+        subject=settings.subject, body=text, html=draft.html,
+        text_alternative=html_to_text(text) if draft.html else None,
+        inline=draft.inline, attachments=draft.attachments, priority=settings.priority,
+        read_ack=settings.read_ack, reception_ack=settings.reception_ack, headers=draft.headers,
+        message_id=f"<{new_id()}@{draft.sender.domain}>",
         date=email.utils.formatdate(now(), localtime=True))
+
+
+def load_message(settings: MessageSettings, *, now: Callable[[], float] = time.time,
+                 new_id: Callable[[], str] = _new_id) -> Message:
+    """Read and check everything the message needs; raises ParamError or FileMissingError.
+
+    `now` and `new_id` give the Date and the Message-ID's left part (fixed ones for tests).
+    """
+    return finish_message(draft_message(settings), now=now, new_id=new_id)
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF and lone CR as LF: the message is written with CRLF line ends, whatever the source had."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- a message read back (an outbox entry) -------------------------------------------------------
+
+# A Message-ID as SMail makes them (RFC 5322 section 3.6.4): printable ASCII, no space or bracket inside.
+_MESSAGE_ID: Final = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")
+# type/subtype, without parameters (RFC 6838 section 4.2).
+_CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+
+
+def _seen(text: str) -> str:
+    """`text` as an error may show it: control characters and lone surrogates escaped."""
+    return shown(text.encode("utf-8", "backslashreplace").decode("utf-8")[:100])
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no message can carry it
+        raise ParamError(_("{what} holds text that is not valid Unicode: {value}").format(
+            what=what, value=_seen(text))) from None
+
+
+def _check_mailbox(box: Mailbox) -> None:
+    text = f"{box.name} <{box.address}>" if box.name else box.address
+    try:
+        text.encode("utf-8")
+        same = parse_mailbox(box.address) == Mailbox(address=box.address)
+    except (UnicodeEncodeError, ParamError):
+        same = False
+    if not same or (box.name is not None and (has_control(box.name) or normalize_name(box.name) != box.name)):
+        raise ParamError(_("Invalid e-mail address: {address}").format(address=_seen(text)))
+
+
+def check_message(message: Message) -> None:
+    """The command line's checks, for a Message read back from disk (an outbox entry edited by
+    hand must not add a Bcc: or carry RCPT parameters); ParamError naming what is wrong."""
+    for box in (message.sender, *message.to, *message.cc, *message.bcc, *message.reply_to):
+        _check_mailbox(box)
+    if not message.recipients:
+        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+    for name, value in message.headers:
+        _check_text(name + value, "/HEADER")
+        if parse_header(f"{name}: {value}") != (name, value):
+            raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
+                header=_seen(f"{name}: {value}")))
+    for text, what in ((message.subject, "/SUBJECT"), (message.body, "/BODY"),
+                       (message.text_alternative or "", "/BODY")):
+        _check_text(text, what)
+    if not _MESSAGE_ID.match(message.message_id):
+        raise ParamError(_("Invalid Message-ID: {value}").format(value=_seen(message.message_id)))
+    if not (message.date.isascii() and message.date.isprintable() and email.utils.parsedate_tz(message.date)):
+        raise ParamError(_("Invalid Date: {value}").format(value=_seen(message.date)))
+    for part in (*message.inline, *message.attachments):
+        _check_text(part.filename, "/ATTACH")
+        _check_text(part.content_id or "", "/INLINE")
+        if has_control(part.filename) or not part.filename.strip():
+            raise ParamError(_("Invalid file name: {name}").format(name=_seen(part.filename)))
+        if not _CONTENT_TYPE.match(part.content_type):
+            raise ParamError(_("Invalid content type {value} for {name}.").format(
+                value=_seen(part.content_type), name=part.filename))
+        if part.content_id is not None and (has_control(part.content_id) or any(c in part.content_id for c in "<>")
+                                            or not part.content_id.strip()):
+            raise ParamError(_("Invalid content ID {value} for {name}.").format(
+                value=_seen(part.content_id), name=part.filename))

@@ -19,7 +19,9 @@ from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from smail import __version__
-from smail.message import FilePart, Mailbox, Message, Priority, part_chunks
+from smail.addresses import Mailbox
+from smail.kinds import Priority
+from smail.message import FilePart, Message, part_chunks
 
 CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
@@ -82,10 +84,6 @@ class Rendered:
             stream.write(chunk)
             written += len(chunk)
         return written
-
-    def as_bytes(self) -> bytes:
-        """The whole message in memory: for tests and small messages only."""
-        return b"".join(self.chunks())
 
 
 def _base64_file(part: FilePart) -> Iterator[bytes]:

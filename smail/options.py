@@ -1,4 +1,4 @@
-"""The table of every option, and argv / @file / SMAIL_* / INI -> RawOptions.
+"""The table of every option, the values as given (RawOptions) and the lookup of a name.
 
 Every consumer reads the one OPTIONS table: the parser, the help screen and its defaults,
 the SMAIL_<NAME> environment lookup, the INI keys, the typo hints, the converters (which hold
@@ -7,25 +7,47 @@ each option's own checks), the secret registry and the batch columns.
 
 from __future__ import annotations
 
-import codecs
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, hosts, redact
+from smail import files, redact
 from smail.cloud import Cloud
-from smail.errors import FileMissingError, InvalidModeError, ParamError, SMailError
+from smail.converters import (
+    ConversionError,
+    ca_file,
+    charset,
+    choice,
+    duration,
+    error_file_charset,
+    existing_file,
+    file_list,
+    folder,
+    header_text,
+    helo,
+    integer,
+    mode,
+    output_path,
+    rate,
+    scope,
+    seconds,
+    secret,
+    secret_file,
+    server,
+    text,
+    url,
+    yes_no,
+)
+from smail.errors import ParamError
 from smail.i18n import N_, Language, _
+from smail.kinds import Mode, Priority
 from smail.log import LogLevel
-from smail.message import Priority
 from smail.output import ErrorFileOnSuccess
-from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSVersion
-from smail.transports import Mode
 
 
 class Group(Enum):
@@ -39,323 +61,6 @@ class Group(Enum):
 class SecretScope(Enum):
     USER = "USER"
     MACHINE = "MACHINE"
-
-
-class ConversionError(ValueError):
-    """A value that does not fit its option; the caller names the option."""
-
-
-# -- converters: each raises ConversionError (exit 2), or an SMailError with its own code ----------
-
-_TRUE = frozenset({"YES", "Y", "1", "TRUE", "ON", "OUI", "O", ""})
-_FALSE = frozenset({"NO", "N", "0", "FALSE", "OFF", "NON"})
-
-
-def yes_no(value: str) -> bool:
-    """YES|NO|1|0|TRUE|FALSE (and OUI|NON) -> bool."""
-    word = value.strip().upper()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ConversionError(_("expected YES or NO"))
-
-
-def choice(enum: type[Enum]) -> Callable[[str], Enum]:
-    """A converter accepting the names of `enum`, case-insensitively."""
-    def convert(value: str) -> Enum:
-        key = value.strip().upper()
-        if key in enum.__members__:
-            return enum[key]
-        raise ConversionError(_("expected one of {values}").format(
-            values=", ".join(enum.__members__)))
-    convert.__name__ = enum.__name__
-    return convert
-
-
-def mode(value: str) -> Mode:
-    """/MODE: a value other than SMTP or GRAPH is its own exit code (9)."""
-    key = value.strip().upper()
-    if key not in Mode.__members__:
-        raise InvalidModeError(_("Invalid mode \"{value}\": /MODE must be SMTP or GRAPH.").format(
-            value=value))
-    return Mode[key]
-
-
-def integer(low: int, high: int) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ConversionError(_("expected a whole number")) from None
-        if not low <= number <= high:
-            raise ConversionError(_("expected a number from {low} to {high}").format(
-                low=low, high=high))
-        return number
-    return convert
-
-
-def seconds(value: str) -> float:
-    """A positive number of seconds (decimals allowed), at most one day."""
-    try:
-        number = float(value.strip().replace(",", "."))
-    except ValueError:
-        raise ConversionError(_("expected a number of seconds")) from None
-    if not 0 < number <= 86400:
-        raise ConversionError(_("expected a number of seconds greater than 0 and at most {limit}").format(limit=86400))
-    return number
-
-
-_UNITS: Final = {"S": 1.0, "M": 60.0, "MIN": 60.0, "H": 3600.0, "D": 86400.0}
-
-
-def duration(value: str) -> float:
-    """`72H`, `30M`, `2D`, `90S` -> seconds; a bare number is hours."""
-    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-z]*)\s*", value)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in {*_UNITS, ""}:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
-    number = float(match.group(1).replace(",", ".")) * _UNITS.get(unit, 3600.0)
-    if number <= 0:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
-    return number
-
-
-def rate(value: str) -> float:
-    """`30/MIN`, `2/S`, `1000/H` -> messages per second."""
-    match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*/\s*(S|SEC|MIN|M|H)\s*", value, re.IGNORECASE)
-    if not match or float(match.group(1).replace(",", ".")) <= 0:
-        raise ConversionError(_("expected a rate such as 30/MIN, 2/S or 1000/H"))
-    per = {"S": 1.0, "SEC": 1.0, "MIN": 60.0, "M": 60.0, "H": 3600.0}[match.group(2).upper()]
-    return float(match.group(1).replace(",", ".")) / per
-
-
-def text(value: str) -> str:
-    return value
-
-
-def header_text(value: str) -> str:
-    """A value that goes into a header: a CR, LF or NUL would inject headers."""
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConversionError(_("a line break or a NUL character is not allowed"))
-    return value
-
-
-def server(value: str) -> str:
-    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international ones)."""
-    try:
-        return hosts.server_name(value)
-    except ValueError:
-        raise ConversionError(_("expected a host name or an IP address")) from None
-
-
-def helo(value: str) -> str:
-    """/HELO: an ASCII host name or an address literal, on one line."""
-    value = header_text(value).strip()
-    if value.startswith("[") and value.endswith("]"):  # an address literal, RFC 5321 section 4.1.3
-        import ipaddress
-
-        literal = value[1:-1]
-        try:
-            if literal.upper().startswith("IPV6:"):
-                ipaddress.IPv6Address(literal[5:])
-            else:
-                ipaddress.IPv4Address(literal)
-        except ValueError:
-            raise ConversionError(_("expected an ASCII host name")) from None
-        return value
-    if not value.isascii():
-        raise ConversionError(_("expected an ASCII host name"))
-    try:
-        return hosts.ascii_name(value)
-    except ValueError:
-        raise ConversionError(_("expected an ASCII host name")) from None
-
-
-def code_page(value: str) -> str | None:
-    """ANSI and OEM: the system's code pages as `.bat` files live them (cp1252 and cp850
-    off Windows); None for any other name."""
-    from smail import windows
-
-    word = value.strip().upper()
-    return windows.ansi_code_page() if word == "ANSI" else windows.oem_code_page() if word == "OEM" else None
-
-
-_NOT_CHARSETS: Final = frozenset({"punycode", "idna", "undefined"})
-
-
-def charset(value: str) -> str:
-    """/BODY_CHARSET: the name of a text encoding (rot13, base64 or zlib are not), ANSI or OEM."""
-    name = code_page(value) or value.strip()
-    try:
-        info = codecs.lookup(name)
-    except (LookupError, ValueError, TypeError):
-        raise ConversionError(_("unknown character set")) from None
-    # bytes-to-bytes and str-to-str codecs (base64, zlib, rot13...) are not text encodings,
-    # and punycode, idna and undefined do not encode a text body.
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        raise ConversionError(_("unknown character set"))
-    return name
-
-
-def path_of(value: str | None) -> Path | None:
-    """A path as given (blanks and quotes around it removed); None when there is none usable."""
-    value = (value or "").strip().strip('"')
-    return Path(value) if value and "\0" not in value else None
-
-
-def _path(value: str) -> Path:
-    path = path_of(value)
-    if path is None:
-        raise ConversionError(_("expected a file path"))
-    return path
-
-
-def existing_file(value: str) -> Path:
-    """A regular file that must exist when the option is given (exit 8 otherwise)."""
-    path = _path(value)
-    if not files.is_file(path):
-        if files.exists(path):
-            raise files.not_regular(path)
-        raise FileMissingError(_("File not found: {path}").format(path=path))
-    return path
-
-
-def output_path(value: str) -> Path:
-    path = _path(value)
-    if files.is_dir(path):
-        raise ConversionError(_("{path} is a folder; give a file name").format(path=path))
-    return path
-
-
-def folder(value: str) -> Path:
-    return _path(value)
-
-
-def ca_file(value: str) -> Path:
-    """/CA_FILE: a file of PEM certificates, checked here so that /DRY_RUN refuses it too."""
-    import ssl
-
-    path = existing_file(value)
-    files.read_bounded(path)  # regular and of a sensible size, before OpenSSL reads it
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
-    except (ssl.SSLError, ValueError, TypeError, OSError):
-        raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(path=path)) from None
-    return path
-
-
-def error_file_charset(value: str) -> str:
-    """/ERROR_FILE_CHARSET: UTF-8, ANSI or OEM (what `set /p ERR=<error.txt` reads in cmd)."""
-    name = code_page(value)
-    if name is None and value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
-        raise ConversionError(_("expected one of {values}").format(values="UTF-8, ANSI, OEM"))
-    return name or "utf-8"
-
-
-_WINCRED: Final = "@WINCRED:"
-
-
-def is_credential_reference(value: str) -> bool:
-    return value.upper().startswith(_WINCRED)
-
-
-def secret(value: str) -> Secret:
-    """A secret given as it is, or `@wincred:NAME`: a generic credential of the Windows
-    Credential Manager."""
-    if not is_credential_reference(value):
-        return Secret(value)
-    from smail import windows
-
-    name = value[len(_WINCRED):].strip()
-    try:
-        return Secret(windows.read_credential(name))
-    except windows.NotOnWindowsError:
-        raise ParamError(_("@wincred:{name} reads the Windows Credential Manager, which exists only on Windows.").format(
-            name=name)) from None
-    except OSError as exc:
-        raise FileMissingError(_("The Windows credential {name} could not be read: {reason}").format(
-            name=name, reason=exc.strerror or exc)) from None
-
-
-def secret_file(value: str) -> Secret:
-    """A file holding a secret (password, client secret, token): plain text with surrounding
-    blanks removed, or encrypted by `SMail /PROTECT_SECRET` (Windows DPAPI)."""
-    from smail import windows
-
-    path = existing_file(value)
-    data = files.read_bounded(path)
-    try:
-        blob = windows.parse_protected(data)
-        content = files.decode_text(windows.unprotect(blob) if blob is not None else data)
-    except windows.NotOnWindowsError:
-        raise ParamError(_("{path} was encrypted by SMail /PROTECT_SECRET on Windows; only Windows can decrypt it.").format(
-            path=path)) from None
-    except (OSError, ValueError) as exc:
-        raise FileMissingError(_("{path} cannot be decrypted by this user on this computer: {reason}").format(
-            path=path, reason=getattr(exc, "strerror", None) or exc)) from None
-    content = content.strip("\r\n\ufeff \t")
-    if not content:
-        raise ParamError(_("The file {path} is empty.").format(path=path))
-    return Secret(content)
-
-
-def url(value: str) -> str:
-    value = value.strip().rstrip("/")
-    if not value.lower().startswith(("https://", "http://")) or len(value) < 10:
-        raise ConversionError(_("expected an address starting with https://"))
-    return value
-
-
-def scope(value: str) -> str:
-    value = value.strip()
-    if not re.fullmatch(r"https?://\S+/\.default", value):
-        raise ConversionError(_("expected a resource followed by /.default"))
-    return value
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
-def file_items(value: str, base: Path | None = None) -> list[str]:
-    """Items of a `,`/`;` list of files; pieces that together name an existing file (a name
-    holding a comma, `Facture 1,2.pdf`) stay one item."""
-    pieces = re.split(r"([,;])", value)
-    words, separators = pieces[0::2], pieces[1::2]
-
-    def exists(item: str) -> bool:
-        path = Path(_unquote(item))
-        return bool(item.strip()) and files.is_file(path if base is None or path.is_absolute() else base / path)
-    items: list[str] = []
-    index = 0
-    while index < len(words):
-        end, joined = index, words[index]
-        candidate = joined
-        for stop in range(index + 1, min(len(words), index + 16)):
-            candidate += separators[stop - 1] + words[stop]
-            if exists(candidate):
-                end, joined = stop, candidate
-        items.append(joined)
-        index = end + 1
-    return [_unquote(item) for item in items if _unquote(item)]
-
-
-def file_list(value: str, base: Path | None = None) -> tuple[Path, ...]:
-    """/ATTACH, /INLINE: existing regular files; wildcards expanded, relative to `base`."""
-    paths: list[Path] = []
-    for item in file_items(value, base):
-        pattern = item if base is None or Path(item).is_absolute() else str(base / item)
-        for path in files.expand_wildcards(pattern):
-            if not files.is_file(path):
-                if files.exists(path):
-                    raise files.not_regular(path)
-                raise FileMissingError(_("File not found: {path}").format(path=path))
-            paths.append(path)
-    return tuple(paths)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,12 +128,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Seconds before the second attempt, doubled each time.")),
     Option(name="TIMEOUT", group=_GENERAL, metavar="S", convert=seconds, default=60.0,
            help=N_("Network timeout in seconds for each operation.")),
-    Option(name="LOG", group=_GENERAL, metavar="path", convert=output_path, aliases=("LOG_FILE",),
+    Option(name="LOG", group=_GENERAL, metavar=N_("path"), convert=output_path, aliases=("LOG_FILE",),
            output_file=True, help=N_("Append a timestamped log to this file (UTF-8).")),
     Option(name="LOG_LEVEL", group=_GENERAL, metavar="ERROR|INFO|DEBUG", convert=choice(LogLevel),
            default=LogLevel.INFO,
            help=N_("Log detail; DEBUG shows the protocol dialogue, secrets masked.")),
-    Option(name="ERROR_FILE", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
+    Option(name="ERROR_FILE", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
            help=N_("On failure, write the final error message to this file.")),
     Option(name="ERROR_FILE_CHARSET", group=_GENERAL, metavar="UTF-8|ANSI|OEM", convert=error_file_charset,
            default="utf-8", default_text=N_("UTF-8"),
@@ -440,9 +145,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Print nothing on success.")),
     Option(name="DRY_RUN", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Check the options and build the message, but connect to nothing.")),
-    Option(name="SAVE_EML", group=_GENERAL, metavar="path", convert=folder, output_file=True,
+    Option(name="SAVE_EML", group=_GENERAL, metavar=N_("path"), convert=folder, output_file=True,
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
-    Option(name="CONFIG", group=_GENERAL, metavar="path", convert=existing_file, input_file=True,
+    Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
     Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
@@ -450,36 +155,36 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Show the version.")),
     Option(name="PROTECT_SECRET", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI).")),
-    Option(name="OUT", group=_GENERAL, metavar="path", convert=output_path, output_file=True,
+    Option(name="OUT", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
            help=N_("The file /PROTECT_SECRET writes.")),
     Option(name="SCOPE", group=_GENERAL, metavar="USER|MACHINE", convert=choice(SecretScope),
            default=SecretScope.USER,
            help=N_("/PROTECT_SECRET: who can decrypt: this user, or every account of this computer.")),
 
-    Option(name="SUBJECT", group=_MESSAGE, metavar="text", convert=header_text, per_row=True,
+    Option(name="SUBJECT", group=_MESSAGE, metavar=N_("text"), convert=header_text, per_row=True,
            help=N_("Subject of the message.")),
-    Option(name="FROM_NAME", group=_MESSAGE, metavar="name", convert=header_text, per_row=True,
+    Option(name="FROM_NAME", group=_MESSAGE, metavar=N_("name"), convert=header_text, per_row=True,
            help=N_("Display name of the sender.")),
-    Option(name="FROM_ADDR", group=_MESSAGE, metavar="address", convert=header_text, per_row=True,
+    Option(name="FROM_ADDR", group=_MESSAGE, metavar=N_("address"), convert=header_text, per_row=True,
            default_text=N_("/SMTP_USERNAME, or /GRAPH_SENDER"),
            help=N_("Sender address.")),
-    Option(name="TO", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="TO", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Recipients, separated by , or ; as addr or Name <addr>.")),
-    Option(name="CC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="CC", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Copy recipients.")),
-    Option(name="BCC", group=_MESSAGE, metavar="addresses", repeat=True, convert=header_text, per_row=True,
+    Option(name="BCC", group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
            help=N_("Blind copy recipients (never shown in the headers).")),
-    Option(name="REPLY_TO", group=_MESSAGE, metavar="addresses", convert=header_text, per_row=True,
+    Option(name="REPLY_TO", group=_MESSAGE, metavar=N_("addresses"), convert=header_text, per_row=True,
            help=N_("Reply-to address(es).")),
-    Option(name="BODY_FILE", group=_MESSAGE, metavar="path", convert=existing_file, input_file=True,
+    Option(name="BODY_FILE", group=_MESSAGE, metavar=N_("path"), convert=existing_file, input_file=True,
            per_row=True, help=N_("Body file: .htm/.html is sent as HTML, anything else as plain text.")),
-    Option(name="BODY", group=_MESSAGE, metavar="text", per_row=True,
+    Option(name="BODY", group=_MESSAGE, metavar=N_("text"), per_row=True,
            help=N_("Body text given on the command line (plain text).")),
-    Option(name="BODY_CHARSET", group=_MESSAGE, metavar="charset", convert=charset, per_row=True,
+    Option(name="BODY_CHARSET", group=_MESSAGE, metavar=N_("charset"), convert=charset, per_row=True,
            default_text=N_("detected"), help=N_("Encoding of the body file.")),
-    Option(name="ATTACH", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+    Option(name="ATTACH", group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
            per_row=True, help=N_("Attachments, separated by , or ; (wildcards * and ? allowed).")),
-    Option(name="INLINE", group=_MESSAGE, metavar="files", repeat=True, convert=file_list, input_file=True,
+    Option(name="INLINE", group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
            per_row=True, help=N_("Images for an HTML body, referenced as cid:<file name>.")),
     Option(name="PRIORITY", group=_MESSAGE, metavar="HIGHEST|HIGH|NORMAL|LOW|LOWEST",
            convert=choice(Priority), per_row=True, help=N_("Priority of the message.")),
@@ -487,38 +192,40 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Ask for a read receipt.")),
     Option(name="RECEPTION_ACK", group=_MESSAGE, switch=True, convert=yes_no, per_row=True,
            help=N_("Ask for a delivery receipt (DSN).")),
-    Option(name="HEADER", group=_MESSAGE, metavar="\"X-Name: value\"", repeat=True, convert=header_text,
+    Option(name="HEADER", group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
            per_row=True, help=N_("Extra header, repeatable.")),
 
-    Option(name="RESULT_FILE", group=_MANY, metavar="path.json", convert=output_path, output_file=True,
+    Option(name="RESULT_FILE", group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
            help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),
-    Option(name="BATCH", group=_MANY, metavar="rows.csv", convert=existing_file, input_file=True,
+    Option(name="BATCH", group=_MANY, metavar=N_("rows.csv"), convert=existing_file, input_file=True,
            help=N_("Send one message per row of this CSV file; columns named like options set them per row, the others are template variables.")),
-    Option(name="BATCH_RESULT", group=_MANY, metavar="results.csv", convert=output_path, output_file=True,
+    Option(name="BATCH_RESULT", group=_MANY, metavar=N_("results.csv"), convert=output_path, output_file=True,
            help=N_("Write one line per row of /BATCH as each message finishes.")),
     Option(name="BATCH_RESUME", group=_MANY, switch=True, convert=yes_no,
            help=N_("Skip the rows that /BATCH_RESULT already marks as sent.")),
     Option(name="RATE", group=_MANY, metavar="N/MIN", convert=rate,
            help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H).")),
-    Option(name="OUTBOX", group=_MANY, metavar="folder", convert=folder,
+    Option(name="OUTBOX", group=_MANY, metavar=N_("folder"), convert=folder,
            help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH.")),
     Option(name="FLUSH", group=_MANY, switch=True, convert=yes_no,
            help=N_("Send the messages waiting in /OUTBOX, oldest first.")),
+    Option(name="RESEND_UNCERTAIN", group=_MANY, switch=True, convert=yes_no,
+           help=N_("Send again what SMail marked as may have been sent, once you have checked that it did not arrive: with /FLUSH the entries in the outbox's uncertain folder, with /BATCH_RESUME the rows marked sending or may-have-been-sent. Each is recorded as a resend.")),
     Option(name="OUTBOX_MAX_AGE", group=_MANY, metavar="72H", convert=duration, default=72 * 3600.0,
            default_text=N_("72H"),
            help=N_("A message older than this in the outbox is moved to its failed folder.")),
 
-    Option(name="SMTP_SERVER", group=_SMTP, metavar="host", convert=server, required_in=SMTP_ONLY,
+    Option(name="SMTP_SERVER", group=_SMTP, metavar=N_("host"), convert=server, required_in=SMTP_ONLY,
            help=N_("SMTP server (required in SMTP mode).")),
     Option(name="SMTP_PORT", group=_SMTP, metavar="n", convert=integer(1, 65535),
            default_text=N_("25; 587 with STARTTLS; 465 with implicit TLS"), help=N_("Port.")),
-    Option(name="SMTP_USERNAME", group=_SMTP, metavar="login",
+    Option(name="SMTP_USERNAME", group=_SMTP, metavar=N_("login"),
            help=N_("User name for authentication.")),
-    Option(name="SMTP_PASSWORD", group=_SMTP, metavar="password", convert=secret, secret=True,
+    Option(name="SMTP_PASSWORD", group=_SMTP, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password (prefer SMAIL_SMTP_PASSWORD or /SMTP_PASSWORD_FILE).")),
-    Option(name="SMTP_PASSWORD_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
+    Option(name="SMTP_PASSWORD_FILE", group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="SMTP_PASSWORD", help=N_("Read the password from this file.")),
-    Option(name="SMTP_TOKEN_FILE", group=_SMTP, metavar="path", convert=secret_file, input_file=True,
+    Option(name="SMTP_TOKEN_FILE", group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
            help=N_("File holding an OAuth2 access token for XOAUTH2.")),
     Option(name="AUTH_TYPE", group=_SMTP, metavar="DEFAULT|NONE|SASL|XOAUTH2", convert=choice(AuthType),
            default=AuthType.DEFAULT,
@@ -528,28 +235,28 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="SSL_MODE", group=_SMTP, metavar="AUTO|STARTTLS|IMPLICIT|NONE", convert=choice(TLSMode),
            default=TLSMode.AUTO,
            help=N_("TLS mode (AUTO: implicit on port 465, STARTTLS when /SSL_VERSION is given).")),
-    Option(name="CA_FILE", group=_SMTP, metavar="path", convert=ca_file, input_file=True,
+    Option(name="CA_FILE", group=_SMTP, metavar=N_("path"), convert=ca_file, input_file=True,
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
     Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
-    Option(name="HELO", group=_SMTP, metavar="name", convert=helo,
+    Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
     Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Directory (tenant) ID or verified domain.")),
     Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
            help=N_("Application (client) ID.")),
-    Option(name="O365_SECRET", group=_GRAPH, metavar="secret", convert=secret, secret=True,
+    Option(name="O365_SECRET", group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
-    Option(name="O365_SECRET_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+    Option(name="O365_SECRET_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
-    Option(name="O365_CERT_FILE", group=_GRAPH, metavar="path", convert=existing_file, input_file=True,
+    Option(name="O365_CERT_FILE", group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
-    Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar="password", convert=secret, secret=True,
+    Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
-    Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar="path", convert=secret_file, input_file=True,
+    Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_CERT_PASSWORD", help=N_("Read the certificate password from this file.")),
-    Option(name="GRAPH_SENDER", group=_GRAPH, metavar="address", required_in=GRAPH_ONLY,
+    Option(name="GRAPH_SENDER", group=_GRAPH, metavar=N_("address"), required_in=GRAPH_ONLY,
            help=N_("Mailbox that sends (required in Graph mode).")),
     Option(name="O365_CLOUD", group=_GRAPH, metavar="GLOBAL|USGOV|USGOV_DOD|CHINA", convert=choice(Cloud),
            default=Cloud.GLOBAL, help=N_("National cloud; sets the two endpoints below.")),
@@ -563,7 +270,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
     Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
            help=N_("Keep a copy in Sent Items.")),
-    Option(name="PROXY", group=_GRAPH, metavar="http://host:port", convert=url,
+    Option(name="PROXY", group=_GRAPH, metavar=N_("http://host:port"), convert=url,
            help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
@@ -605,14 +312,17 @@ def echoed(token: str) -> str:
     return redact.shown(readable(token))
 
 
-def find(name: str) -> Option:
-    """The option called `name` (any case, - or _), or ParamError with the closest name."""
+def find(name: str, *, suggest: bool = True) -> Option:
+    """The option called `name` (any case, - or _), or ParamError with the closest name
+    (`suggest`: the hint costs a comparison with every option, wasted on a tolerant pass)."""
     key = name.strip().upper().replace("-", "_")
     if key in BY_NAME:
         return BY_NAME[key]
     import difflib  # only for a typo
 
-    close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6)
+    # A name longer than any option's is no typo of one (and difflib is quadratic in it).
+    close = difflib.get_close_matches(key, [o.name for o in OPTIONS], n=1, cutoff=0.6) \
+        if suggest and len(key) <= 40 else []
     if close:
         raise ParamError(_("Unknown option /{name}. Did you mean /{suggestion}?").format(
             name=echoed(name), suggestion=close[0]))
@@ -656,217 +366,3 @@ class RawOptions:
             return True
 
 
-@dataclass
-class _Layer:
-    values: dict[str, str | list[str]] = field(default_factory=dict)
-
-    def put(self, option: Option, value: str) -> None:
-        if option.repeat:
-            existing = self.values.setdefault(option.name, [])
-            assert isinstance(existing, list)
-            existing.append(value)
-        else:
-            self.values[option.name] = value  # a scalar given twice: the last wins
-
-
-def split_token(token: str) -> tuple[str, str | None] | None:
-    """`/NAME=value`, `-NAME=value`, `--name=value` -> (name, value); None if not an option."""
-    if token.startswith("--"):
-        body = token[2:]
-    elif token.startswith(("/", "-")):
-        body = token[1:]
-    else:
-        return None
-    name, sep, value = body.partition("=")
-    if not name:
-        return None
-    return name, (value if sep else None)
-
-
-class _Reader:
-    """One pass over argv, SMAIL_* and /CONFIG. Tolerant, it skips what it cannot read, so
-    that /LANG, /?, /LOG and /ERROR_FILE work wherever they are written, even when the rest
-    is wrong; strict, it raises on the first problem."""
-
-    def __init__(self, tolerant: bool) -> None:
-        self.tolerant = tolerant
-        self.read_files: list[Path] = []
-
-    def _fail(self, error: SMailError) -> None:
-        if not self.tolerant:
-            raise error
-
-    def expand(self, argv: Sequence[str], depth: int = 0, base: Path | None = None) -> list[str]:
-        """Replace each @file by its lines; nested @files are relative to the file naming them."""
-        tokens: list[str] = []
-        for token in argv:
-            if not token.startswith("@") or len(token) == 1:
-                tokens.append(token)
-                continue
-            if depth >= 8:
-                self._fail(ParamError(_("Response files are nested too deeply: {path}").format(path=token[1:])))
-                continue
-            path = Path(_unquote(token[1:]))
-            if base is not None and not path.is_absolute():
-                path = base / path
-            try:
-                if not files.exists(path):
-                    raise FileMissingError(_("Response file not found: {path}").format(path=path))
-                content = files.read_text_file(path)
-            except (SMailError, ValueError, OSError) as exc:
-                self._fail(exc if isinstance(exc, SMailError) else
-                           FileMissingError(_("Response file not found: {path}").format(path=path)))
-                continue
-            self.read_files.append(path)
-            lines = [line.strip() for line in content.splitlines()]
-            lines = [line for line in lines if line and not line.startswith(("#", ";"))]
-            tokens.extend(self.expand(lines, depth + 1, path.parent))
-        return tokens
-
-    def argv_layer(self, argv: Sequence[str]) -> _Layer:
-        layer = _Layer()
-        after_secret = False
-        for token in self.expand(argv):
-            try:
-                parts = split_token(token)
-                if parts is None:
-                    # A word after a secret option is most likely the rest of a password the
-                    # shell split (`/SMTP_PASSWORD= %PW%`, an unquoted space): never shown.
-                    raise ParamError(_("Unexpected argument \"{arg}\": options look like /NAME=value.").format(
-                        arg="****" if after_secret else echoed(token[:200])))
-                name, value = parts
-                after_secret = False
-                option = find(name)
-                after_secret = option.secret
-                option = find(name)
-                if value is None:
-                    if not option.switch:
-                        raise ParamError(_("Option /{name} needs a value: /{name}=...").format(
-                            name=option.name))
-                    value = "YES"
-            except ParamError as exc:
-                self._fail(exc)
-                continue
-            layer.put(option, _unquote(value) if value[:1] in "\"'" else value)
-        return layer
-
-    @staticmethod
-    def environ_layer(environ: Mapping[str, str]) -> _Layer:
-        layer = _Layer()
-        for option in OPTIONS:
-            value = next((environ[name] for name in option.env_names if name in environ), None)
-            if value is not None:
-                layer.put(option, value)
-        return layer
-
-    def config_layer(self, value: str) -> _Layer:
-        layer = _Layer()
-        try:
-            path = existing_file(value)
-            content = files.read_text_file(path)
-        except (SMailError, ConversionError) as exc:
-            self._fail(exc if isinstance(exc, SMailError) else ParamError(str(exc)))
-            return layer
-        self.read_files.append(path)
-        import configparser  # only with /CONFIG
-
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        try:
-            parser.read_string(content, source=str(path))
-        except configparser.Error as exc:
-            self._fail(ParamError(_("Cannot read the configuration file {path}: {reason}").format(
-                path=path, reason=str(exc).splitlines()[0])))
-            return layer
-        # Section names are case-insensitive in Windows INI files: [SMail] is [smail].
-        section = next((name for name in parser.sections() if name.lower() == "smail"), None)
-        if section is None:
-            self._fail(ParamError(_("The configuration file {path} has no [smail] section.").format(path=path)))
-            return layer
-        for key, item in parser.items(section):
-            try:
-                option = find(key)
-                if option.name == "CONFIG":
-                    raise ParamError(_("a configuration file cannot name another one."))
-            except ParamError as exc:
-                self._fail(ParamError(_("In the configuration file {path}: {problem}").format(
-                    path=path, problem=exc.message)))
-                continue
-            # A quoted value is one value, also for a list ("a@b.test, c@d.test" is two items).
-            layer.put(option, _unquote(item))
-        return layer
-
-
-def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = False) -> RawOptions:
-    """Merge the command line (with its @files), SMAIL_* variables and /CONFIG, in that order
-    of precedence; `tolerant` skips whatever cannot be read instead of raising."""
-    reader = _Reader(tolerant)
-    layers = [(Source.COMMAND_LINE, reader.argv_layer(argv)),
-              (Source.ENVIRONMENT, reader.environ_layer(environ))]
-    config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
-    if isinstance(config, str):
-        layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
-    raw = RawOptions(read_files=reader.read_files)
-    for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
-        for name, value in layer.values.items():
-            raw.values[name] = value
-            raw.sources[name] = source
-    return raw
-
-
-# Exit codes for the help screen, in SPEC.md's order.
-EXIT_CODE_HELP: Final = (
-    (0, N_("message accepted by the server or by Graph")),
-    (1, N_("generic error")),
-    (2, N_("missing or invalid option")),
-    (3, N_("connection failure: DNS, TCP, TLS handshake or certificate")),
-    (4, N_("authentication refused")),
-    (5, N_("message refused by the server or by Graph, or may have been sent (no answer after its end)")),
-    (6, N_("every attempt of /RETRY failed on a transient error")),
-    (7, N_("internal error (a bug)")),
-    (8, N_("file not found: body, attachment, inline, token, certificate or configuration")),
-    (9, N_("/MODE is not SMTP or GRAPH")),
-    (10, N_("not delivered now, kept in the outbox for a later /FLUSH")),
-    (11, N_("a batch or a flush: some messages were accepted, some were not")),
-)
-
-EXAMPLES: Final = (
-    (N_("SMTP with an attachment:"),
-     'SMail /SMTP_SERVER=smtp.example.com /FROM_ADDR=albert@example.com /TO=client@example.com '
-     '/SUBJECT="Invoice" /BODY_FILE=Mail.txt /ATTACH=Invoice.pdf'),
-    (N_("Office 365 with XOAUTH2 (token obtained by SMail):"),
-     'SMail /SMTP_SERVER=smtp.office365.com /SSL_VERSION=TLSV1_2 /AUTH_TYPE=XOAUTH2 '
-     '/SMTP_USERNAME=user@example.com /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET=... '
-     '/TO=client@example.com /BODY_FILE=Msg.html'),
-    (N_("Microsoft Graph (app-only):"),
-     'SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET=... '
-     '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html'),
-)
-
-
-def help_text(version: str) -> str:
-    """The full help screen in the active language; defaults come from the table."""
-    lines = [_("SMail {version}: send e-mail through SMTP or Microsoft Graph.").format(
-                 version=version), "",
-             _("Usage: SMail [options]     SMail /?     SMail /VERSION"),
-             _("Options are /NAME=value (also -NAME=value or --name=value), @file reads options from a file, SMAIL_<NAME> environment variables and /CONFIG=file.ini give defaults."),
-             ""]
-    for group in Group:
-        lines.append(_(group.value))
-        for option in OPTIONS:
-            if option.group is not group:
-                continue
-            usage = f"/{option.name}" + (f"={option.metavar}" if option.metavar else "")
-            if option.aliases and option.name != "HELP":
-                usage += "".join(f", /{alias}" for alias in option.aliases)
-            description, default = _(option.help), option.default_shown()
-            if default is not None:
-                description = _("{description} (default: {value})").format(description=description, value=default)
-            lines.append(f"  {usage:<34} {description}")
-        lines.append("")
-    lines.append(_("Exit codes:"))
-    lines.extend(f"  {code:>2}  {_(text)}" for code, text in EXIT_CODE_HELP)
-    lines.append("")
-    lines.append(_("Examples:"))
-    for title, command in EXAMPLES:
-        lines.extend([f"  {_(title)}", f"    {command}"])
-    return "\n".join(lines) + "\n"

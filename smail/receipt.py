@@ -49,6 +49,7 @@ class Receipt:
     error: str | None = None
     summary: str = ""                             # the translated success line
     source: dict[str, Any] = field(default_factory=dict)  # batch row or outbox entry
+    resend: bool = False                          # /RESEND_UNCERTAIN: sent again after "may have been sent"
     failure: SMailError | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -82,21 +83,33 @@ class Receipt:
         data["exit_name"] = f"EXIT_{self.exit_code.name}"
         data["refused"] = [{"address": a, "reply": r} for a, r in self.refused]
         data["accepted"] = list(self.accepted)
+        if self.status is Status.DRY_RUN:  # nobody accepted anything: who it would go to
+            data["accepted"] = []
+            data["would_be_sent_to"] = list(self.accepted)
         data["duration"] = round(self.duration, 3)
         return data
 
 
 def run_result(exit_code: ExitCode, text: str, receipts: Sequence[Receipt]) -> dict[str, Any]:
     """The /RESULT_FILE document of one run."""
-    return {"exit_code": int(exit_code), "exit_name": f"EXIT_{exit_code.name}",
+    return {"status": "finished", "exit_code": int(exit_code), "exit_name": f"EXIT_{exit_code.name}",
             "message": text, "messages": [r.as_json() for r in receipts]}
+
+
+def running_result(text: str, *, started: str, pid: int) -> dict[str, Any]:
+    """The /RESULT_FILE of a run that has not ended: what a monitor reads while it runs, and
+    after a kill, instead of the previous run's outcome."""
+    return {"status": "running", "exit_code": None, "exit_name": None, "message": text,
+            "started": started, "pid": pid, "messages": []}
 
 
 def write_result(path: Path, document: dict[str, Any]) -> None:
     """/RESULT_FILE, written atomically, secrets masked; an OSError is the caller's to report."""
     import json
 
-    text = redact.redact(json.dumps(document, ensure_ascii=False, indent=2))
+    # Masked before encoding (once escaped, a secret holding \ or " is no longer found), and
+    # the encoded text once more, for the shapes of tokens that JSON leaves as they are.
+    text = redact.redact(json.dumps(redact.redact_data(document), ensure_ascii=False, indent=2))
     files.write_atomically(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
 
 

@@ -82,6 +82,19 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_data(data: object) -> object:
+    """`data` (the JSON document of a receipt, an outbox entry) with every string redacted,
+    keys included: masking must come before encoding, since JSON or CSV escaping changes a
+    secret holding a backslash or a quote into text that no longer contains it."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_data(key): redact_data(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(item) for item in data]
+    return data
+
+
 _AUTH_LINE = re.compile(r"^(AUTH\s+\S+)(\s+.*)?$", re.IGNORECASE | re.DOTALL)
 
 

@@ -20,7 +20,10 @@ from tests.smtpd import RecordingHandler, ScriptedServer, SMTPServer
 
 # aiosmtpd logs whole command lines, AUTH payloads included: keep the server's log out of
 # SMail's, so that the canary tests read only what SMail itself wrote.
+# Nor does it log below warnings: a test server says what a failure needs, not every line of
+# every message (a 4 MB attachment is 55,000 lines).
 logging.getLogger("mail.log").propagate = False
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 if not i18n.catalogs_present():
     raise pytest.UsageError("The message catalogs are not compiled: run `make catalogs` (make test does it).")

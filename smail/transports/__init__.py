@@ -1,4 +1,4 @@
-"""The transport session protocol, the choice of a transport by mode, and deliver(): one
+"""The transport session protocol, the choice of a transport by its settings, and deliver(): one
 message through an open session, retried per /RETRY, reported as a Receipt.
 
 A session sends many messages (one SMTP connection, one Graph token); the single send,
@@ -11,22 +11,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from smail import retry
-from smail.errors import AuthError, ConnectError, InterruptedAfterCommitError, RetryExceededError, SMailError
+from smail.errors import (
+    AuthError,
+    ConnectError,
+    DroppedError,
+    InterruptedAfterCommitError,
+    RetryExceededError,
+    SMailError,
+)
 from smail.receipt import Receipt
+from smail.settings import GraphSettings, SMTPSettings, TransportSettings
 
 if TYPE_CHECKING:
-    from smail.config import Config
     from smail.message import Message
     from smail.mime import Rendered
-
-
-class Mode(Enum):
-    SMTP = "SMTP"
-    GRAPH = "GRAPH"
 
 
 Progress = Callable[[str, int, int], None]
@@ -36,6 +37,11 @@ Commit = Callable[[], None]
 
 
 class Session(Protocol):
+    @property
+    def where(self) -> str:
+        """The server it talks to (host:port, Graph's host), for receipts of failures too."""
+        ...
+
     def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
         """Send one message; the receipt's status is SENT. Raises SMailError."""
         ...
@@ -43,25 +49,29 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
-def _smtp(config: Config, progress: Progress | None) -> Session:
+def _smtp(settings: TransportSettings, progress: Progress | None) -> Session:
     from smail.transports.smtp import SMTPSession
-    return SMTPSession.from_config(config)
+
+    assert isinstance(settings, SMTPSettings)
+    return SMTPSession.from_settings(settings)
 
 
-def _graph(config: Config, progress: Progress | None) -> Session:
+def _graph(settings: TransportSettings, progress: Progress | None) -> Session:
     # Imported only here: msal and requests stay out of SMTP-only runs.
     from smail.transports.graph import GraphSession
-    return GraphSession.from_config(config, progress=progress)
+
+    assert isinstance(settings, GraphSettings)
+    return GraphSession(settings, progress=progress)
 
 
-_FACTORIES: Mapping[Mode, Callable[[Config, Progress | None], Session]] = {
-    Mode.SMTP: _smtp, Mode.GRAPH: _graph}
+_FACTORIES: Final[Mapping[type, Callable[[TransportSettings, Progress | None], Session]]] = {
+    SMTPSettings: _smtp, GraphSettings: _graph}
 
 
-def open_session(config: Config, progress: Progress | None = None) -> Session:
-    """A session for config.mode; connects on its first message. `progress(name, done, total)`
-    reports long uploads."""
-    return _FACTORIES[config.mode](config, progress)
+def open_session(settings: TransportSettings, progress: Progress | None = None) -> Session:
+    """A session for the transport the settings describe; connects on its first message.
+    `progress(name, done, total)` reports long uploads."""
+    return _FACTORIES[type(settings)](settings, progress)
 
 
 def deliver(session: Session, message: Message, rendered: Rendered, policy: retry.RetryPolicy, *,
@@ -78,7 +88,7 @@ def deliver(session: Session, message: Message, rendered: Rendered, policy: retr
         receipt = retry.run(attempt, policy, sleep=sleep)
     except SMailError as err:
         return Receipt.from_error(err, message_id=message.message_id, attempts=attempts,
-                                  duration=time.monotonic() - started)
+                                  duration=time.monotonic() - started, server=session.where)
     return receipt.with_facts(message_id=message.message_id, attempts=attempts,
                               duration=time.monotonic() - started)
 
@@ -100,6 +110,15 @@ def ends_session(receipt: Receipt) -> bool:
     if isinstance(err, RetryExceededError):
         err = err.last
     return isinstance(err, (ConnectError, AuthError, InterruptedAfterCommitError))
+
+
+def dropped_on(receipt: Receipt) -> bool:
+    """Whether the server closed the connection during this message, before its end: the next
+    message may go through a new connection."""
+    err = receipt.failure
+    if isinstance(err, RetryExceededError):
+        err = err.last
+    return isinstance(err, DroppedError)
 
 
 class Pacer:
@@ -125,10 +144,11 @@ class Pacer:
 
 def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, *,
               on_done: Callable[[Job, Receipt], None], per_second: float | None = None,
-              workers: int = 1, sleep: Callable[[float], None] = time.sleep) -> bool:
+              workers: int = 1, sleep: Callable[[float], None] = time.sleep,
+              ends: Callable[[Receipt], bool] = ends_session) -> bool:
     """Send every job through one session, `workers` at a time, paced by `per_second`;
     `on_done` gets each receipt as soon as it is known. Returns False when a failure of the
-    session stopped the run before every job was tried."""
+    session (`ends`) stopped the run before every job was tried."""
     pacer = Pacer(per_second, sleep=sleep)
     source = iter(jobs)
     lock = threading.Lock()
@@ -145,7 +165,7 @@ def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, 
                 pacer.wait()
                 receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit,
                                   sleep=sleep)
-                if ends_session(receipt):
+                if ends(receipt):
                     stopped.set()
                 with lock:
                     on_done(job, receipt)

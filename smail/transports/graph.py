@@ -26,13 +26,15 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from smail import auth, httpclient, redact
-from smail.config import Config, GraphSettings
+from smail.addresses import Mailbox
 from smail.errors import AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
-from smail.message import FilePart, Mailbox, Message, Priority, part_chunks, read_part
+from smail.kinds import Priority
+from smail.message import FilePart, Message, part_chunks, read_part
 from smail.mime import Rendered
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
+from smail.settings import GraphSettings
 from smail.transports import Commit
 
 log = logging.getLogger("smail")
@@ -139,12 +141,6 @@ class GraphSession:
         base = settings.app.graph_endpoint.rstrip("/")
         self.user_url = f"{base}/v1.0/users/{quote(settings.sender, safe='@')}"
         self.where = urlsplit(base).netloc
-
-    @classmethod
-    def from_config(cls, config: Config, progress: Progress | None = None) -> GraphSession:
-        settings = config.transport
-        assert isinstance(settings, GraphSettings)
-        return cls(settings, progress=progress)
 
     def close(self) -> None:
         self.session.close()

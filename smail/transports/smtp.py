@@ -12,25 +12,21 @@ dead (or full: a 4xx to MAIL after some messages) is reopened and the message se
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import re
 import smtplib
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from smail import redact, sasl, tls
-from smail.config import Config, SMTPSettings
 from smail.errors import (
     AuthError,
     ConnectError,
     InterruptedAfterCommitError,
     MaybeSentError,
-    NameResolutionError,
     RecipientsRefusedError,
     SendError,
     SMailError,
@@ -38,135 +34,47 @@ from smail.errors import (
     TLSError,
     reason,
 )
-from smail.hosts import ascii_name
 from smail.i18n import _, ngettext
 from smail.message import Message
 from smail.mime import Rendered, dot_stuff
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
 from smail.sasl import AuthType
+from smail.settings import SMTPSettings
 from smail.tls import TLSMode
-from smail.transports import Commit
+from smail.transports import Commit, smtp_replies
+from smail.transports.exchange import explain
+from smail.transports.smtp_client import (
+    Transcript,
+    close_quietly,
+    coalesce,
+    ehlo_name,
+    is_loopback,
+    local_address,
+    new_client,
+    read_reply,
+    text_of,
+    transcript,
+)
+from smail.transports.smtp_replies import (
+    AUTH_CHALLENGE,
+    AUTH_REFUSED,
+    AUTH_SUCCEEDED,
+    BAD_SEQUENCE,
+    OK,
+    READY,
+    SERVICE_CLOSING,
+    START_MAIL_INPUT,
+    WILL_FORWARD,
+    dropped,
+    reply_error,
+)
 
 log = logging.getLogger("smail")
-transcript = logging.getLogger("smail.smtp")
 
-# Reply codes (RFC 5321 section 4.2.3, RFC 4954 section 6).
-READY: Final = 220
-AUTH_SUCCEEDED: Final = 235
-OK: Final = 250
-WILL_FORWARD: Final = 251
-AUTH_CHALLENGE: Final = 334
-START_MAIL_INPUT: Final = 354
-BAD_SEQUENCE: Final = 503        # AUTH when already authenticated: nothing to do
-SERVICE_CLOSING: Final = 421
-AUTH_REFUSED: Final = frozenset({530, 534, 535, 538})
+_QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
 WRITE_SIZE: Final = 256 * 1024
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
-
-
-class _Transcript:
-    """Logs the dialogue at DEBUG; AUTH lines are masked by structure (never by value)."""
-
-    masking_auth = False
-    _host: str  # set by smtplib; SMail sets it too, see _connect()
-
-    def send(self, s: Any) -> None:
-        if transcript.isEnabledFor(logging.DEBUG):
-            text = s.decode("utf-8", "replace") if isinstance(s, bytes) else s
-            for line in text.rstrip("\r\n").split("\r\n"):
-                if self.masking_auth:
-                    shown = redact.mask_auth_command(line) if line.upper().startswith("AUTH") \
-                        else redact.MASK
-                else:
-                    shown = line
-                transcript.debug("C: %s", shown)
-        super().send(s)  # type: ignore[misc]
-
-    def getreply(self) -> tuple[int, bytes]:
-        """smtplib's reply reader, with /TIMEOUT for the whole reply: a server that trickles
-        a reply, line by line or byte by byte, cannot hold SMail beyond it. Lines are read
-        from the socket itself, each recv() given only the time left."""
-        client: Any = self
-        timeout = client.timeout if isinstance(client.timeout, (int, float)) else None
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        lines: list[bytes] = []
-        code = -1
-        try:
-            while True:
-                line = self._read_line(client, deadline)
-                if not line:
-                    raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-                if len(line) > smtplib._MAXLINE:  # type: ignore[attr-defined]
-                    raise smtplib.SMTPResponseException(500, b"Line too long.")
-                lines.append(line[4:].strip(b" \t\r\n"))
-                try:
-                    code = int(line[:3])
-                except ValueError:
-                    code = -1
-                    break
-                if line[3:4] != b"-":
-                    break
-        except BaseException:
-            client.close()
-            raise
-        finally:
-            if client.sock is not None:
-                client.sock.settimeout(timeout)
-        message = b"\n".join(lines)
-        if transcript.isEnabledFor(logging.DEBUG):
-            for index, text in enumerate(lines):
-                transcript.debug("S: %s%s%s", code, "-" if index < len(lines) - 1 else " ",
-                                 text.decode("utf-8", "replace"))
-        return code, message
-
-
-    _buffer = b""
-    _buffer_sock: Any = None
-
-    def _read_line(self, client: Any, deadline: float | None) -> bytes:
-        """One line, or what came before the connection closed; TimeoutError past `deadline`."""
-        sock = client.sock
-        if sock is None:
-            return b""
-        if self._buffer_sock is not sock:  # a new connection, or TLS just started (RFC 3207 4.2)
-            self._buffer, self._buffer_sock = b"", sock
-        while b"\n" not in self._buffer and len(self._buffer) <= smtplib._MAXLINE:  # type: ignore[attr-defined]
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the reply did not end in time")
-                sock.settimeout(left)
-            chunk = sock.recv(8192)
-            if not chunk:
-                break
-            self._buffer += chunk
-        line, newline, self._buffer = self._buffer.partition(b"\n")
-        return line + newline
-
-
-class _SMTP(_Transcript, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_Transcript, smtplib.SMTP_SSL):
-    pass
-
-
-def _text(reply: bytes | str) -> str:
-    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply).replace("\n", " ")
-
-
-def reply_error(reply: SMTPReply) -> SMailError:
-    """A reply refusing a command: 530-538 -> exit 4; otherwise exit 5 (4xx temporary)."""
-    if reply.code in AUTH_REFUSED:
-        return AuthError(_("The server requires authentication before {what}: {reply}").format(
-            what=reply.command, reply=reply), reply=reply)
-    if reply.temporary:
-        return SendError(_("The server temporarily refused {what}: {reply}").format(
-            what=reply.command, reply=reply), reply=reply)
-    return SendError(_("The server refused {what}: {reply}").format(what=reply.command, reply=reply),
-                     reply=reply)
 
 
 class _StaleConnection(Exception):
@@ -198,9 +106,8 @@ class SMTPSession:
         self._token: Secret | None = settings.token
 
     @classmethod
-    def from_config(cls, config: Config) -> SMTPSession:
-        settings = config.transport
-        assert isinstance(settings, SMTPSettings)
+    def from_settings(cls, settings: SMTPSettings) -> SMTPSession:
+        """A session whose XOAUTH2 token, when the application obtains it, is asked for on first use."""
         token_source = None
         if settings.auth is AuthType.XOAUTH2 and settings.token is None and settings.app:
             app = settings.app
@@ -240,11 +147,11 @@ class SMTPSession:
         try:
             connection.client.quit()
         except (smtplib.SMTPException, OSError):
-            _close(connection.client)
+            close_quietly(connection.client)
 
     def _drop(self) -> None:
         if self._connection is not None:
-            _close(self._connection.client)
+            close_quietly(self._connection.client)
         self._connection = None
 
     def _open(self) -> _Connection:
@@ -252,7 +159,7 @@ class SMTPSession:
         try:
             self._authenticate(connection)
         except BaseException:
-            _close(connection.client)
+            close_quietly(connection.client)
             raise
         self._connection = connection
         return connection
@@ -269,16 +176,12 @@ class SMTPSession:
         log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
         client: smtplib.SMTP
         try:
-            # A placeholder name: smtplib would otherwise look up this computer's FQDN here.
-            if s.tls_mode is TLSMode.IMPLICIT:
-                client = _SMTPS(local_hostname="localhost", timeout=s.timeout, context=self._tls_context())
-            else:
-                client = _SMTP(local_hostname="localhost", timeout=s.timeout)
-            client._host = s.server  # smtplib sets it only when the constructor connects
+            client = new_client(s.server, timeout=s.timeout,
+                                context=self._tls_context() if s.tls_mode is TLSMode.IMPLICIT else None)
             code, greeting = client.connect(s.server, s.port)
             if code != READY:  # smtplib checks the greeting only when its constructor connects
-                _close(client)
-                reply = SMTPReply(code, _text(greeting), "CONNECT")
+                close_quietly(client)
+                reply = SMTPReply(code, text_of(greeting), "CONNECT")
                 raise ConnectError(_("{where} refused the session: {reply}").format(
                     where=self.where, reply=reply), reply=reply)
         except SMailError:
@@ -287,7 +190,7 @@ class SMTPSession:
             raise self._network_error(exc) from exc
         connection = _Connection(client)
         try:
-            client.local_hostname = s.helo or ehlo_name(_local_address(client))
+            client.local_hostname = s.helo or ehlo_name(local_address(client))
             self._hello(client)
             if s.tls_mode is TLSMode.STARTTLS:
                 if not client.has_extn("starttls"):
@@ -303,15 +206,15 @@ class SMTPSession:
                 log.info(_("TLS established with {where}: {version}, {cipher}.").format(
                     where=self.where, version=connection.tls_version, cipher=connection.cipher))
         except SMailError:
-            _close(client)
+            close_quietly(client)
             raise
         except smtplib.SMTPResponseException as exc:
-            _close(client)
+            close_quietly(client)
             raise TLSError(_("{where} refused STARTTLS: {reply}").format(
-                where=self.where, reply=f"{exc.smtp_code} {_text(exc.smtp_error)}"),
-                reply=SMTPReply(exc.smtp_code, _text(exc.smtp_error), "STARTTLS")) from exc
+                where=self.where, reply=f"{exc.smtp_code} {text_of(exc.smtp_error)}"),
+                reply=SMTPReply(exc.smtp_code, text_of(exc.smtp_error), "STARTTLS")) from exc
         except Exception as exc:
-            _close(client)
+            close_quietly(client)
             raise self._network_error(exc) from exc
         return connection
 
@@ -320,40 +223,15 @@ class SMTPSession:
         if not 200 <= code < 300:
             code, reply = client.helo()
             if not 200 <= code < 300:
-                raise reply_error(SMTPReply(code, _text(reply), "EHLO"))
+                raise reply_error(SMTPReply(code, text_of(reply), "EHLO"))
 
     def _network_error(self, exc: BaseException) -> SMailError:
-        """socket, ssl and smtplib connection failures -> exit 3, transient where retrying helps."""
-        where, timeout = self.where, self.settings.timeout
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(exc, SMailError):
-            return exc
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return TLSError(_("The certificate of {where} could not be verified: {reason}. Use /CA_FILE to trust its CA.").format(
-                where=where, reason=exc.verify_message or exc.reason))
-        if (failure := tls.verifier_failure(exc)) is not None:
-            return TLSError(_("The certificate of {where} could not be verified: the system's certificate verifier failed: {reason}.").format(
-                where=where, reason=str(reason(failure)).rstrip(".")))
-        if isinstance(exc, ssl.SSLError):
-            return TLSError(_("The TLS handshake with {where} failed: {reason}").format(
-                where=where, reason=exc.reason or exc))
-        if isinstance(exc, socket.gaierror):
-            return NameResolutionError(_("The server name {server} could not be resolved: {reason}").format(
-                server=self.settings.server, reason=exc.strerror), temporary=exc.errno == socket.EAI_AGAIN)
-        if isinstance(exc, UnicodeError):  # a host name the IDNA codec refuses
-            return NameResolutionError(_("The server name {server} could not be resolved: {reason}").format(
-                server=self.settings.server, reason=exc), temporary=False)
-        if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
-            return ConnectError(_("{where} did not answer within {seconds:g} s.").format(
-                where=where, seconds=timeout))
-        if isinstance(exc, ConnectionRefusedError):
-            return ConnectError(_("{where} refused the connection.").format(where=where))
-        if isinstance(exc, smtplib.SMTPServerDisconnected):
-            return ConnectError(_("{where} closed the connection unexpectedly.").format(where=where))
-        if isinstance(exc, OSError):
-            return ConnectError(_("Cannot connect to {where}: {reason}").format(
-                where=where, reason=reason(exc)))
-        raise exc
+        """The SMail error for a connection failure; a bug is raised as it is."""
+        error = smtp_replies.network_error(exc, where=self.where, server=self.settings.server,
+                                           timeout=self.settings.timeout)
+        if error is None:
+            raise exc
+        return error
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -382,18 +260,19 @@ class SMTPSession:
                 raise AuthError(_("{where} offers none of CRAM-MD5, PLAIN, LOGIN; it offers: {offered}.").format(
                     where=self.where, offered=" ".join(offered) or "-"))
             responder = sasl.password_responder(mechanism, user, s.password.reveal() if s.password else "")
-        if connection.tls_version is None and not _is_loopback(client):
+        if connection.tls_version is None and not is_loopback(client):
             log.warning(_("Authenticating without TLS: the credentials cross the network unencrypted."))
         try:
             self._sasl(client, mechanism, responder)
         except smtplib.SMTPAuthenticationError as exc:
-            reply = SMTPReply(exc.smtp_code, _text(exc.smtp_error), "AUTH")
+            reply = SMTPReply(exc.smtp_code, text_of(exc.smtp_error), "AUTH")
             if reasons:
-                raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply} (reason given by the server: {reason})").format(
-                    where=self.where, user=s.username, mechanism=mechanism, reply=reply,
-                    reason=reasons[-1]), reply=reply) from exc
-            raise AuthError(_("{where} refused the authentication of {user} with {mechanism}: {reply}").format(
-                where=self.where, user=s.username, mechanism=mechanism, reply=reply), reply=reply) from exc
+                text = _("{where} refused the authentication of {user} with {mechanism}: {reply} (reason given by the server: {reason})").format(
+                    where=self.where, user=s.username, mechanism=mechanism, reply=reply, reason=reasons[-1])
+            else:
+                text = _("{where} refused the authentication of {user} with {mechanism}: {reply}").format(
+                    where=self.where, user=s.username, mechanism=mechanism, reply=reply)
+            raise AuthError(explain(text, reply, mechanism=mechanism), reply=reply) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._network_error(exc) from exc
         log.info(_("Authenticated as {user} with {mechanism}.").format(user=s.username, mechanism=mechanism))
@@ -410,9 +289,14 @@ class SMTPSession:
     def _sasl(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
         """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII)."""
         def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode("ascii")
+            # The encoded answer carries the password or token as it is: a server that echoes
+            # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
+            # error line, the log or the result file.
+            encoded = base64.b64encode(data).decode("ascii")
+            redact.remember(encoded)
+            return encoded
         initial = responder(None)
-        assert isinstance(client, _Transcript)
+        assert isinstance(client, Transcript)
         client.masking_auth = True
         try:
             command = f"AUTH {mechanism}" + (f" {b64(initial)}" if initial is not None else "")
@@ -445,7 +329,7 @@ class SMTPSession:
             self._drop()
             if reused:
                 raise _StaleConnection(err) from err
-            raise
+            raise dropped(err, err.__cause__) from err
         except SMailError as err:
             # After a refusal the server is in a known state: keep the line, unless the reply
             # was 421, which closes it (RFC 5321 section 3.8).
@@ -458,7 +342,7 @@ class SMTPSession:
             error = self._network_error(exc)
             if reused:
                 raise _StaleConnection(error) from exc
-            raise error from exc
+            raise dropped(error, exc) from exc
         except BaseException:
             self._drop()
             raise
@@ -470,11 +354,11 @@ class SMTPSession:
         """Send commands and read their replies; all at once when the server pipelines."""
         if client.has_extn("pipelining"):
             client.send(b"".join(line + b"\r\n" for _verb, line in commands))
-            return [SMTPReply(*_reply(client), verb) for verb, _line in commands]
+            return [SMTPReply(*read_reply(client), verb) for verb, _line in commands]
         replies = []
         for verb, line in commands:
             client.send(line + b"\r\n")
-            replies.append(SMTPReply(*_reply(client), verb))
+            replies.append(SMTPReply(*read_reply(client), verb))
         return replies
 
     def _mail_options(self, client: smtplib.SMTP, message: Message, rendered: Rendered) -> tuple[str, str]:
@@ -535,13 +419,14 @@ class SMTPSession:
             except (smtplib.SMTPException, OSError):
                 self._drop()
             details = "; ".join(f"{address}: {reply}" for address, reply in refused)
+            first = refused[0][1]
             if any(reply.code in AUTH_REFUSED for _a, reply in refused):
-                raise AuthError(_("The server requires authentication before {what}: {reply}").format(
-                    what="RCPT TO", reply=details), reply=refused[0][1])
-            raise RecipientsRefusedError(ngettext(
+                raise AuthError(explain(_("The server requires authentication before {what}: {reply}").format(
+                    what="RCPT TO", reply=details), first), reply=first)
+            raise RecipientsRefusedError(explain(ngettext(
                 "The server refused {n} recipient, so nothing was sent: {details}",
                 "The server refused {n} recipients, so nothing was sent: {details}",
-                len(refused)).format(n=len(refused), details=details), refused=refused)
+                len(refused)).format(n=len(refused), details=details), first), refused=refused)
         return tuple(box.address for box in recipients)
 
     def _data(self, connection: _Connection, rendered: Rendered, on_commit: Commit | None) -> SMTPReply:
@@ -559,7 +444,7 @@ class SMTPSession:
         # A file that changed or vanished raises here, before the final dot: the server then
         # discards what it received when the connection closes (RFC 5321 section 4.1.1.4).
         try:
-            for block in _coalesce(dot_stuff(rendered.chunks()), WRITE_SIZE):
+            for block in coalesce(dot_stuff(rendered.chunks()), WRITE_SIZE):
                 sock.sendall(block)
         except OSError as exc:
             self._drop()
@@ -570,7 +455,7 @@ class SMTPSession:
         try:
             sock.sendall(b".\r\n")
             transcript.debug("C: <%d bytes of message data>", rendered.size)
-            end = SMTPReply(*_reply(client), "DATA")
+            end = SMTPReply(*read_reply(client), "DATA")
         except KeyboardInterrupt:
             self._drop()
             raise InterruptedAfterCommitError(_("Interrupted after the message was handed over to {where}: it may have been delivered. Check before sending it again.").format(
@@ -608,61 +493,3 @@ class SMTPSession:
         return Receipt(status=Status.SENT, message_id=message.message_id, accepted=accepted,
                        server=self.where, reply=str(reply), queue_id=queue_id,
                        tls_version=connection.tls_version, summary=summary)
-
-
-def _reply(client: smtplib.SMTP) -> tuple[int, str]:
-    code, text = client.getreply()
-    return code, _text(text)
-
-
-def ehlo_name(local_address: str | None, *, fqdn: Callable[[], str] = socket.getfqdn) -> str:
-    """The EHLO name: this computer's fully qualified name (in IDNA), else the address literal
-    of the connection's local address (RFC 5321 section 4.1.3), never a bare short name."""
-    name = fqdn()
-    if "." in name.strip("."):
-        try:
-            return ascii_name(name)
-        except ValueError:
-            pass
-    try:
-        address = ipaddress.ip_address((local_address or "127.0.0.1").split("%")[0])
-    except ValueError:
-        address = ipaddress.ip_address("127.0.0.1")
-    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
-
-
-def _local_address(client: smtplib.SMTP) -> str | None:
-    try:
-        assert client.sock is not None
-        return str(client.sock.getsockname()[0])
-    except (OSError, AssertionError):
-        return None
-
-
-def _coalesce(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """Group small chunks into writes of about `size` bytes (fewer packets, no stalls)."""
-    pending: list[bytes] = []
-    length = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        length += len(chunk)
-        if length >= size:
-            yield b"".join(pending)
-            pending, length = [], 0
-    if pending:
-        yield b"".join(pending)
-
-
-def _is_loopback(client: smtplib.SMTP) -> bool:
-    try:
-        assert client.sock is not None
-        return ipaddress.ip_address(client.sock.getpeername()[0]).is_loopback
-    except (OSError, ValueError, AssertionError):
-        return False
-
-
-def _close(client: Any) -> None:
-    try:
-        client.close()
-    except Exception:  # closing a broken connection must not hide the real error
-        pass

@@ -68,6 +68,7 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths the fuzzer writes (logs, error files) stay here
 
 
+@pytest.mark.slow  # a third of the suite's time: make test runs it, make test-fast does not
 def test_a_hundred_thousand_random_command_lines(capfd):
     rng = random.Random(20261130)
     for case in range(100_000):

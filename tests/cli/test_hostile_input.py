@@ -34,7 +34,7 @@ def no_crash(code: int, text: str) -> None:
 
 
 def smail_process(*args: str | bytes, cwd: Path, env: dict[bytes, bytes] | None = None,
-                  timeout: float = 20) -> subprocess.CompletedProcess[bytes]:
+                  timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """A real SMail process with raw bytes arguments; crash reports go to cwd, not /tmp."""
     environ = {key: value for key, value in os.environb.items() if not key.upper().startswith(b"SMAIL_")}
     environ.update({b"LANG": b"en_US.UTF-8", b"TMPDIR": os.fsencode(cwd)})
@@ -145,7 +145,7 @@ def test_wildcard_matching_a_latin1_file_name_sends_it_under_its_readable_name(s
 @pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex_codec", "quopri", "uu", "bz2", "punycode",
                                      "undefined"])
 def test_body_charset_that_is_not_a_text_encoding_is_exit_2(run_smail, files, charset):
-    """BUG: options.charset() checks with b"".decode(name), which CPython answers "" for any
+    """BUG: converters.charset() checks with b"".decode(name), which CPython answers "" for any
     codec without calling it; the body file then crashes in decode_body(): exit 7."""
     body = files("body.txt", "Bonjour, voici la facture.\n")
     others = [a for a in BASIC if not a.startswith("/BODY=")]

@@ -369,10 +369,10 @@ def test_kill_9_after_the_final_dot_leaves_one_message_and_no_outbox_entry(scrip
                              "/RESULT_FILE=result.json"], cwd=tmp_path, env=process_environ(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert server.dot.wait(10), "the message never reached the server"
+        assert server.dot.wait(120), "the message never reached the server"
         time.sleep(0.2)
         proc.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up runs
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -398,10 +398,10 @@ def test_ctrl_c_after_the_final_dot_says_it_may_have_been_delivered(scripted, tm
                             cwd=tmp_path, env=process_environ(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        assert server.dot.wait(10), "the message never reached the server"
+        assert server.dot.wait(120), "the message never reached the server"
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -88,8 +88,8 @@ def test_a_lock_file_deleted_during_a_flush_never_lets_a_second_flush_send_twice
     assert handler.received, "flush A never sent"
     os.unlink(box / ".lock")
     second = flush()
-    first.communicate(timeout=20)
-    second.communicate(timeout=20)
+    first.communicate(timeout=300)
+    second.communicate(timeout=300)
     counts = Counter(MESSAGE_ID.search(r.data).group(1) for r in list(handler.received))  # type: ignore[union-attr]
     assert len(counts) == 6
     twice = [mid for mid, n in counts.items() if n > 1]
@@ -120,11 +120,11 @@ def test_an_outbox_path_with_non_utf8_bytes_round_trips_in_a_real_process(smtpd,
     box = os.fsencode(tmp_path) + b"/bo\xffte"
     env = {**os.environ, "LANG": "C.UTF-8"}
     queued = subprocess.run([sys.executable, "-m", "smail", *down(), *BASIC, "/SUBJECT=s", b"/OUTBOX=" + box,
-                             "/TIMEOUT=5"], cwd=ROOT, env=env, capture_output=True, timeout=30)
+                             "/TIMEOUT=5"], cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert queued.returncode == ExitCode.QUEUED, queued.stderr
     flushed = subprocess.run([sys.executable, "-m", "smail", *server.options, "/FLUSH", b"/OUTBOX=" + box,
                               b"/RESULT_FILE=" + box + b".json", "/TIMEOUT=5"], cwd=ROOT, env=env,
-                             capture_output=True, timeout=30)
+                             capture_output=True, timeout=120)
     assert flushed.returncode == ExitCode.OK, flushed.stderr
     assert b"Traceback" not in flushed.stderr + queued.stderr
     assert len(handler.received) == 1

@@ -381,7 +381,7 @@ def test_large_attachment_streams_intact(smtpd, run_smail, files):
 
 @pytest.mark.parametrize("peer, loopback", [("127.0.0.1", True), ("::1", True), ("192.0.2.10", False)])
 def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
-    from smail.transports import smtp
+    from smail.transports import smtp_client
 
     class Sock:
         def getpeername(self):
@@ -389,7 +389,7 @@ def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
 
     class Client:
         sock = Sock()
-    assert smtp._is_loopback(Client()) is loopback  # False -> "Authenticating without TLS" warning
+    assert smtp_client.is_loopback(Client()) is loopback  # False -> "Authenticating without TLS" warning
 
 
 @pytest.mark.parametrize("fqdn, local, expected", [
@@ -401,8 +401,8 @@ def test_auth_without_tls_warns_only_off_loopback(peer, loopback):
     ("bad..name.example", None, "[127.0.0.1]"),
 ])
 def test_default_ehlo_name_is_a_fqdn_or_an_address_literal(fqdn, local, expected):
-    from smail.transports import smtp
-    assert smtp.ehlo_name(local, fqdn=lambda: fqdn) == expected
+    from smail.transports import smtp_client
+    assert smtp_client.ehlo_name(local, fqdn=lambda: fqdn) == expected
 
 
 def test_ehlo_argument_recorded_by_the_server_is_a_fqdn_or_an_address_literal(smtpd, run_smail):

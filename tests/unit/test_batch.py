@@ -7,6 +7,8 @@ import codecs
 import io
 import os
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,9 +16,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smail import batch
-from smail.batch import CSVFile, Row, classify, detect_encoding, detect_separator, render_template
-from smail.errors import ExitCode, FileMissingError, ParamError, SMailError
+from smail import reader
+from smail.batch.columns import classify
+from smail.batch.results import Recorded, ResultsFile, read_results, row_key
+from smail.batch.rows import in_row
+from smail.batch.runner import Batch
+from smail.batch.table import CSVFile, Row, detect_encoding, detect_separator
+from smail.batch.tally import ProgressBar, Tally, batch_exit_code
+from smail.batch.templates import render_template
+from smail.config import validate
+from smail.errors import (
+    ConnectError,
+    ExitCode,
+    FileMissingError,
+    ParamError,
+    RecipientsRefusedError,
+    RetryExceededError,
+    SMailError,
+    SMTPReply,
+)
+from smail.output import Console
 from smail.receipt import Status
 
 
@@ -158,10 +177,29 @@ def test_refused_columns(names, message):
 def test_row_key_ignores_column_order_but_not_values():
     columns = classify(["TO", "n"])
     swapped = classify(["n", "TO"])
-    key = batch.row_key(columns, Row(2, ("a@t.test", "1")))
-    assert key == batch.row_key(swapped, Row(2, ("1", "a@t.test")))
-    assert key != batch.row_key(columns, Row(2, ("a@t.test", "2")))
+    key = row_key(columns, Row(2, ("a@t.test", "1")))
+    assert key == row_key(swapped, Row(2, ("1", "a@t.test")))
+    assert key != row_key(columns, Row(2, ("a@t.test", "2")))
     assert len(key) == 16
+
+
+# -- a row's errors ---------------------------------------------------------------------------
+
+REFUSED = SMTPReply(550, "5.1.1 no such user", "RCPT TO")
+
+
+@pytest.mark.parametrize("err", [
+    ParamError("bad value"),
+    RecipientsRefusedError("refused", refused=(("a@t.test", REFUSED),)),  # keyword-only facts
+    RetryExceededError("gave up", last=ConnectError("down"), attempts=3),
+], ids=["param", "refused-recipient", "retry-exceeded"])
+def test_a_row_error_keeps_its_class_code_and_facts_and_names_the_row(err):
+    located = in_row(err, 4, "TO")
+    assert type(located) is type(err) and located.exit_code == err.exit_code
+    assert located.message == str(located) == f"Row 4, column TO: {err.message}"
+    assert {k: v for k, v in vars(located).items() if k != "message"} == \
+        {k: v for k, v in vars(err).items() if k != "message"}
+    assert err.message in ("bad value", "refused", "gave up")  # the original is left as it was
 
 
 # -- templates --------------------------------------------------------------------------------
@@ -224,7 +262,7 @@ def test_used_variables_are_collected():
 
 def test_results_file_lines_and_the_last_status_of_each_row(tmp_path):
     path = tmp_path / "results.csv"
-    results = batch.ResultsFile(path)
+    results = ResultsFile(path)
     results.start(truncate=True)
     results.record(2, "sending", message_id="<a@x>", key="k2")
     results.record(2, "sent", exit_code=0, message_id="<a@x>", text="250 ok\r\nqueued", key="k2")
@@ -235,60 +273,60 @@ def test_results_file_lines_and_the_last_status_of_each_row(tmp_path):
     assert data.startswith(codecs.BOM_UTF8 + b"row,status,exit_code,message_id,reply_or_error,key,time\r\n")
     assert b"2,sent,0,<a@x>,250 ok queued,k2," in data
     assert b'4,refused,5,,"550 ""no"", such; user",k4,' in data
-    assert batch.read_results(path) == {2: batch.Recorded("sent", "k2"), 3: batch.Recorded("sending", "k3"),
-                                        4: batch.Recorded("refused", "k4")}
+    assert read_results(path) == {2: Recorded("sent", "k2", "<a@x>"), 3: Recorded("sending", "k3"),
+                                        4: Recorded("refused", "k4")}
 
 
 def test_results_file_is_truncated_only_for_a_new_run(tmp_path):
     path = tmp_path / "results.csv"
     path.write_bytes(b"row,status,exit_code,message_id,reply_or_error,key\r\n2,sent,0,,,k\r\n")
-    appended = batch.ResultsFile(path)
+    appended = ResultsFile(path)
     appended.start(truncate=False)
     appended.record(3, "sent", key="k3")
     appended.close()
-    assert set(batch.read_results(path)) == {2, 3}
-    fresh = batch.ResultsFile(path)
+    assert set(read_results(path)) == {2, 3}
+    fresh = ResultsFile(path)
     fresh.start(truncate=True)
     fresh.close()
-    assert batch.read_results(path) == {}
+    assert read_results(path) == {}
 
 
 def test_read_results_is_tolerant_of_foreign_and_missing_files(tmp_path):
-    assert batch.read_results(tmp_path / "missing.csv") == {}
+    assert read_results(tmp_path / "missing.csv") == {}
     path = tmp_path / "r.csv"
     path.write_text("garbage\n\nrow,status\nx,sent,0,,,k\n5,sent,0,,,k5\n6,sent\n", encoding="utf-8")
-    assert batch.read_results(path) == {5: batch.Recorded("sent", "k5")}
+    assert read_results(path) == {5: Recorded("sent", "k5")}
 
 
 def test_a_second_writer_of_the_results_file_is_refused(tmp_path):
     path = tmp_path / "results.csv"
-    first = batch.ResultsFile(path)
+    first = ResultsFile(path)
     try:
         with pytest.raises(SMailError, match="is being written by another SMail run"):
-            batch.ResultsFile(path)
+            ResultsFile(path)
     finally:
         first.close()
-    batch.ResultsFile(path).close()  # released with its file
+    ResultsFile(path).close()  # released with its file
 
 
 def test_each_line_is_one_write(tmp_path, monkeypatch):
     path = tmp_path / "results.csv"
-    results = batch.ResultsFile(path)
+    results = ResultsFile(path)
     writes: list[bytes] = []
     real_write = os.write
 
     def spy(fd: int, data: bytes) -> int:
         writes.append(bytes(data))
         return real_write(fd, data)
-    monkeypatch.setattr(batch.os, "write", spy)
+    monkeypatch.setattr(os, "write", spy)
     results.record(2, "sending", message_id="<a@x>", key="k")
     results.close()
     assert len(writes) == 1 and writes[0].startswith(b"2,sending,,<a@x>,,k,") and writes[0].endswith(b"\r\n")
 
 
 def test_a_short_write_is_an_error(tmp_path, monkeypatch):
-    results = batch.ResultsFile(tmp_path / "results.csv")
-    monkeypatch.setattr(batch.os, "write", lambda fd, data: len(data) - 1)
+    results = ResultsFile(tmp_path / "results.csv")
+    monkeypatch.setattr(os, "write", lambda fd, data: len(data) - 1)
     with pytest.raises(OSError):
         results.record(2, "sending")
     results.close()
@@ -306,12 +344,12 @@ def test_a_short_write_is_an_error(tmp_path, monkeypatch):
     (0, [ExitCode.QUEUED, ExitCode.QUEUED], ExitCode.QUEUED),
 ])
 def test_batch_exit_code(accepted, failures, expected):
-    assert batch.batch_exit_code(accepted, Counter(failures)) == expected
+    assert batch_exit_code(accepted, Counter(failures)) == expected
 
 
 @given(st.integers(0, 50), st.lists(st.sampled_from(list(ExitCode)[1:]), max_size=50))
 def test_batch_exit_code_properties(accepted, failures):
-    code = batch.batch_exit_code(accepted, Counter(failures))
+    code = batch_exit_code(accepted, Counter(failures))
     if not failures:
         assert code is ExitCode.OK
     elif accepted:
@@ -321,7 +359,7 @@ def test_batch_exit_code_properties(accepted, failures):
 
 
 def test_tally_counts_in_words():
-    tally = batch.Tally()
+    tally = Tally()
     for status, code in [(Status.SENT, ExitCode.OK)] * 498 + [(Status.REFUSED, ExitCode.SEND)] * 2 + [
             (Status.SKIPPED, ExitCode.OK), (Status.MAYBE_SENT, ExitCode.SEND)]:
         tally.add(status, code)
@@ -333,7 +371,7 @@ def test_tally_counts_in_words():
 def test_summary_is_translated():
     from smail import i18n
 
-    tally = batch.Tally()
+    tally = Tally()
     tally.add(Status.SENT, ExitCode.OK)
     tally.add(Status.REFUSED, ExitCode.SEND)
     tally.add(Status.REFUSED, ExitCode.SEND)
@@ -350,7 +388,7 @@ def test_summary_is_translated():
 def test_progress_line():
     stream = io.StringIO()
     now = [100.0]
-    bar = batch.ProgressBar(stream, 500, clock=lambda: now[0])
+    bar = ProgressBar(stream, 500, clock=lambda: now[0])
     now[0] = 110.0
     bar.update(100)
     bar.update(101)  # too soon after the last one: not drawn
@@ -358,3 +396,56 @@ def test_progress_line():
     bar.update(500, final=True)
     assert stream.getvalue() == ("\r[####                ] 100/500 rows, 10.0/s, 0:00:40 left  "
                                  "\r[####################] 500/500 rows, 25.0/s, 0:00:00 left  \n")
+
+
+# -- the run's stop state ---------------------------------------------------------------------
+
+def wait_for(condition, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.01)
+
+
+def test_the_first_reason_to_stop_stands_when_a_worker_fails_to_record_its_row_later(tmp_path, monkeypatch):
+    """Two rows in flight (Graph sends several at once): row 2 finds the server gone, then row 3,
+    already being sent, cannot write its `sending` line. The batch stopped because the server
+    is gone: the later failure, found in a worker, must not replace that reason."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO\na@t.test\nb@t.test\n", encoding="utf-8")
+    results = tmp_path / "results.csv"
+    raw = reader.parse(["/MODE=GRAPH", "/O365_TENANT_ID=t", "/O365_APP_ID=a", "/O365_SECRET=s",
+                         "/GRAPH_SENDER=u@d.test", f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/RETRY=1",
+                         "/BODY=x"], {})
+    config = validate(raw)
+    second_started = threading.Event()
+    batch: Batch
+
+    class Session:
+        where = "graph.test"
+
+        def send(self, message, rendered, *, on_commit=None):
+            if message.to[0].address == "a@t.test":
+                assert second_started.wait(30)
+                raise ConnectError("the server is gone")
+            second_started.set()
+            wait_for(lambda: batch.stop_error is not None)
+            on_commit()
+            raise AssertionError("the row was sent although its `sending` line could not be written")
+
+        def close(self):
+            pass
+
+    real_record = ResultsFile.record
+
+    def record(self, row, status, **facts):
+        if row == 3 and status == "sending":
+            raise OSError(28, "No space left on device")
+        real_record(self, row, status, **facts)
+    monkeypatch.setattr(ResultsFile, "record", record)
+    batch = Batch(config, raw, Console(io.StringIO(), io.StringIO()), workers=2,
+                  open_session=lambda settings: Session())
+    outcome = batch.run()
+    assert isinstance(batch.stop_error, ConnectError)
+    assert outcome.text.startswith("Batch stopped: the server is gone")
+    assert outcome.exit_code == ExitCode.CONNECT

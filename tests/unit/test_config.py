@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from smail.cloud import Cloud
 from smail.config import validate
 from smail.errors import FileMissingError, InvalidModeError, ParamError
-from smail.options import AuthType, Cloud, TLSMode, parse
+from smail.reader import parse
+from smail.sasl import AuthType
+from smail.tls import TLSMode
 
 
 def smtp_args(tmp_path: Path, *extra: str) -> list[str]:

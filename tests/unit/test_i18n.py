@@ -9,7 +9,7 @@ from pathlib import Path
 import catalogs  # build/ is on pytest's pythonpath, as it is on sys.path for every build script
 import pytest
 
-from smail import i18n, options
+from smail import i18n, reader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_order_lang_env_config_os_then_english(tmp_path):
     ini.write_text("[smail]\nlang = fr\n", encoding="utf-8")
 
     def language(argv: list[str], environ: dict[str, str], os_language: str | None) -> str:
-        wanted = options.parse(argv, environ, tolerant=True).get("LANG")
+        wanted = reader.parse(argv, environ, tolerant=True).get("LANG")
         return i18n.choose_language(wanted, environ, ui_language=lambda: os_language)
     assert language(["/LANG=EN", f"/CONFIG={ini}"], {"SMAIL_LANG": "FR"}, "fr") == "en"
     assert language([f"/CONFIG={ini}"], {"SMAIL_LANG": "EN"}, "fr") == "en"

@@ -11,24 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from smail.addresses import Mailbox, parse_header, parse_mailbox, parse_mailboxes, split_addresses
 from smail.errors import ExitCode, FileChangedError, FileMissingError, ParamError
 from smail.message import (
     FilePart,
-    Mailbox,
-    MessageSettings,
+    check_message,
     decode_body,
     decode_windows_1252,
     file_name,
     html_to_text,
     load_message,
     open_part,
-    parse_header,
-    parse_mailbox,
-    parse_mailboxes,
     part_chunks,
     read_part,
-    split_addresses,
 )
+from smail.settings import MessageSettings
 
 FIXED_TIME = 1_774_000_000.0  # 2026-03-20
 
@@ -414,6 +411,17 @@ def test_load_message_defaults_give_a_fresh_id_and_the_current_date():
     first, second = load_message(settings()), load_message(settings())
     assert first.message_id != second.message_id and first.message_id.endswith("@demo.test>")
     assert email.utils.parsedate_to_datetime(first.date).tzinfo is not None
+
+
+def test_every_message_the_command_line_builds_passes_the_read_back_checks(tmp_path):
+    logo = tmp_path / "logo 1.png"
+    logo.write_bytes(b"\x89PNG")
+    body = tmp_path / "Mail.html"
+    body.write_text('<p>Bonjour <img src="cid:logo 1.png"></p>', encoding="utf-8")
+    check_message(load(subject="Facture\tété", from_name="Service compta", to=("Zoé <zoé@exämple.fr>",),
+                       cc=("\"Last, First\" <c@x.test>",), bcc=("b@x.test",), reply_to="r@demo.test",
+                       headers=("X-ERP: FAC-1",), body_file=body, inline=(logo,), attachments=(logo,)))
+    check_message(load_message(settings(from_addr="a@straße.de")))
 
 
 def test_message_id_uses_the_idna_domain():

@@ -19,18 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smail import __version__, mime
+from smail.addresses import Mailbox
 from smail.config import validate
 from smail.errors import FileChangedError, ParamError
+from smail.kinds import Priority
 from smail.message import (
     FilePart,
-    Mailbox,
     Message,
-    MessageSettings,
-    Priority,
     html_to_text,
     load_message,
 )
-from smail.options import parse
+from smail.reader import parse
+from smail.settings import MessageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES, GOLDEN = ROOT / "examples", ROOT / "tests" / "golden"
@@ -39,7 +39,7 @@ BASE = ["/SMTP_SERVER=smtp.test", "/FROM_ADDR=albert@demo.test", "/TO=client@tes
 
 def build(*args: str) -> bytes:
     config = validate(parse([*BASE, *args], {}))
-    return mime.render(load_message(config.message)).as_bytes()
+    return b"".join(mime.render(load_message(config.message)).chunks())
 
 
 def parsed(data: bytes) -> email.message.EmailMessage:
@@ -202,7 +202,7 @@ def test_encoded_size_matches_the_stream(tmp_path):
         (tmp_path / "f.bin").write_bytes(b"z" * size)
         config = validate(parse([*BASE, "/BODY=x", f"/ATTACH={tmp_path / 'f.bin'}"], {}))
         rendered = mime.render(load_message(config.message))
-        assert rendered.size == len(rendered.as_bytes())
+        assert rendered.size == len(b"".join(rendered.chunks()))
 
 
 # -- helpers for messages built without the option layer --------------------------------------
@@ -220,7 +220,7 @@ def make(**values: object) -> Message:
 
 
 def render(message: Message) -> bytes:
-    return mime.render(message).as_bytes()
+    return b"".join(mime.render(message).chunks())
 
 
 def fields(data: bytes) -> list[str]:
@@ -615,7 +615,7 @@ def test_a_file_changed_after_loading_is_refused_before_its_content(tmp_path):
     path.write_bytes(b"%PDF-2")
     os.utime(path, ns=(0, 0))
     with pytest.raises(FileChangedError) as caught:
-        rendered.as_bytes()
+        b"".join(rendered.chunks())
     assert caught.value.exit_code == 8
 
 

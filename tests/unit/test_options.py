@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from smail import options
+from smail import converters
 from smail.errors import FileMissingError, ParamError
-from smail.options import OPTIONS, Source, parse
+from smail.options import OPTIONS, Source
+from smail.reader import parse
 
 
 def test_every_syntax_form_and_case():
@@ -126,12 +127,12 @@ def test_config_file_in_ansi(tmp_path):
 @pytest.mark.parametrize("word, expected", [("YES", True), ("no", False), ("1", True), ("0", False),
                                             ("TRUE", True), ("false", False)])
 def test_switch_values(word, expected):
-    assert options.yes_no(word) is expected
+    assert converters.yes_no(word) is expected
 
 
 def test_bad_switch_value():
-    with pytest.raises(options.ConversionError):
-        options.yes_no("maybe")
+    with pytest.raises(converters.ConversionError):
+        converters.yes_no("maybe")
 
 
 def test_every_option_has_help_and_a_unique_name():
@@ -144,25 +145,25 @@ def test_wildcards(tmp_path):
     for name in ("a.pdf", "b.pdf", "c.txt"):
         (tmp_path / name).write_text("x")
     (tmp_path / "d.pdf").mkdir()  # a folder matching the pattern is not a file
-    assert [p.name for p in options.file_list(str(tmp_path / "*.pdf"))] == ["a.pdf", "b.pdf"]
+    assert [p.name for p in converters.file_list(str(tmp_path / "*.pdf"))] == ["a.pdf", "b.pdf"]
     with pytest.raises(FileMissingError, match="No file matches"):
-        options.file_list(str(tmp_path / "*.doc"))
+        converters.file_list(str(tmp_path / "*.doc"))
 
 
 def test_a_file_name_holding_a_separator_is_one_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ("Facture 1,2.pdf", "a;b.txt", "c.txt"):
         (tmp_path / name).write_text("x")
-    assert [p.name for p in options.file_list("Facture 1,2.pdf")] == ["Facture 1,2.pdf"]
-    assert [p.name for p in options.file_list("c.txt;a;b.txt, Facture 1,2.pdf")] == [
+    assert [p.name for p in converters.file_list("Facture 1,2.pdf")] == ["Facture 1,2.pdf"]
+    assert [p.name for p in converters.file_list("c.txt;a;b.txt, Facture 1,2.pdf")] == [
         "c.txt", "a;b.txt", "Facture 1,2.pdf"]
     with pytest.raises(FileMissingError, match="File not found: Facture 1"):
-        options.file_list("Facture 1,3.pdf")
+        converters.file_list("Facture 1,3.pdf")
 
 
 def test_file_items_split_on_both_separators(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert options.file_items("a.pdf, b.pdf;c.pdf") == ["a.pdf", "b.pdf", "c.pdf"]
+    assert converters.file_items("a.pdf, b.pdf;c.pdf") == ["a.pdf", "b.pdf", "c.pdf"]
 
 
 def test_unreadable_response_file_is_exit_8(tmp_path, monkeypatch):

@@ -15,8 +15,11 @@ import pytest
 
 from smail import i18n, mime, outbox
 from smail.errors import ConnectError, ExitCode, FileChangedError, MaybeSentError, SendError, SMTPReply
-from smail.message import Message, MessageSettings, Priority, load_message
+from smail.kinds import Priority
+from smail.message import Message, load_message
+from smail.outbox import disk, layout
 from smail.receipt import Receipt, Status
+from smail.settings import MessageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +44,7 @@ def transient_receipt(msg: Message) -> Receipt:
 
 
 def test_lock_waits_then_gives_up(tmp_path):
-    holder = outbox._lock(tmp_path, 0)
+    holder = disk.lock(tmp_path, 0)
     assert holder is not None
     now = [0.0]
     slept: list[float] = []
@@ -50,11 +53,11 @@ def test_lock_waits_then_gives_up(tmp_path):
         slept.append(seconds)
         now[0] += seconds
     try:
-        assert outbox._lock(tmp_path, 1.0, clock=lambda: now[0], sleep=sleep) is None
+        assert disk.lock(tmp_path, 1.0, clock=lambda: now[0], sleep=sleep) is None
     finally:
         os.close(holder)
-    assert 1.0 <= sum(slept) < 1.0 + 2 * outbox.LOCK_POLL
-    fd = outbox._lock(tmp_path, 0)
+    assert 1.0 <= sum(slept) < 1.0 + 2 * disk.LOCK_POLL
+    fd = disk.lock(tmp_path, 0)
     assert fd is not None
     os.close(fd)
 
@@ -68,37 +71,39 @@ def test_every_message_field_is_stored():
 
 
 def test_an_entry_renders_the_very_same_bytes_from_its_own_copies(message, tmp_path):
-    before = mime.render(message).as_bytes()
+    before = b"".join(mime.render(message).chunks())
     box = tmp_path / "box"
     name = outbox.write_entry(box, message, mime.render(message), transient_receipt(message))
     for part in (*message.inline, *message.attachments):
         part.path.unlink()  # the originals may go: the entry has its copies
     loaded = outbox.read_entry(box / name)
-    assert mime.render(loaded.message).as_bytes() == before
+    assert b"".join(mime.render(loaded.message).chunks()) == before
     assert loaded.message.message_id == message.message_id and loaded.message.date == message.date
-    assert [p.path.parent for p in loaded.message.attachments] == [box / name / outbox.FILES]
+    assert [p.path.parent for p in loaded.message.attachments] == [box / name / layout.FILES]
     assert dataclasses.replace(loaded.message, inline=message.inline, attachments=message.attachments) == message
-    status = json.loads((box / name / outbox.STATUS).read_text(encoding="utf-8"))
+    status = json.loads((box / name / layout.STATUS).read_text(encoding="utf-8"))
     assert status["attempts"] == 1 and status["last_exit_code"] == 3
     assert status["last_error"] == "127.0.0.1:25 refused the connection."
     assert sorted(p.name for p in box.iterdir()) == [name]
 
 
-def test_undecodable_names_round_trip(tmp_path):
+def test_undecodable_names_round_trip_but_such_a_message_is_never_sent(tmp_path):
     message = load_message(MessageSettings(from_addr="a@b.test", to=("c@d.test",), subject="caf\udce9",
                                            body_text="x"))
     name = outbox.write_entry(tmp_path, message, types.SimpleNamespace(size=0))  # storage only
-    assert outbox.read_entry(tmp_path / name).message.subject == "caf\udce9"
+    assert layout.load(tmp_path / name / layout.ENTRY)["message"]["subject"] == "caf\udce9"
+    with pytest.raises(layout.Unreadable, match="not valid Unicode"):  # no message can carry it
+        outbox.read_entry(tmp_path / name)
 
 
 def test_entry_names_sort_oldest_first(message, tmp_path):
     names = [outbox.write_entry(tmp_path, message, mime.render(message), now=t)
              for t in (1_800_000_000.5, 1_700_000_000.25, 1_700_000_000.0)]
-    assert outbox._entries(tmp_path) == names[::-1]
+    assert layout.entries(tmp_path) == names[::-1]
     (tmp_path / "failed").mkdir()
     (tmp_path / ".new-x").mkdir()
     (tmp_path / "file").write_text("")
-    assert outbox._entries(tmp_path) == names[::-1]
+    assert layout.entries(tmp_path) == names[::-1]
 
 
 def test_a_file_changed_since_the_message_was_built_is_not_kept(message, tmp_path):
@@ -123,34 +128,34 @@ def test_a_file_changed_since_the_message_was_built_is_not_kept(message, tmp_pat
 ])
 def test_damaged_entries_are_named_not_crashed_on(message, tmp_path, change, text):
     name = outbox.write_entry(tmp_path, message, mime.render(message))
-    path = tmp_path / name / outbox.ENTRY
+    path = tmp_path / name / layout.ENTRY
     document = json.loads(path.read_text(encoding="utf-8"))
     change(document)
     path.write_text(json.dumps(document), encoding="utf-8")
-    with pytest.raises(outbox._Unreadable, match=text.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(layout.Unreadable, match=text.replace("(", r"\(").replace(")", r"\)")):
         outbox.read_entry(tmp_path / name)
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="POSIX symlinks")
 def test_a_copy_replaced_by_a_symlink_is_refused(message, tmp_path):
     name = outbox.write_entry(tmp_path, message, mime.render(message))
-    copy = tmp_path / name / outbox.FILES / "1"
+    copy = tmp_path / name / layout.FILES / "1"
     copy.unlink()
     copy.symlink_to("/etc/hostname")
-    with pytest.raises(outbox._Unreadable, match="is damaged"):
+    with pytest.raises(layout.Unreadable, match="is damaged"):
         outbox.read_entry(tmp_path / name)
 
 
 # -- keep() ------------------------------------------------------------------------------------
 
 def settings_for(folder: Path):
-    from smail.config import OutboxSettings
+    from smail.settings import OutboxSettings
     return OutboxSettings(folder=folder, max_age=72 * 3600.0)
 
 
 def test_keep_stores_the_entry_and_exits_10_on_stderr(message, tmp_path):
     outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
-    [name] = outbox._entries(tmp_path / "box")
+    [name] = layout.entries(tmp_path / "box")
     assert outcome.exit_code == ExitCode.QUEUED
     assert outcome.error is not None  # the message was not delivered: stderr and /ERROR_FILE
     assert outcome.text == (f"127.0.0.1:25 refused the connection. The message is kept in the outbox "
@@ -175,7 +180,7 @@ def test_keep_never_stores_a_refusal_or_a_may_have_been_sent(message, tmp_path, 
 def test_keep_when_the_outbox_cannot_be_written_keeps_the_original_code(message, tmp_path, monkeypatch):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(outbox, "_write_new", full)
+    monkeypatch.setattr(disk, "write_new", full)
     outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
     assert outcome.exit_code == ExitCode.CONNECT and outcome.error is not None
     assert outcome.text == (f"127.0.0.1:25 refused the connection. The message could not be kept in the outbox "
@@ -184,16 +189,16 @@ def test_keep_when_the_outbox_cannot_be_written_keeps_the_original_code(message,
 
 
 def test_a_failure_after_the_rename_still_says_kept(message, tmp_path, monkeypatch):
-    real = outbox._fsync_dir
+    real = disk.fsync_dir
     box = tmp_path / "box"
 
     def fsync_dir(path):
         if path == box:
             raise OSError(errno.EIO, "Input/output error")
         real(path)
-    monkeypatch.setattr(outbox, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(disk, "fsync_dir", fsync_dir)
     outcome = outbox.keep(settings_for(box), message, mime.render(message), transient_receipt(message))
-    assert outcome.exit_code == ExitCode.QUEUED and len(outbox._entries(box)) == 1
+    assert outcome.exit_code == ExitCode.QUEUED and len(layout.entries(box)) == 1
 
 
 # -- French -------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_result_file_is_json_with_every_field(tmp_path):
     assert message == {"status": "sent", "message_id": "<m@x.test>", "accepted": ["a@x.test"], "refused": [],
                        "server": "smtp.x.test:587", "reply": "250 2.0.0 Ok: queued as 4F2A1", "request_id": None,
                        "queue_id": "4F2A1", "tls_version": "TLSv1.3", "attempts": 2, "duration": 1.235,
-                       "exit_code": 0, "exit_name": "EXIT_OK", "error": None, "source": {}}
+                       "exit_code": 0, "exit_name": "EXIT_OK", "error": None, "source": {}, "resend": False}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
 
 

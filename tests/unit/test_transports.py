@@ -13,6 +13,8 @@ from smail.transports import Job, Pacer, deliver, send_many
 class FakeSession:
     """Answers each message with the next scripted outcome (a Receipt or an error)."""
 
+    where = "fake.test:25"
+
     def __init__(self, *outcomes: object) -> None:
         self.outcomes = list(outcomes)
         self.sent: list[object] = []

@@ -1,0 +1,39 @@
+"""/BATCH: one message per row of a CSV file, over one session, each row sent at most once.
+
+The CSV is streamed, never held, and read three times: the output check of the configuration
+collects the files the rows name (`table.files_named`); a first pass builds and renders every
+row's message (addresses, files, templates) so that one bad row stops the run before anything
+leaves; the second pass sends, producing each message only when the session asks for the next one.
+
+Never twice, per row: /BATCH_RESULT gets a `sending` line just before the end of a message
+goes out and the row's final line after its outcome, each with one write on a file opened
+for appending, so that a run killed at any point leaves an exact record for /BATCH_RESUME.
+
+    table      the CSV file: encoding, separator, rows
+    columns    the header: options a row may set, template variables
+    templates  the Jinja2 sandbox
+    rows       one row -> its message
+    results    /BATCH_RESULT and what it records for /BATCH_RESUME
+    tally      the counts, the exit code, the progress line
+    runner     the run itself
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smail.config import Config
+    from smail.options import RawOptions
+    from smail.output import Console
+    from smail.receipt import Outcome
+
+__all__ = ["run"]
+
+
+def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+    """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
+    # The run is imported here, so that reading the CSV (table) does not load the transports.
+    from smail.batch.runner import run as run_batch
+
+    return run_batch(config, raw, console, workers=workers)

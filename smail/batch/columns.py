@@ -1,0 +1,49 @@
+"""The header of a /BATCH CSV file: each column an option a row may set, or a template variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from smail.errors import ParamError
+from smail.i18n import _
+from smail.options import BY_NAME, OPTIONS, Option
+
+# Options a row may set, and those message_settings() reads besides them (default sender).
+ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o.name in ("SMTP_USERNAME", "GRAPH_SENDER"))
+FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE"})
+ADDRESS_COLUMNS: Final = frozenset({"TO", "CC", "BCC", "REPLY_TO"})
+
+
+@dataclass(frozen=True)
+class Column:
+    index: int
+    name: str                  # as written in the header
+    option: Option | None      # the option it sets per row; None for a template variable
+
+
+def classify(names: list[str]) -> tuple[Column, ...]:
+    """Header cells -> columns: an option a row may set, or a template variable (any case)."""
+    columns: list[Column] = []
+    seen: dict[str, str] = {}
+    for index, raw_name in enumerate(names):
+        name = raw_name.strip()
+        if not name:
+            continue  # an unnamed column (a trailing separator) is ignored
+        if "\0" in name:
+            raise ParamError(_("Row {row}, column {column}: {error}").format(
+                row=1, column=index + 1, error=_("a NUL character is not allowed; is this a text file?")))
+        key = name.upper().replace("-", "_")
+        option = BY_NAME.get(key)
+        if option is not None and key != option.name and len(key) <= 2 and not option.per_row:
+            option = None  # a short alias of a command-line option (H, ? for HELP) names a variable
+        if option is not None and not option.per_row:
+            raise ParamError(_("Column {column}: /{name} cannot change from one row to another; give it on the command line.").format(
+                column=name, name=option.name))
+        identity = option.name if option is not None else name.casefold()
+        if identity in seen:
+            raise ParamError(_("Columns {first} and {second} name the same thing: keep one.").format(
+                first=seen[identity], second=name))
+        seen[identity] = name
+        columns.append(Column(index, name, option))
+    return tuple(columns)

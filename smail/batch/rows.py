@@ -1,0 +1,121 @@
+"""One /BATCH row -> its message: the row's options over the command line's, templates rendered."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
+from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Column
+from smail.batch.table import Row
+from smail.batch.templates import render_template
+from smail.config import Values, message_settings
+from smail.converters import file_list
+from smail.errors import ParamError, SMailError
+from smail.i18n import _
+from smail.kinds import Mode
+from smail.message import (
+    Message,
+    draft_message,
+    finish_message,
+)
+from smail.options import BY_NAME, RawOptions, convert
+from smail.settings import MessageSettings
+
+
+def _at(err: SMailError, text: str) -> SMailError:
+    """The same error (class, exit code, protocol facts) with a message naming where it arose.
+
+    Made without calling the error's constructor, which copy.copy() would call with the message
+    alone: some errors need keyword arguments (the refused recipients, an exhausted retry's last
+    error), and a TypeError here would turn a row's failure into exit 7.
+    """
+    located = type(err).__new__(type(err), text)
+    located.__dict__.update(vars(err))
+    located.message = text
+    return located
+
+
+def in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
+    """The error, its message prefixed with the row (and the column) it comes from."""
+    if column is None:
+        return _at(err, _("Row {row}: {error}").format(row=row, error=err.message))
+    return _at(err, _("Row {row}, column {column}: {error}").format(row=row, column=column, error=err.message))
+
+
+
+class RowBuilder:
+    """A row's options over the command line's, then its message with its templates rendered."""
+
+    def __init__(self, raw: RawOptions, mode: Mode, csv_path: Path, columns: tuple[Column, ...]) -> None:
+        self.raw = raw
+        self.mode = mode
+        self.folder = Path(os.path.abspath(csv_path)).parent
+        self.columns = columns
+        self.used: set[str] = set()  # variables the templates read, in lower case
+
+    def settings(self, row: Row) -> MessageSettings:
+        row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources))
+        chosen_files: dict[str, tuple[Path, ...]] = {}
+        bodies = [c.name for c in self.columns
+                  if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
+        if len(bodies) > 1:
+            raise ParamError(_("Row {row}: columns {first} and {second} both give the body; leave one of the two cells empty.").format(
+                row=row.number, first=bodies[0], second=bodies[1]))
+        for column in self.columns:
+            option, cell = column.option, row.cells[column.index]
+            if option is None or not cell.strip():
+                continue  # an empty cell leaves the command line's value
+            try:
+                if option.name in FILE_COLUMNS:
+                    chosen_files[option.name] = file_list(cell, base=self.folder)
+                    row_raw.values[option.name] = []
+                    continue
+                if option.name == "BODY_FILE":
+                    path = Path(cell.strip().strip('"'))
+                    cell = str(path if path.is_absolute() else self.folder / path)
+                convert(option, cell)
+                if option.name in ADDRESS_COLUMNS:
+                    parse_mailboxes([cell])
+                elif option.name == "FROM_ADDR":
+                    parse_mailbox(cell)
+                elif option.name == "HEADER":
+                    parse_header(cell)
+            except SMailError as err:
+                raise in_row(err, row.number, column.name) from None
+            row_raw.values[option.name] = [cell] if option.repeat else cell
+            other = {"BODY": "BODY_FILE", "BODY_FILE": "BODY"}.get(option.name)
+            if other is not None:  # a row's body replaces the command line's, whatever its kind
+                row_raw.values.pop(other, None)
+        try:
+            settings = message_settings(Values(row_raw, ROW_OPTIONS), self.mode)
+        except SMailError as err:
+            raise in_row(err, row.number) from None
+        if chosen_files:
+            settings = replace(settings, attachments=chosen_files.get("ATTACH", settings.attachments),
+                               inline=chosen_files.get("INLINE", settings.inline))
+            html = settings.body_file is not None and settings.body_file.suffix.lower() in (".htm", ".html")
+            if settings.inline and not html:
+                raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
+                              row.number, "INLINE")
+        return settings
+
+    def variables(self, row: Row) -> dict[str, str]:
+        return {c.name.casefold(): row.cells[c.index] for c in self.columns}
+
+    def message(self, row: Row) -> Message:
+        """The row's message, templates rendered; ParamError/FileMissingError naming the row."""
+        settings = self.settings(row)
+        variables = self.variables(row)
+        subject = render_template(settings.subject, html=False, variables=variables, row=row.number,
+                                  template="/SUBJECT", used=self.used)
+        try:
+            convert(BY_NAME["SUBJECT"], subject)  # no line break may come in through a variable
+            draft = draft_message(replace(settings, subject=subject))
+        except SMailError as err:
+            raise in_row(err, row.number) from None
+        template = str(settings.body_file) if settings.body_file is not None else "/BODY"
+        body = render_template(draft.body, html=draft.html, variables=variables, row=row.number,
+                               template=template, used=self.used)
+        return finish_message(draft, body=body)

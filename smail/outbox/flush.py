@@ -1,0 +1,569 @@
+"""/FLUSH: the waiting entries sent oldest first over one session, each at most once."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from smail import files, redact
+from smail.errors import ExitCode, SMailError, reason
+from smail.i18n import _, ngettext
+from smail.outbox import disk, handoff
+from smail.outbox.entry import origin_of, read_entry
+from smail.outbox.handoff import Kept
+from smail.outbox.layout import (
+    DONE,
+    ENTRY,
+    ENTRY_NAME,
+    FAILED,
+    FORMAT,
+    LOCK,
+    NEW,
+    REASON,
+    SENDING,
+    STALE_NEW,
+    STATUS,
+    UNCERTAIN,
+    Unreadable,
+    dump,
+    entries,
+    iso,
+    load,
+    name_time,
+)
+from smail.receipt import Outcome, Receipt, Status
+
+if TYPE_CHECKING:
+    from smail.config import Config
+    from smail.output import Console
+    from smail.settings import OutboxSettings
+    from smail.transports import Job, Session
+
+log = logging.getLogger("smail")
+
+
+def _age_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+
+class _OutboxError(SMailError):
+    """The outbox itself failed (an entry could not be marked as being sent): stop sending."""
+
+
+def _marked(entry: Path) -> bool:
+    """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
+    so that an entry that may have been sent is never sent again, whatever fails around it."""
+    try:
+        os.lstat(entry / SENDING)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _session_failed(receipt: Receipt) -> bool:
+    """A failure that ends the flush's session: not a drop on one entry, which the next entry,
+    over a new connection, may not meet."""
+    from smail.transports import dropped_on, ends_session
+
+    return ends_session(receipt) and not dropped_on(receipt)
+
+
+def _recorded_in(results: Path) -> Kept:
+    """What a batch's results file recorded, for a hidden entry a killed batch left."""
+    from smail.batch.results import read_results
+
+    try:
+        recorded = read_results(results)
+    except SMailError:
+        return lambda row, key, message_id: None
+
+    def kept(row: int, key: str, message_id: str) -> bool:
+        line = recorded.get(row)
+        return line is not None and line.status == Status.QUEUED.value and line.message_id == message_id
+    return kept
+
+
+def _empty(folder: Path) -> Outcome:
+    return Outcome(ExitCode.OK, _("The outbox {folder} is empty: nothing to send.").format(folder=folder))
+
+
+def flush(config: Config, console: Console) -> Outcome:
+    """/FLUSH: send the waiting entries oldest first over one session, each at most once."""
+    settings = config.outbox
+    assert settings is not None
+    folder = settings.folder
+    if config.output.dry_run:
+        return _dry_run(settings, console)
+    if not files.is_dir(folder):
+        return _empty(folder)
+    wait = config.transport.timeout
+    try:
+        fd = disk.lock(folder, wait)
+    except OSError as exc:
+        raise SMailError(_("The outbox {folder} cannot be locked: {reason}").format(
+            folder=folder, reason=reason(exc))) from None
+    if fd is None:
+        # Exit 1: this run did nothing (no server was contacted: not 3, 4 or 5), and nothing
+        # was kept or partly sent by it (not 10 or 11); the other flush is sending the entries.
+        raise SMailError(_("Another SMail /FLUSH is sending the outbox {folder} and still held it after {seconds} s: this run sent nothing; the messages stay for the next /FLUSH.").format(
+            folder=folder, seconds=round(wait)))
+    try:
+        return _Flush(config, settings, lock=fd).run()
+    finally:
+        os.close(fd)
+
+
+class _Flush:
+    """One /FLUSH under the outbox lock: what it sent, kept and moved."""
+
+    def __init__(self, config: Config, settings: OutboxSettings, *, lock: int | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self.config, self.settings, self.now, self.lock = config, settings, now, lock
+        self.folder = settings.folder
+        self.receipts: dict[str, Receipt] = {}
+        self.stop: SMailError | None = None
+        self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        from smail import transports
+
+        self._clean()
+        for name in entries(self.folder):
+            if _marked(self.folder / name):
+                self._recover(name)
+        if self.settings.resend_uncertain:
+            self._bring_back()
+        # An entry in flight that could not be moved to uncertain/ stays, and is never sent.
+        names = [n for n in entries(self.folder) if n not in self.receipts]
+        if not names and not self.receipts:
+            return _empty(self.folder)
+        session = transports.open_session(self.config.transport)
+        try:
+            while names:
+                if not self._send(session, names):
+                    break
+                names = [n for n in entries(self.folder) if n not in self.receipts]  # kept meanwhile
+        finally:
+            session.close()
+        for name in names:  # not tried: the session failed or the outbox did
+            if name not in self.receipts and self._prepare(name, send=False) is not None:
+                self._waiting(name, None, self.stop)
+        return self._outcome()
+
+    def _send(self, session: Session, names: list[str]) -> bool:
+        from smail import transports
+
+        # One at a time, in both modes: strictly oldest first, and a backlog is rarely large.
+        complete = transports.send_many(session, self._jobs(names), self.config.retry, on_done=self._done,
+                                        per_second=self.settings.per_second, ends=_session_failed)
+        return complete and self.stop is None
+
+    def _jobs(self, names: Iterable[str]) -> Iterator[Job]:
+        for name in names:
+            if self.stop is None and self.lock is not None and not disk.holds_lock(self.folder, self.lock):
+                self.stop = SMailError(_("The outbox lock {path} was removed during the flush: stopping, so that another /FLUSH cannot send the same messages.").format(
+                    path=self.folder / LOCK))
+            if self.stop is not None:
+                return
+            job = self._prepare(name, send=True)
+            if job is not None:
+                yield job
+
+    def _prepare(self, name: str, *, send: bool) -> Job | None:
+        """The entry's job, or None once a damaged or expired entry has gone to failed/."""
+        from smail import mime
+        from smail.transports import Job
+
+        entry = self.folder / name
+        if not files.is_dir(entry):
+            return None
+        if _marked(entry):  # in flight, and could not be moved to uncertain/: never sent again
+            if name not in self.receipts:
+                self._recover(name)
+            return None
+        resend = name in self.resends  # brought back by this run: its age is the administrator's call
+        try:
+            loaded = read_entry(entry, now=self.now())
+            rendered = mime.render(loaded.message)
+        except Unreadable as bad:
+            self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
+                                                       error=bad.text, source={"entry": name}))
+            return None
+        except OSError as exc:  # e.g. held by an antivirus: left for the next flush, until it expires
+            text = _("The outbox entry {entry} cannot be read now: {reason}").format(entry=name, reason=reason(exc))
+            kept = name_time(name)
+            if kept is not None and self.now() - kept > self.settings.max_age and not resend:
+                self._expire(name, None, text)
+            else:
+                self._waiting(name, None, SMailError(text))
+            return None
+        except (ValueError, SMailError) as exc:  # text no message can carry, a part that cannot be built
+            why = exc.message if isinstance(exc, SMailError) else str(exc).encode("utf-8", "backslashreplace").decode()
+            text = _("The outbox entry is damaged: {reason}").format(reason=why)
+            self._move(name, FAILED, text, Receipt(status=Status.REFUSED, exit_code=ExitCode.ERROR, error=text,
+                                                   source={"entry": name}))
+            return None
+        age = self.now() - loaded.created
+        if age > self.settings.max_age and not resend:  # a resend is the administrator's decision
+            self._expire(name, loaded.message.message_id, None)
+            return None
+        return Job(key=name, message=loaded.message, rendered=rendered,
+                   on_commit=(lambda: self._commit(name)) if send else None)
+
+    def _expire(self, name: str, message_id: str | None, error: str | None) -> None:
+        """Older than /OUTBOX_MAX_AGE: to failed/ with the last error, never sent."""
+        limit = _age_text(self.settings.max_age)
+        last = error or self._status(name).get("last_error")
+        if isinstance(last, str) and last:
+            text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up. Last error: {error}").format(
+                age=limit, error=last)
+        else:
+            text = _("It could not be delivered within {age} (/OUTBOX_MAX_AGE): given up.").format(age=limit)
+        self._move(name, FAILED, text, Receipt(status=Status.REFUSED, message_id=message_id,
+                                               exit_code=ExitCode.RETRY_EXCEEDED, error=text, source={"entry": name}))
+
+    def _resend(self, name: str) -> bool:
+        """Whether this entry is sent again by the administrator's decision (/RESEND_UNCERTAIN)."""
+        return name in self.resends or self._status(name).get("resend") is True
+
+    def _commit(self, name: str) -> None:
+        """Just before the end of the message goes out: mark the entry as in flight, durably,
+        so that a flush killed from now on leaves it to uncertain/ instead of sending it again."""
+        entry = self.folder / name
+        try:
+            disk.write_new(entry / SENDING, dump({"since": iso(self.now()), "pid": os.getpid()}))
+            disk.fsync_dir(entry)
+        except OSError as exc:
+            raise _OutboxError(_("The outbox entry {entry} could not be marked as being sent ({reason}), so it was not sent.").format(
+                entry=name, reason=reason(exc))) from None
+
+    def _done(self, job: Job, receipt: Receipt) -> None:
+        from smail.transports import ends_session
+
+        name = str(job.key)
+        receipt = receipt.with_facts(source={"entry": name}, resend=self._resend(name))
+        failure = receipt.failure
+        if receipt.status is Status.SENT:
+            self.receipts[name] = receipt
+            if receipt.resend:
+                log.warning(_("Outbox entry {entry} sent again (/RESEND_UNCERTAIN): {summary}").format(
+                    entry=name, summary=receipt.summary))
+            else:
+                log.info(_("Outbox entry {entry} sent: {summary}").format(entry=name, summary=receipt.summary))
+            self._remove(name)
+        elif receipt.status is Status.MAYBE_SENT:
+            self._move(name, UNCERTAIN, receipt.error or "", receipt)
+        elif receipt.status is Status.FAILED or isinstance(failure, _OutboxError) or ends_session(receipt):
+            if isinstance(failure, _OutboxError) or _session_failed(receipt):
+                self.stop = self.stop or failure
+            self._unmark(name)
+            self._waiting(name, receipt, failure)
+        else:  # refused for good: sending it again cannot help
+            self._unmark(name)
+            self._move(name, FAILED, receipt.error or "", receipt)
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def _status(self, name: str, where: Path | None = None) -> dict[str, Any]:
+        try:
+            document = load((where or self.folder / name) / STATUS)
+        except (OSError, ValueError, Unreadable):
+            return {}
+        return document if isinstance(document, dict) else {}
+
+    def _update_status(self, entry: Path, **changes: Any) -> None:
+        """Replace status.json; a failure only loses the counters, never the entry."""
+        document = self._status(entry.name, entry)
+        document.setdefault("format", FORMAT)
+        document.update(changes)
+        try:  # never through a link: replace_name replaces a link by that name itself
+            files.replace_name(entry / STATUS, dump(document))
+        except OSError as exc:
+            log.warning(_("The status of the outbox entry {entry} could not be written: {reason}").format(
+                entry=entry.name, reason=reason(exc)))
+
+    def _waiting(self, name: str, receipt: Receipt | None, failure: SMailError | None) -> None:
+        """The entry stays for the next flush; its status counts the attempt."""
+        error = redact.redact(receipt.error or "") if receipt else (failure.message if failure else "")
+        if receipt is not None and receipt.attempts:
+            attempts = self._status(name).get("attempts")
+            self._update_status(self.folder / name, last_attempt=iso(self.now()), last_error=error or None,
+                                last_exit_code=int(receipt.exit_code),
+                                attempts=(attempts if isinstance(attempts, int) else 0) + receipt.attempts)
+        if receipt is None:
+            receipt = Receipt(status=Status.QUEUED, error=error or None, source={"entry": name},
+                              exit_code=failure.exit_code if failure else ExitCode.ERROR)
+        self.receipts[name] = receipt.with_facts(status=Status.QUEUED, source={"entry": name})
+        if error:
+            log.warning(_("Outbox entry {entry} stays for the next /FLUSH: {error}").format(entry=name, error=error))
+
+    def _unmark(self, name: str) -> None:
+        """After a certain non-delivery, the entry is no longer in flight."""
+        entry = self.folder / name
+        try:
+            if os.path.lexists(entry / SENDING):
+                os.unlink(entry / SENDING)
+                disk.fsync_dir(entry)
+        except OSError as exc:
+            log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
+                entry=name, reason=reason(exc)))
+
+    def _remove(self, name: str) -> None:
+        """Delete a sent entry: renamed aside at once (one atomic step), then erased."""
+        done = self.folder / f"{DONE}{name}"
+        try:
+            files.rename(self.folder / name, done)
+            disk.fsync_dir(self.folder)
+        except OSError as exc:
+            log.warning(_("The outbox entry {entry} was sent but could not be removed ({reason}): the next /FLUSH will move it to uncertain.").format(
+                entry=name, reason=reason(exc)))
+            return
+        shutil.rmtree(done, ignore_errors=True)
+
+    def _move(self, name: str, where: str, text: str, receipt: Receipt) -> None:
+        """To failed/ or uncertain/ with its reason; the entry is never sent again from there.
+        When it cannot be moved, it stays in place: one in flight keeps its mark (never sent)."""
+        text = redact.redact(text)
+        entry = self.folder / name
+        self.receipts[name] = receipt.with_facts(source={"entry": name})
+        try:
+            files.replace_name(entry / REASON, f"{iso(self.now())} {text}\n".encode("utf-8", "backslashreplace"))
+        except OSError as exc:  # the reason is still in the log and the result file
+            log.warning(_("The reason could not be written into the outbox entry {entry}: {reason}").format(
+                entry=name, reason=reason(exc)))
+        self._update_status(entry, outcome=where, reason=text)
+        target_folder = self.folder / where
+        try:
+            if not files.real_folder(target_folder):
+                if os.path.lexists(target_folder):  # a link (or a file): never moved into, nor through
+                    raise NotADirectoryError(errno.ENOTDIR, _("it is not a folder (a link or a file)"))
+                target_folder.mkdir()
+            target = target_folder / name
+            number = 1
+            while os.path.lexists(target):
+                number += 1
+                target = target_folder / f"{name}-{number}"
+            files.rename(entry, target)
+            disk.fsync_dir(self.folder)
+            disk.fsync_dir(target_folder)
+        except OSError as exc:
+            # Left in place: an entry in flight keeps its mark, so that no flush sends it again.
+            stays = _("The outbox entry {entry} could not be moved to {folder} ({reason}): it stays in the outbox, and is never sent as it is.").format(
+                entry=name, folder=target_folder, reason=reason(exc))
+            log.warning(stays)
+            self.receipts[name] = receipt.with_facts(source={"entry": name}, error=f"{text} {stays}")
+            return
+        try:  # its job is done; without it, the entry can be moved back to be sent again
+            os.unlink(target / SENDING)
+        except OSError:
+            pass
+        log.warning(_("Outbox entry {entry} moved to {folder}: {reason}").format(entry=name, folder=target, reason=text))
+
+    def _recover(self, name: str) -> None:
+        """An entry left in flight by a flush that died: it may have been delivered."""
+        text = _("A /FLUSH stopped after the end of this message went out: it may have been delivered. Check before sending it again.")
+        message_id = None
+        try:
+            document = load(self.folder / name / ENTRY)
+            found = document.get("message", {}).get("message_id")
+            message_id = found if isinstance(found, str) else None
+        except (OSError, ValueError, Unreadable, AttributeError):
+            pass
+        self._move(name, UNCERTAIN, text, Receipt(status=Status.MAYBE_SENT, message_id=message_id,
+                                                  exit_code=ExitCode.SEND, error=text))
+
+    def _clean(self) -> None:
+        """Erase what dead processes left: entries half-deleted, and half-written long ago."""
+        try:
+            items = list(os.scandir(self.folder))
+        except OSError:
+            return
+        for item in items:
+            try:
+                stale = item.name.startswith(DONE) or (
+                    item.name.startswith(NEW) and self.now() - item.stat(follow_symlinks=False).st_mtime > STALE_NEW)
+            except OSError:
+                continue
+            if stale and item.is_dir(follow_symlinks=False):
+                where = origin_of(Path(item.path)) if item.name.startswith(NEW) else None
+                if where is not None:  # kept for a batch row killed before it appeared
+                    handoff.decide(self.folder, Path(item.path), where, _recorded_in(Path(where["results"])))
+                else:
+                    shutil.rmtree(item.path, ignore_errors=True)
+
+    def _bring_back(self) -> None:
+        """/RESEND_UNCERTAIN: the entries of uncertain/ go back to the outbox, each marked as a
+        resend before it moves, to be sent again by this flush."""
+        where = self.folder / UNCERTAIN
+        if not files.real_folder(where):
+            if os.path.lexists(where):
+                log.warning(_("{folder} is not a folder (a link or a file): nothing is sent again from it.").format(
+                    folder=where))
+            return
+        try:
+            items = sorted(os.scandir(where), key=lambda item: item.name)
+        except OSError as exc:
+            log.warning(_("{folder} cannot be read: {reason}").format(folder=where, reason=reason(exc)))
+            return
+        for item in items:
+            found = ENTRY_NAME.match(item.name)
+            rest = item.name[found.end():] if found else ""
+            if not found or not (rest == "" or (rest[:1] == "-" and rest[1:].isdigit())) \
+                    or not item.is_dir(follow_symlinks=False):
+                continue
+            name, source = found.group(0), Path(item.path)
+            if os.path.lexists(self.folder / name):
+                log.warning(_("{entry} is both in {folder} and in the outbox: it is not sent again.").format(
+                    entry=item.name, folder=where))
+                continue
+            self._update_status(source, resend=True)
+            try:
+                files.rename(source, self.folder / name)
+                disk.fsync_dir(self.folder)
+                disk.fsync_dir(where)
+            except OSError as exc:
+                log.warning(_("The outbox entry {entry} could not be moved back from {folder} ({reason}): it is not sent again.").format(
+                    entry=item.name, folder=where, reason=reason(exc)))
+                continue
+            try:
+                os.unlink(self.folder / name / SENDING)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # still marked: the next flush puts it back in uncertain/
+                log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
+                    entry=name, reason=reason(exc)))
+                continue
+            self.resends.add(name)
+            log.warning(_("Outbox entry {entry} moved back from {folder}, to be sent again (/RESEND_UNCERTAIN).").format(
+                entry=name, folder=where))
+
+    # -- the outcome ---------------------------------------------------------------------------
+
+    def _outcome(self) -> Outcome:
+        # Receipt.as_json deep-copies every field, and some errors cannot be copied: the error
+        # is already in each receipt's text and in the outcome.
+        receipts = [r.with_facts(failure=None) for r in self.receipts.values()]
+        if not receipts:
+            return _empty(self.folder)
+        sent = sum(r.status is Status.SENT for r in receipts)
+        if sent == len(receipts):
+            resent = sum(r.resend for r in receipts)
+            if resent:
+                text = ngettext("{n} message sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
+                                "{n} messages sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
+                                sent).format(n=sent, folder=self.folder, resent=resent, uncertain=self.folder / UNCERTAIN)
+            else:
+                text = ngettext("{n} message sent from the outbox {folder}; it is now empty.",
+                                "{n} messages sent from the outbox {folder}; it is now empty.",
+                                sent).format(n=sent, folder=self.folder)
+            return Outcome(ExitCode.OK, text, receipts)
+        first = next(r for r in receipts if r.status is not Status.SENT)
+        facts = {"folder": self.folder, "sent": sent, "waiting": sum(r.status is Status.QUEUED for r in receipts),
+                 "failed": sum(r.status is Status.REFUSED for r in receipts), "failed_folder": self.folder / FAILED,
+                 "uncertain": sum(r.status is Status.MAYBE_SENT for r in receipts),
+                 "uncertain_folder": self.folder / UNCERTAIN,
+                 "error": self.stop.message if self.stop is not None else first.error or ""}
+        if sent:
+            text = _("Outbox {folder}: {sent} sent, {waiting} still waiting, {failed} moved to {failed_folder}, {uncertain} moved to {uncertain_folder}. First failure: {error}").format(**facts)
+            return Outcome(ExitCode.PARTIAL, text, receipts, SMailError(text))
+        # None could be sent: the failure's own code (3 server down, 4 login refused...).
+        code = self.stop.exit_code if self.stop is not None else first.exit_code
+        text = _("{error} Outbox {folder}: {sent} sent, {waiting} still waiting, {failed} moved to {failed_folder}, {uncertain} moved to {uncertain_folder}.").format(**facts)
+        return Outcome(code, text, receipts, SMailError(text))
+
+
+
+# -- /FLUSH /DRY_RUN ---------------------------------------------------------------------------
+
+def _local_time(timestamp: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # outside what the local clock can show
+        return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
+    """One line per entry (created, recipients, subject); nothing connects, nothing moves."""
+    folder = settings.folder
+    names = entries(folder)
+    if not names and not (settings.resend_uncertain and files.real_folder(folder / UNCERTAIN)):
+        return _empty(folder)
+    receipts: list[Receipt] = []
+    for name in names:
+        entry = folder / name
+        try:
+            loaded = read_entry(entry)
+        except Unreadable as bad:
+            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
+                entry=name, reason=bad.text, folder=folder / FAILED))
+            continue
+        except OSError as exc:
+            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
+            continue
+        message = loaded.message
+        created = _local_time(loaded.created)
+        facts = {"entry": name, "created": created, "recipients": ", ".join(b.address for b in message.recipients),
+                 "subject": message.subject}
+        if _marked(entry):
+            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". A /FLUSH stopped while sending it: it would be moved to {folder}.").format(
+                folder=folder / UNCERTAIN, **facts))
+        elif time.time() - loaded.created > settings.max_age:
+            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". It is older than /OUTBOX_MAX_AGE: it would be moved to {folder}.").format(
+                folder=folder / FAILED, **facts))
+        else:
+            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\".").format(**facts))
+            receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id,
+                                    accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
+    if settings.resend_uncertain:
+        receipts += _dry_resends(folder, console)
+    count = len(receipts)
+    text = ngettext("Dry run: {n} message of the outbox {folder} would be sent; nothing was sent.",
+                    "Dry run: {n} messages of the outbox {folder} would be sent; nothing was sent.",
+                    count).format(n=count, folder=folder)
+    return Outcome(ExitCode.OK, text, receipts)
+
+
+def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
+    """/DRY_RUN /RESEND_UNCERTAIN: one line per entry of uncertain/ that would be sent again."""
+    where = folder / UNCERTAIN
+    if not files.real_folder(where):
+        return []
+    try:
+        names = sorted(item.name for item in os.scandir(where)
+                       if ENTRY_NAME.match(item.name) and item.is_dir(follow_symlinks=False))
+    except OSError as exc:
+        console.out(_("{folder} cannot be read: {reason}").format(folder=where, reason=reason(exc)))
+        return []
+    receipts = []
+    for name in names:
+        try:
+            message = read_entry(where / name).message
+        except Unreadable as bad:
+            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
+                entry=name, reason=bad.text, folder=folder / FAILED))
+            continue
+        except OSError as exc:
+            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
+            continue
+        console.out(_("{entry}: in {folder}, to {recipients}, subject \"{subject}\": it would be sent again (/RESEND_UNCERTAIN).").format(
+            entry=name, folder=where, recipients=", ".join(b.address for b in message.recipients),
+            subject=message.subject))
+        receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id, resend=True,
+                                accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
+    return receipts

@@ -1,0 +1,105 @@
+"""The settings each stage receives from the validation: frozen, one class per concern.
+
+The transports get their own settings (a GRAPH run has no SMTP fields to misuse), the message
+builder gets the message's, the batch and the outbox theirs; none of them sees the whole Config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from smail.cloud import AppCredentials
+from smail.kinds import Priority
+from smail.log import LogSettings
+from smail.output import ErrorFileOnSuccess
+from smail.redact import Secret
+from smail.sasl import AuthType
+from smail.tls import TLSMode, TLSSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageSettings:
+    """The message as the options describe it, before any file is read."""
+
+    subject: str = ""
+    from_name: str | None = None
+    from_addr: str
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    body_file: Path | None = None
+    body_text: str | None = None
+    body_charset: str | None = None
+    attachments: tuple[Path, ...] = ()
+    inline: tuple[Path, ...] = ()
+    priority: Priority | None = None
+    read_ack: bool = False
+    reception_ack: bool = False
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SMTPSettings:
+    server: str
+    port: int
+    tls_mode: TLSMode  # resolved: STARTTLS, IMPLICIT or NONE
+    tls: TLSSettings
+    auth: AuthType  # resolved: NONE, SASL or XOAUTH2
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    app: AppCredentials | None = None
+    helo: str | None = None
+    timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphSettings:
+    app: AppCredentials
+    sender: str
+    save_to_sent: bool
+    proxy: str | None = None
+    tls: TLSSettings
+    timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSettings:
+    dry_run: bool = False
+    save_eml: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reporting:
+    """Where a run reports, read once from the tolerant first pass: a run that fails
+    validation is still logged and reported where the user asked."""
+
+    log: LogSettings
+    error_file: Path | None = None
+    error_file_on_success: ErrorFileOnSuccess = ErrorFileOnSuccess.DELETE
+    error_file_encoding: str = "utf-8"
+    quiet: bool = False
+    result_file: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    rows: Path                      # /BATCH
+    results: Path | None = None     # /BATCH_RESULT
+    resume: bool = False            # /BATCH_RESUME
+    resend_uncertain: bool = False  # /RESEND_UNCERTAIN with /BATCH_RESUME
+    per_second: float | None = None  # /RATE
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxSettings:
+    folder: Path                    # /OUTBOX
+    flush: bool = False             # /FLUSH
+    resend_uncertain: bool = False  # /RESEND_UNCERTAIN with /FLUSH
+    max_age: float                  # /OUTBOX_MAX_AGE, seconds
+    per_second: float | None = None  # /RATE, for /FLUSH
+
+
+TransportSettings = SMTPSettings | GraphSettings
