@@ -1,4 +1,4 @@
-"""Smoke test of a built SMail binary (no test framework): python ci/smoke.py path/to/SMail[.exe]
+"""Smoke test of a built SMail binary (no test framework): python ci/smoke.py [--wine] path/to/SMail[.exe]
 
 Checks /VERSION, the help in French and English, exit codes 2, 8, 9 and 3, a real send to a
 local SMTP server (the message and its attachment arrive), a STARTTLS send with /CA_FILE and
@@ -20,6 +20,7 @@ import email
 import email.policy
 import locale
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -35,8 +36,18 @@ PASSES: list[str] = []
 NOT_PROVEN: list[str] = []
 
 
+# `python ci/smoke.py --wine SMail.exe` (the Wine stage, ci/wine.py) runs the Windows exe through
+# Wine from this machine's Python, which serves the test servers: a Windows Python that has
+# imported asyncio (aiosmtpd) makes Wine 8 hang the one-file exe's child process at start.
+LAUNCHER = ["wine64" if shutil.which("wine64") else "/usr/lib/wine/wine64"] if "--wine" in sys.argv else []
+WINE = bool(LAUNCHER)
+WINDOWS = WINE or sys.platform == "win32"  # the exe's system
+
+
 def under_wine() -> bool:
-    """True under Wine, whose ntdll exports wine_get_version (Windows' does not)."""
+    """True when the exe runs under Wine (--wine, or a Windows Python whose ntdll is Wine's)."""
+    if WINE:
+        return True
     if sys.platform != "win32":
         return False
     import ctypes
@@ -59,23 +70,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-WINE = under_wine()
 # SMail writes to a pipe in the system's encoding: UTF-8 here, the ANSI code page on Windows.
-OUTPUT_ENCODING = locale.getpreferredencoding(False) if sys.platform == "win32" else "utf-8"
+# (Under Wine: its U.S. English ANSI code page.)
+OUTPUT_ENCODING = ("cp1252" if WINE else locale.getpreferredencoding(False)) if WINDOWS else "utf-8"
 
 
 def run(exe: Path, *args: str, lang: str = "en_US.UTF-8", smail_lang: str | None = None
         ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMAIL_", "LC_", "LANG"))}
     env.update(LANG=lang, NO_PROXY="127.0.0.1,localhost")
+    if WINE:  # Wine names files in the Unix locale's encoding: one that exists, and UTF-8
+        env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
     if smail_lang:
         env["SMAIL_LANG"] = smail_lang
     for _attempt in range(3):
-        result = subprocess.run([str(exe), *args], capture_output=True, text=True, encoding=OUTPUT_ENCODING,
-                                errors="replace", env=env, timeout=60)
+        result = subprocess.run([*LAUNCHER, str(exe), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, encoding=OUTPUT_ENCODING, errors="replace", env=env, timeout=90)
         # Under a loaded Wine the one-file bootloader's CreateProcessW of its child now and then
         # fails before SMail starts: Wine's, not SMail's; that start is tried again, and said.
-        if not (WINE and "Failed to create child process" in result.stderr):
+        if not (under_wine() and "Failed to create child process" in result.stderr):
             break
         print(f"     (Wine could not start the exe's child process: started again) {result.stderr.strip()!r}")
     return result
@@ -99,11 +112,12 @@ def main(exe: Path) -> int:
     result = run(exe, "/VERSION")
     check("/VERSION", result.returncode == 0 and result.stdout.startswith("SMail ")
           and "Python 3." in result.stdout and "OpenSSL" in result.stdout, result)
+    print(f"     {result.stdout.strip()}")
     result = run(exe, "/LANG=FR", "/?")
     check("/? in French", result.returncode == 0 and "Options générales" in result.stdout, result)
     result = run(exe, "/?", lang="en_US.UTF-8")
     check("/? in English", result.returncode == 0 and "General options" in result.stdout, result)
-    if sys.platform == "win32":  # the UI language comes from Windows itself, not from LANG
+    if WINDOWS:  # the UI language comes from Windows itself, not from LANG
         result = run(exe, "/HELP", smail_lang="FR")
         check("/HELP with SMAIL_LANG=FR", "Codes de sortie" in result.stdout, result)
     else:
@@ -235,6 +249,7 @@ def finish() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_file():
+    arguments = [a for a in sys.argv[1:] if a != "--wine"]
+    if len(arguments) != 1 or not Path(arguments[0]).is_file():
         sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1]).resolve()))
+    sys.exit(main(Path(arguments[0]).resolve()))

@@ -116,7 +116,7 @@ def test_the_matrix_and_the_wine_stage_run_the_same_spec_build_script_and_smoke_
     assert "python ci/build_exe.py ${{ matrix.arch }}" in WORKFLOW
     assert "python ci/smoke.py dist/${{ matrix.arch }}/SMail.exe" in WORKFLOW
     source = (ROOT / "ci" / "wine.py").read_text(encoding="utf-8")
-    assert '["ci\\\\build_exe.py", "x64"]' in source and '["ci\\\\smoke.py", "dist\\\\x64\\\\SMail.exe"]' in source
+    assert '["ci\\\\build_exe.py", "x64"]' in source and '"ci/smoke.py", "--wine", "dist/x64/SMail.exe"]' in source
     assert 'ROOT / "spec" / f"SMail-{arch}.spec"' in (ROOT / "ci" / "build_exe.py").read_text(encoding="utf-8")
     test_target = MAKEFILE.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert " wine" in test_target and "\nwine: " in MAKEFILE
