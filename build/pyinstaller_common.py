@@ -147,7 +147,8 @@ def build_exe(arch: str, root: Path) -> None:
         # Imported on demand by SMail (listed so that no analysis can miss them): each path's
         # modules, jinja2 for batch templates among them.
         hiddenimports=["smail.transports.smtp", "smail.transports.graph", "smail.auth", "smail.certificate",
-                       "smail.batch", "smail.outbox", "smail.windows", "smail.htmltext", "jinja2.sandbox"],
+                       "smail.batch", "smail.outbox", "smail.windows", "smail.htmltext", "jinja2.sandbox",
+                       "smail.proxy", "python_socks.sync"],
         excludes=EXCLUDES,
         noarchive=False,
     )

@@ -7,16 +7,19 @@ requests exceptions: both become SMail errors here.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msal
 import requests
 
-from smail import certificate, httpclient, redact
-from smail.cloud import MICROSOFT_IDENTITY_HOSTS, AppCredentials
+from smail import assertion, certificate, certstore, cloud, httpclient, redact
+from smail.cloud import MICROSOFT_IDENTITY_HOSTS, AppCredentials, CertStore, SignIn
 from smail.errors import AuthError, FileMissingError, HTTPAnswer, IdentityUnavailableError, SMailError
 from smail.i18n import _
 from smail.redact import Secret
@@ -84,23 +87,44 @@ def refusal(result: dict[str, Any], app: AppCredentials, *, status: int = 0,
         error=error, description=description), answer=answer)
 
 
-def _credential(app: AppCredentials) -> str | dict[str, Any]:
-    """msal's client_credential: the secret, or the certificate (SHA-256 thumbprint form)."""
+StoreSigner = Callable[[str, CertStore | None], certstore.StoreCertificate]
+
+
+def _credential(app: AppCredentials, audience: Callable[[], str],
+                store_signer: StoreSigner | None) -> str | dict[str, Any]:
+    """msal's client_credential: the secret, the certificate file (SHA-256 thumbprint form), or
+    an assertion signed by the key of a store certificate (found and checked here)."""
     if app.secret is not None:
         return app.secret.reveal()
+    if app.cert_thumbprint is not None:
+        found = (store_signer or certstore.open_signer)(app.cert_thumbprint, app.cert_store)
+
+        def sign() -> str:
+            try:
+                return assertion.client_assertion(client_id=app.app_id, audience=audience(),
+                                                  certificate=found.der, sign=found.sign)
+            except OSError as exc:
+                raise certstore.key_error(exc, found) from None
+        log.info(_("Signing in with the certificate {thumbprint} of {where}.").format(
+            thumbprint=found.thumbprint, where=found.where))
+        return {"client_assertion": sign}
     assert app.cert_file is not None
     return certificate.load(app.cert_file, app.cert_password)
 
 
-def _application(app: AppCredentials, session: httpclient.Session) -> msal.ConfidentialClientApplication:
+def _application(app: AppCredentials, session: httpclient.Session,
+                 store_signer: StoreSigner | None = None) -> msal.ConfidentialClientApplication:
     authority = f"{app.authority_host}/{app.tenant_id}"
     where = urlsplit(app.authority_host).netloc
     private = urlsplit(app.authority_host).hostname not in MICROSOFT_IDENTITY_HOSTS
-    credential = _credential(app)
+    made: list[msal.ConfidentialClientApplication] = []
+    # The assertion's audience is the token endpoint msal discovered, known once it is made.
+    credential = _credential(app, lambda: str(made[0].authority.token_endpoint), store_signer)
     try:
-        return msal.ConfidentialClientApplication(
+        made.append(msal.ConfidentialClientApplication(
             app.app_id, client_credential=credential, authority=authority, http_client=session,
-            instance_discovery=False if private else None, token_cache=msal.TokenCache())
+            instance_discovery=False if private else None, token_cache=msal.TokenCache()))
+        return made[0]
     except requests.RequestException as exc:  # before OSError: it is one
         raise httpclient.network_error(exc, where) from exc
     except OSError as exc:  # msal opens a .pfx itself
@@ -118,15 +142,23 @@ def _application(app: AppCredentials, session: httpclient.Session) -> msal.Confi
 
 
 def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, timeout: float,
-                 proxy: str | None = None, session: httpclient.Session | None = None) -> Secret:
+                 proxy: str | None = None, proxy_from_environment: bool = True,
+                 session: httpclient.Session | None = None,
+                 store_signer: StoreSigner | None = None) -> Secret:
     """An access token for `scope` (`<resource>/.default`), registered as a secret at once.
 
     A new msal application is made per call: msal replays a cached error response for the
     same request within one process (for Retry-After seconds, 60 s after a 400), which
     would make SMail's own retries see the old failure instead of asking again.
     """
-    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy)
-    application = _application(app, session)
+    if app.sign_in is SignIn.MANAGED_IDENTITY:
+        # The identity endpoint is on this machine (Arc) or link-local (IMDS, which refuses
+        # proxied requests): never through a proxy.
+        return managed_identity_token(app, scope, session=session or httpclient.Session(
+            tls_settings, timeout=timeout, proxy_from_environment=False))
+    session = session or httpclient.Session(tls_settings, timeout=timeout, proxy=proxy,
+                                            proxy_from_environment=proxy_from_environment)
+    application = _application(app, session, store_signer)
     where = urlsplit(app.authority_host).netloc
     try:
         result = application.acquire_token_for_client(scopes=[scope])
@@ -145,4 +177,79 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
                       retry_after=session.last_retry_after())
     redact.remember(token)
     log.info(_("Access token obtained for {scope} (application {app_id}).").format(scope=scope, app_id=app.app_id))
+    return Secret(str(token))
+
+
+# -- managed identity -------------------------------------------------------------------------------
+# msal.ManagedIdentityClient finds the endpoint itself (msal/managed_identity.py): Azure Arc when
+# IDENTITY_ENDPOINT and IMDS_ENDPOINT are set or the agent (himds) is installed, else the Azure
+# VM's IMDS, at AZURE_POD_IDENTITY_AUTHORITY_HOST or 169.254.169.254. SMail names it the same way.
+ARC_ENDPOINT: Final = "http://localhost:40342/metadata/identity/oauth2/token"
+IMDS_HOST: Final = "http://169.254.169.254"
+# IMDS answers 404 while it is updating, 410 while it starts, 429 and 5xx when busy (Microsoft's
+# page "How to use managed identities for Azure resources on an Azure VM to acquire an access
+# token", error handling): worth another attempt.
+_IDENTITY_TRANSIENT: Final = frozenset({404, 410, 429, 500, 502, 503, 504})
+
+
+def identity_source() -> tuple[str, str]:
+    """(what, endpoint URL) of the managed identity endpoint msal will ask."""
+    from msal.managed_identity import AZURE_ARC, get_managed_identity_source
+
+    if get_managed_identity_source() is AZURE_ARC:
+        return "Azure Arc", os.environ.get("IDENTITY_ENDPOINT") or ARC_ENDPOINT
+    if "IDENTITY_ENDPOINT" in os.environ:
+        return "Azure App Service", os.environ["IDENTITY_ENDPOINT"]
+    host = os.environ.get("AZURE_POD_IDENTITY_AUTHORITY_HOST", IMDS_HOST).strip("/")
+    return "Azure VM (IMDS)", f"{host}/metadata/identity/oauth2/token"
+
+
+def _identity_refusal(result: dict[str, Any], what: str, status: int,
+                      retry_after: float | None) -> SMailError:
+    try:  # msal passes the Azure Arc agent's error body on as the description
+        inner = json.loads(str(result.get("error_description", "")))
+    except ValueError:
+        inner = None
+    if isinstance(inner, dict) and "error" in inner:
+        result = inner
+    error = str(result.get("error", "?"))
+    description = redact.redact(" ".join(str(result.get("error_description", "")).split()))[:300]
+    answer = HTTPAnswer(status, error)
+    if status in _IDENTITY_TRANSIENT:
+        return IdentityUnavailableError(_("The managed identity endpoint ({source}) is temporarily unavailable (HTTP {status}): {description}").format(
+            source=what, status=status, description=description or error), retry_after=retry_after, answer=answer)
+    return AuthError(_("The managed identity endpoint ({source}) refused to give a token (HTTP {status}): {error}: {description}. Check that this machine has a managed identity and, with /O365_MANAGED_IDENTITY, that this identity is assigned to it.").format(
+        source=what, status=status or "-", error=error, description=description), answer=answer)
+
+
+def managed_identity_token(app: AppCredentials, scope: str, *, session: httpclient.Session) -> Secret:
+    """A token for the resource of `scope` from this machine's managed identity (Azure Arc or
+    Azure VM); exit 3 when the endpoint cannot be reached, 4 when it refuses."""
+    identity: Any = (msal.UserAssignedManagedIdentity(client_id=app.managed_identity) if app.managed_identity
+                     else msal.SystemAssignedManagedIdentity())
+    client = msal.ManagedIdentityClient(identity, http_client=session, token_cache=msal.TokenCache())
+    what, endpoint = identity_source()
+    where = urlsplit(endpoint).netloc or endpoint
+    log.info(_("Asking the managed identity endpoint ({source}, {where}) for a token for {resource}.").format(
+        source=what, where=where, resource=cloud.resource(scope)))
+    try:
+        result = client.acquire_token_for_client(resource=cloud.resource(scope))
+    except requests.RequestException as exc:  # before OSError: it is one
+        raise httpclient.network_error(exc, where) from exc
+    except PermissionError as exc:  # Azure Arc: the agent's challenge file
+        raise AuthError(_("The Azure Arc agent's key file {path} cannot be read by this account: run SMail as an administrator, or add the account to the local group \"Hybrid agent extension applications\".").format(
+            path=exc.filename)) from None
+    except OSError as exc:
+        raise AuthError(_("The Azure Arc agent's key file {path} cannot be read: {reason}").format(
+            path=exc.filename, reason=exc.strerror or exc)) from None
+    except ValueError as exc:  # msal's ManagedIdentityError, or an answer that is not JSON
+        raise AuthError(_("The managed identity endpoint ({source}) gave no usable answer: {reason}").format(
+            source=what, reason=redact.redact(str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__)) from None
+    token = result.get("access_token") if isinstance(result, dict) else None
+    if not token:
+        last = session.last_response
+        raise _identity_refusal(result if isinstance(result, dict) else {}, what,
+                                last.status_code if last is not None else 0, session.last_retry_after())
+    redact.remember(token)
+    log.info(_("Access token obtained for {scope} (managed identity, {source}).").format(scope=scope, source=what))
     return Secret(str(token))

@@ -1,4 +1,9 @@
-"""main(): argv -> options -> Config -> Message -> session -> exit code. The only catch-all."""
+"""main(): argv -> options -> Config -> Message -> session -> exit code.
+
+Its catch-all turns an exception no stage translated into exit 7 (a bug); the one other
+broad handler is tls.create_context, where any failure of the system's certificate store is
+exit 3, since the store and the TLS library fail in ways no list can hold.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +74,12 @@ def _send_one(config: Config, console: Console) -> Outcome:
 
     assert config.message is not None
     message = load_message(config.message)
-    rendered = mime.render(message)
+    if config.smime is not None:
+        from smail import smime  # cryptography: only for signed or encrypted messages
+
+        rendered = smime.protect(message, smime.plan(smime.prepare(config.smime), message))
+    else:
+        rendered = mime.render(message)
     if config.output.save_eml is not None:
         try:
             with files.open_output(config.output.save_eml) as stream:
@@ -93,7 +103,13 @@ def _send_one(config: Config, console: Console) -> Outcome:
     if receipt.failure is not None:
         if config.outbox is not None and receipt.status is Status.FAILED:
             from smail import outbox  # transient: kept for a later /FLUSH, exit 10
-            return outbox.keep(config.outbox, message, rendered, receipt)
+
+            kept = outbox.keep(config.outbox, message, rendered, receipt)
+            text = kept.error or ""
+            # The result file keeps the failure's own code and line; the run's says kept.
+            shown = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
+                if kept.status is Status.QUEUED else receipt
+            return Outcome(kept.exit_code, text, [shown], SMailError(text))
         return Outcome(receipt.failure.exit_code, receipt.failure.message, [receipt], receipt.failure)
     return Outcome(ExitCode.OK, receipt.summary, [receipt])
 
@@ -152,6 +168,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
         return _protect_secret(raw, console)
     config = validate(raw)
     redact.remember(*config.secrets)
+    for warning in config.warnings:
+        logger.warning(warning)
+        console.err(warning)
     if config.outbox is not None and config.outbox.flush:
         from smail import outbox
         return outbox.flush(config, console)

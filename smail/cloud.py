@@ -15,6 +15,20 @@ from urllib.parse import urlsplit
 from smail.redact import Secret
 
 
+class SignIn(Enum):
+    """/O365_AUTH: how SMail signs in to Microsoft."""
+
+    APP = "APP"                            # an application's secret or certificate
+    MANAGED_IDENTITY = "MANAGED_IDENTITY"  # the machine's identity (Azure Arc, Azure VM)
+
+
+class CertStore(Enum):
+    """/O365_CERT_STORE: the Windows certificate store ("My") to look the certificate up in."""
+
+    USER = "USER"
+    MACHINE = "MACHINE"
+
+
 class Cloud(Enum):
     GLOBAL = "GLOBAL"
     USGOV = "USGOV"
@@ -50,6 +64,11 @@ MICROSOFT_IDENTITY_HOSTS: Final = frozenset({
     "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"})
 
 
+def resource(scope: str) -> str:
+    """The resource of a `<resource>/.default` scope (what managed identity endpoints take)."""
+    return scope.removesuffix("/.default")
+
+
 def graph_scope(cloud: Cloud, graph_endpoint: str | None) -> str:
     """The Graph token scope: the cloud's Graph resource, or the endpoint's own when that is
     one of Microsoft's Graph roots. A private endpoint (proxy, gateway, test double) does not
@@ -64,13 +83,18 @@ def graph_scope(cloud: Cloud, graph_endpoint: str | None) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class AppCredentials:
-    """An Entra ID application: client secret or certificate, and where to ask for tokens."""
+    """An Entra ID application (client secret, certificate file or certificate of the Windows
+    store), or the machine's managed identity, and where to ask for tokens."""
 
     tenant_id: str
     app_id: str
     secret: Secret | None = None
     cert_file: Path | None = None
     cert_password: Secret | None = None
+    cert_thumbprint: str | None = None       # SHA-1, upper-case hex
+    cert_store: CertStore | None = None      # None: the user's store, then the computer's
+    sign_in: SignIn = SignIn.APP
+    managed_identity: str | None = None      # client id of a user-assigned identity
     authority_host: str
     graph_endpoint: str
     graph_scope: str

@@ -3,20 +3,23 @@ that involve several options and the checks each mode needs before anything is s
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from smail import cloud, files
+from smail import cloud, files, proxy
 from smail.addresses import parse_header
-from smail.cloud import AppCredentials, Cloud
+from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel, LogSettings
+from smail.network import IPFamily
 from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
 from smail.output import ErrorFileOnSuccess
+from smail.proxy import Proxy, ProxyOff
 from smail.redact import Secret
 from smail.retry import RetryPolicy
 from smail.sasl import AuthType
@@ -27,7 +30,9 @@ from smail.settings import (
     OutboxSettings,
     OutputSettings,
     Reporting,
+    SMIMESettings,
     SMTPSettings,
+    is_html,
 )
 from smail.tls import TLSMode, TLSSettings, TLSVersion
 
@@ -47,7 +52,9 @@ class Config:
     output: OutputSettings
     batch: BatchSettings | None = None
     outbox: OutboxSettings | None = None
+    smime: SMIMESettings | None = None  # /SIGN_CERT, /ENCRYPT_TO
     secrets: tuple[Secret, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # said on stderr and in the log before anything is sent
 
 
 class Values:
@@ -117,13 +124,17 @@ def _app_credentials(values: Values) -> AppCredentials | None:
     tenant, app_id = values.text("O365_TENANT_ID"), values.text("O365_APP_ID")
     secret = values.secret("O365_SECRET")
     cert = values.get("O365_CERT_FILE", Path)
-    if not (tenant or app_id or secret or cert):
+    thumbprint = values.get("O365_CERT_THUMBPRINT", str)
+    sign_in = values.require("O365_AUTH", SignIn)
+    if not (tenant or app_id or secret or cert or thumbprint) and sign_in is SignIn.APP:
         return None
     endpoints = cloud.ENDPOINTS[values.require("O365_CLOUD", Cloud)]
     graph_endpoint = values.text("GRAPH_ENDPOINT") or endpoints.graph_root
     return AppCredentials(
         tenant_id=tenant or "", app_id=app_id or "", secret=secret, cert_file=cert,
-        cert_password=values.secret("O365_CERT_PASSWORD"),
+        cert_password=values.secret("O365_CERT_PASSWORD"), cert_thumbprint=thumbprint,
+        cert_store=values.get("O365_CERT_STORE", CertStore), sign_in=sign_in,
+        managed_identity=values.get("O365_MANAGED_IDENTITY", str),
         authority_host=values.text("O365_AUTHORITY_HOST") or endpoints.authority_host,
         graph_endpoint=graph_endpoint,
         graph_scope=values.text("GRAPH_SCOPE") or cloud.graph_scope(
@@ -131,22 +142,54 @@ def _app_credentials(values: Values) -> AppCredentials | None:
         smtp_scope=endpoints.smtp_scope)
 
 
+def _check_sign_in(values: Values) -> None:
+    """The options of one way of signing in only, each with what it needs (exit 2)."""
+    managed = values.require("O365_AUTH", SignIn) is SignIn.MANAGED_IDENTITY
+    if values.get("O365_MANAGED_IDENTITY", str) is not None and not managed:
+        raise ParamError(_("/O365_MANAGED_IDENTITY needs /O365_AUTH=MANAGED_IDENTITY."))
+    if managed:
+        for name in ("O365_SECRET", "O365_SECRET_FILE", "O365_CERT_FILE", "O365_CERT_THUMBPRINT"):
+            if name in values.converted:
+                raise ParamError(_("/O365_AUTH=MANAGED_IDENTITY signs in with this machine's identity: /{name} cannot be given with it.").format(
+                    name=name))
+    if values.get("O365_CERT_STORE", CertStore) is not None and values.get("O365_CERT_THUMBPRINT", str) is None:
+        raise ParamError(_("/O365_CERT_STORE needs /O365_CERT_THUMBPRINT."))
+    if values.get("O365_CERT_THUMBPRINT", str) is not None and sys.platform != "win32":
+        raise ParamError(_("/O365_CERT_THUMBPRINT and /O365_CERT_STORE use the Windows certificate store, which exists only on Windows: use /O365_CERT_FILE (a .pfx or PEM file) here."))
+
+
 def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
+    if app is not None and app.sign_in is SignIn.MANAGED_IDENTITY:
+        return app  # no tenant, application or secret: the identity endpoint knows the machine
     if app is None or not app.tenant_id:
         raise ParamError(_("Option /{name} is required in {mode} mode.").format(
             name="O365_TENANT_ID", mode=mode.value))
     if not app.app_id:
         raise ParamError(_("Option /{name} is required in {mode} mode.").format(
             name="O365_APP_ID", mode=mode.value))
-    if app.secret is None and app.cert_file is None:
-        raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE)."))
-    if app.secret is not None and app.cert_file is not None:
-        raise ParamError(_("Give either a client secret or a certificate, not both."))
+    given = [c for c in (app.secret, app.cert_file, app.cert_thumbprint) if c is not None]
+    if not given:
+        raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE or /O365_CERT_THUMBPRINT)."))
+    if len(given) > 1:
+        raise ParamError(_("Give one credential: a client secret, a certificate file or a certificate thumbprint."))
+    return app
+
+
+def credential_warnings(app: AppCredentials | None) -> tuple[str, ...]:
+    """Open the certificate credential as a run would: exit 4 when it cannot be used or has
+    expired (before Entra is contacted); a warning when it expires within 30 days."""
+    if app is None:
+        return ()
+    warning = None
     if app.cert_file is not None:
         from smail import certificate  # cryptography: only when a certificate is given
 
-        certificate.load(app.cert_file, app.cert_password)
-    return app
+        warning = certificate.inspect(app.cert_file, app.cert_password)
+    elif app.cert_thumbprint is not None:
+        from smail import certstore
+
+        warning = certstore.inspect(app.cert_thumbprint, app.cert_store)
+    return (warning,) if warning else ()
 
 
 def _tls(values: Values) -> TLSSettings:
@@ -154,9 +197,71 @@ def _tls(values: Values) -> TLSSettings:
                        ca_file=values.get("CA_FILE", Path), verify=not values.flag("SSL_NO_VERIFY"))
 
 
+def _given_proxy(values: Values) -> Proxy | ProxyOff | None:
+    """/PROXY with /PROXY_PASSWORD (or its file) applied; None when /PROXY is not given."""
+    given = values.converted.get("PROXY")
+    password = values.secret("PROXY_PASSWORD")
+    if isinstance(given, Proxy) and password is not None:
+        if given.username is None:
+            raise ParamError(_("/PROXY_PASSWORD needs a user name in /PROXY: http://user@host:port or socks5://user@host:port."))
+        if given.password is not None:
+            raise ParamError(_("Give the proxy password in /PROXY or in /PROXY_PASSWORD, not both."))
+        return given.with_password(password)
+    return given if isinstance(given, (Proxy, ProxyOff)) else None
+
+
+def _smtp_proxy(values: Values, server: str, port: int) -> Proxy | None:
+    """The proxy for server:port: /PROXY, or HTTPS_PROXY/ALL_PROXY unless NO_PROXY names it."""
+    given = _given_proxy(values)
+    if isinstance(given, Proxy):
+        return given
+    if given is ProxyOff.NONE:
+        return None
+    url = proxy.from_environment(values.raw.proxy_environment, server, port)
+    if url is None:
+        return None
+    try:
+        found = proxy.parse(url)
+    except ValueError as exc:
+        raise ParamError(_("The proxy of the environment (HTTPS_PROXY or ALL_PROXY) cannot serve SMTP: {reason}. Use /PROXY=NONE to connect directly.").format(
+            reason=exc)) from None
+    password = values.secret("PROXY_PASSWORD")
+    if password is not None and found.username is not None and found.password is None:
+        found = found.with_password(password)
+    return found
+
+
+def _ip(values: Values, server: str) -> IPFamily:
+    """/IP, which an address literal in /SMTP_SERVER must not contradict."""
+    import ipaddress
+
+    family = values.require("IP", IPFamily)
+    try:
+        version = ipaddress.ip_address(server).version
+    except ValueError:
+        return family
+    if family is not IPFamily.ANY and str(version) != family.value:
+        raise ParamError(_("/SMTP_SERVER={server} is an IPv{version} address, and /IP={family} asks for the other family.").format(
+            server=server, version=version, family=family.value))
+    return family
+
+
+def _server(values: Values) -> tuple[str, int | None]:
+    """/SMTP_SERVER and its port: /SMTP_PORT, or the one written in /SMTP_SERVER (not both
+    unless equal)."""
+    from smail import hosts
+
+    server, written = hosts.server_address(values.text("SMTP_SERVER") or "")
+    port = values.get("SMTP_PORT", int)
+    if written is not None and port is not None and written != port:
+        raise ParamError(_("/SMTP_SERVER names the port {written} and /SMTP_PORT the port {port}: give one.").format(
+            written=written, port=port))
+    return server, port if port is not None else written
+
+
 def _smtp(values: Values) -> SMTPSettings:
     _require(values, Mode.SMTP)
-    port = values.get("SMTP_PORT", int)
+    server, port = _server(values)
     tls_mode = values.require("SSL_MODE", TLSMode)
     if tls_mode is TLSMode.AUTO:
         if port == 465:
@@ -193,13 +298,24 @@ def _smtp(values: Values) -> SMTPSettings:
             raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_USERNAME."))
         if token is None:
             if app is None:
-                raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and /O365_SECRET (or /O365_CERT_FILE)."))
+                raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and a credential (/O365_SECRET, /O365_CERT_FILE or /O365_CERT_THUMBPRINT), or /O365_AUTH=MANAGED_IDENTITY."))
             _check_app(app, Mode.SMTP)
     return SMTPSettings(
-        server=values.text("SMTP_SERVER") or "", port=port, tls_mode=tls_mode, tls=_tls(values), auth=auth,
+        server=server, port=port, proxy=_smtp_proxy(values, server, port), ip=_ip(values, server),
+        proxy_from_environment=_given_proxy(values) is not ProxyOff.NONE, tls_mode=tls_mode, tls=_tls(values), auth=auth,
         username=username, password=password, token=token,
         app=app if auth is AuthType.XOAUTH2 and token is None else None,
         helo=values.text("HELO"), timeout=values.require("TIMEOUT", float))
+
+
+def _graph_proxy(values: Values) -> str | None:
+    """/PROXY for requests; without it requests reads HTTPS_PROXY/NO_PROXY itself."""
+    given = _given_proxy(values)
+    if not isinstance(given, Proxy):
+        return None
+    if given.kind is not proxy.ProxyKind.HTTP:
+        raise ParamError(_("In Graph mode /PROXY must be an HTTP proxy (http://host:port); SOCKS5 serves SMTP only."))
+    return given.url()
 
 
 def _graph(values: Values) -> GraphSettings:
@@ -207,7 +323,8 @@ def _graph(values: Values) -> GraphSettings:
     app = _check_app(_app_credentials(values), Mode.GRAPH)
     return GraphSettings(
         app=app, sender=values.text("GRAPH_SENDER") or "",
-        save_to_sent=values.flag("SAVE_TO_SENT"), proxy=values.text("PROXY"), tls=_tls(values),
+        save_to_sent=values.flag("SAVE_TO_SENT"), proxy=_graph_proxy(values),
+        proxy_from_environment=_given_proxy(values) is not ProxyOff.NONE, tls=_tls(values),
         timeout=values.require("TIMEOUT", float))
 
 
@@ -241,8 +358,7 @@ def message_settings(values: Values, mode: Mode) -> MessageSettings:
     if body_file is None and body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
     inline = values.items("INLINE", Path)
-    is_html = body_file is not None and body_file.suffix.lower() in (".htm", ".html")
-    if inline and not is_html:
+    if inline and not is_html(body_file):
         raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
     headers = values.items("HEADER", str)
     if mode is Mode.GRAPH:
@@ -300,10 +416,38 @@ def _outbox(values: Values) -> OutboxSettings | None:
                           max_age=values.require("OUTBOX_MAX_AGE", float), per_second=values.get("RATE", float))
 
 
+def smime_settings(values: Values) -> SMIMESettings | None:
+    """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
+    sign_cert = values.get("SIGN_CERT", Path)
+    password = values.secret("SIGN_CERT_PASSWORD")
+    thumbprint = values.get("SIGN_CERT_THUMBPRINT", str)
+    encrypt_to = values.items("ENCRYPT_TO", Path)
+    if sign_cert is not None and thumbprint is not None:
+        raise ParamError(_("Give /SIGN_CERT or /SIGN_CERT_THUMBPRINT, not both."))
+    if thumbprint is None and "SIGN_CERT_STORE" in values.converted:
+        raise ParamError(_("/SIGN_CERT_STORE needs /SIGN_CERT_THUMBPRINT."))
+    if thumbprint is not None and sys.platform != "win32":
+        raise ParamError(_("/SIGN_CERT_THUMBPRINT and /SIGN_CERT_STORE use the Windows certificate store, which exists only on Windows: use /SIGN_CERT (a .pfx or PEM file) here."))
+    if sign_cert is None:
+        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE"):
+            if name in values.converted:
+                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=name))
+    if sign_cert is None and thumbprint is None and "SIGN_ANY_ADDRESS" in values.converted:
+        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name="SIGN_ANY_ADDRESS"))
+    if not encrypt_to and "ENCRYPT_NO_SELF" in values.converted and values.get("BATCH", Path) is None:
+        raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name="ENCRYPT_NO_SELF"))
+    if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
+        return None
+    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_thumbprint=thumbprint,
+                         sign_store=values.get("SIGN_CERT_STORE", CertStore), sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
+                         encrypt_to=encrypt_to, encrypt_self=not values.flag("ENCRYPT_NO_SELF"))
+
+
 def validate(raw: RawOptions) -> Config:
     """Check every option and rule before any network or send work; raise SMailError."""
     values = Values(raw)
     mode = values.require("MODE", Mode)
+    _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
     if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
@@ -315,20 +459,30 @@ def validate(raw: RawOptions) -> Config:
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
     flushing = outbox is not None and outbox.flush
     message = None if flushing or batch is not None else message_settings(values, mode)
+    smime = smime_settings(values)
+    if smime is not None and outbox is not None:
+        raise ParamError(_("/OUTBOX and /FLUSH cannot be combined with /SIGN_CERT or /ENCRYPT_TO yet: a signed or encrypted message is sent at once or not at all."))
     app = transport.app
+    smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
+    smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None
     secrets = tuple(s for s in (
         getattr(transport, "password", None), getattr(transport, "token", None),
-        app.secret if app else None, app.cert_password if app else None) if s is not None)
+        smtp_proxy.password if smtp_proxy else None,
+        app.secret if app else None, app.cert_password if app else None,
+        smime.sign_password if smime else None) if s is not None)
     return Config(
         mode=mode, message=message, transport=transport,
         retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
         output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
-        batch=batch, outbox=outbox, secrets=secrets)
+        batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:
     """Secret option values as given, registered before anything can fail and print them
     (`@wincred:NAME` names a secret and is not one: the secret it reads is registered then)."""
-    return [value for option in OPTIONS if option.secret
-            for value in [raw.get(option.name)] if value and not is_credential_reference(value)]
+    values = [value for option in OPTIONS if option.secret
+              for value in [raw.get(option.name)] if value and not is_credential_reference(value)]
+    # A proxy's password may stand in its URL, in /PROXY or in the environment's variables.
+    urls = [raw.get("PROXY") or "", *raw.proxy_environment.values()]
+    return values + [password for url in urls for password in [proxy.password_in(url)] if password]
 

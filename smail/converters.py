@@ -11,10 +11,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, hosts
+from smail import files, hosts, redact
 from smail.errors import FileMissingError, InvalidModeError, ParamError
 from smail.i18n import _
 from smail.kinds import Mode
+from smail.network import IPFamily
 from smail.redact import Secret
 
 
@@ -129,11 +130,13 @@ def header_text(value: str) -> str:
 
 
 def server(value: str) -> str:
-    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international ones)."""
+    """/SMTP_SERVER: an IP address or a host name with valid labels (IDNA for international
+    ones), with an optional :port (`[2001:db8::25]:587` for IPv6); normalised, the port kept."""
     try:
-        return hosts.server_name(value)
+        host, port = hosts.server_address(value)
     except ValueError:
-        raise ConversionError(_("expected a host name or an IP address")) from None
+        raise ConversionError(_("expected a host name or an IP address, with an optional :port ([2001:db8::25]:587 for IPv6)")) from None
+    return host if port is None else hosts.with_port(host, port)
 
 
 def helo(value: str) -> str:
@@ -292,6 +295,55 @@ def url(value: str) -> str:
     if not value.lower().startswith(("https://", "http://")) or len(value) < 10:
         raise ConversionError(_("expected an address starting with https://"))
     return value
+
+
+# What certlm.msc's Details tab copies besides the hex digits: spaces, and invisible marks
+# (U+200E LEFT-TO-RIGHT MARK first of all, also U+200F, U+202A-U+202E, U+FEFF, no-break spaces).
+_INVISIBLE = re.compile("[\\s\u00a0\u200b-\u200f\u202a-\u202e\u2060\ufeff:]")
+
+
+def thumbprint(value: str) -> str:
+    """/O365_CERT_THUMBPRINT: a SHA-1 thumbprint as certlm.msc copies it -> 40 upper-case hex digits."""
+    digits = _INVISIBLE.sub("", value).upper()
+    if not re.fullmatch(r"[0-9A-F]{40}", digits):
+        raise ConversionError(_("expected the certificate's SHA-1 thumbprint: 40 hexadecimal digits"))
+    return digits
+
+
+def client_id(value: str) -> str:
+    """/O365_MANAGED_IDENTITY: the client id (a GUID) of a user-assigned managed identity."""
+    value = value.strip().strip("{}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value):
+        raise ConversionError(_("expected the client ID of a user-assigned managed identity (a GUID)"))
+    return value.lower()
+
+
+def proxy_shown(value: str) -> str:
+    """A proxy URL as an error may show it: never what stands before its @."""
+    return re.sub(r"//[^/@]*@", "//****@", value.strip())
+
+
+def proxy_value(value: str) -> object:
+    """/PROXY: http://[user[:password]@]host:port, socks5://... (socks5h too) or NONE."""
+    from smail import proxy
+
+    if value.strip().upper() == "NONE":
+        return proxy.ProxyOff.NONE
+    try:
+        return proxy.parse(value)
+    except ValueError as exc:
+        # Raised as ParamError, not ConversionError: convert() would echo the whole value.
+        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=redact.shown(proxy_shown(value)[:120]), name="PROXY", reason=exc)) from None
+
+
+def ip_family(value: str) -> IPFamily:
+    """/IP: 4, 6 (IPV4, IPV6 too) or ANY."""
+    word = value.strip().upper().removeprefix("IPV")
+    for family in IPFamily:
+        if word == family.value:
+            return family
+    raise ConversionError(_("expected one of {values}").format(values="4, 6, ANY"))
 
 
 def scope(value: str) -> str:

@@ -152,6 +152,19 @@ class SetupConnectError(ConnectError):
         return False
 
 
+class ProxyError(ConnectError):
+    """The proxy refused, could not be reached or stalled (exit 3); retried only when its answer
+    says the failure is temporary (a 502, SOCKS "host unreachable", no answer in time)."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+    @property
+    def transient(self) -> bool:
+        return self.temporary
+
+
 class TLSError(SetupConnectError):
     """TLS handshake, certificate or STARTTLS failure: exit 3, retrying cannot help."""
 
@@ -174,7 +187,9 @@ class IdentityUnavailableError(AuthError):
         return True
 
 
-# HTTP statuses that say the request was not carried out and may be repeated.
+# HTTP statuses after which another attempt may succeed. Only 429 and 503 also prove that a
+# request was not carried out: a send to Graph answered 500, 502 or 504 may still have been
+# delivered, and the Graph session reports it as may-have-been-sent instead of retrying it.
 RETRYABLE_HTTP: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from typing import Final
 
+from smail.errors import ExitCode
 from smail.i18n import N_, _
 from smail.options import OPTIONS, Group
 
 # Exit codes for the help screen, in SPEC.md's order.
 EXIT_CODE_HELP: Final = (
-    (0, N_("message accepted by the server or by Graph")),
-    (1, N_("generic error")),
-    (2, N_("missing or invalid option")),
-    (3, N_("connection failure: DNS, TCP, TLS handshake or certificate")),
-    (4, N_("authentication refused")),
-    (5, N_("message refused by the server or by Graph, or may have been sent (no answer after its end)")),
-    (6, N_("every attempt of /RETRY failed on a transient error")),
-    (7, N_("internal error (a bug)")),
-    (8, N_("file not found: body, attachment, inline, token, certificate or configuration")),
-    (9, N_("/MODE is not SMTP or GRAPH")),
-    (10, N_("not delivered now, kept in the outbox for a later /FLUSH")),
-    (11, N_("a batch or a flush: some messages were accepted, some were not")),
+    (ExitCode.OK, N_("message accepted by the server or by Graph")),
+    (ExitCode.ERROR, N_("generic error")),
+    (ExitCode.PARAM, N_("missing or invalid option")),
+    (ExitCode.CONNECT, N_("connection failure: DNS, TCP, TLS handshake or certificate")),
+    (ExitCode.AUTH, N_("authentication refused")),
+    (ExitCode.SEND, N_("message refused by the server or by Graph, or may have been sent (no answer after its end)")),
+    (ExitCode.RETRY_EXCEEDED, N_("every attempt of /RETRY failed on a transient error")),
+    (ExitCode.INTERNAL, N_("internal error (a bug)")),
+    (ExitCode.FILE_NOT_FOUND, N_("file not found: body, attachment, inline, token, certificate or configuration")),
+    (ExitCode.INVALID_MODE, N_("/MODE is not SMTP or GRAPH")),
+    (ExitCode.QUEUED, N_("not delivered now, kept in the outbox for a later /FLUSH")),
+    (ExitCode.PARTIAL, N_("a batch or a flush: some messages were accepted, some were not")),
 )
 
 EXAMPLES: Final = (
@@ -34,6 +35,12 @@ EXAMPLES: Final = (
     (N_("Microsoft Graph (app-only):"),
      N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
         '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
+    (N_("Microsoft Graph, the key in the Windows certificate store (no secret on disk):"),
+     N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_CERT_THUMBPRINT=3B2A...01 '
+        '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
+    (N_("Microsoft Graph with this machine's managed identity (Azure Arc, Azure VM):"),
+     N_('SMail /MODE=GRAPH /O365_AUTH=MANAGED_IDENTITY /GRAPH_SENDER=user@example.com '
+        '/TO=client@example.com /BODY_FILE=Msg.html')),
 )
 
 
@@ -60,7 +67,7 @@ def help_text(version: str) -> str:
             lines.append(f"  {usage:<34} {description}")
         lines.append("")
     lines.append(_("Exit codes:"))
-    lines.extend(f"  {code:>2}  {_(text)}" for code, text in EXIT_CODE_HELP)
+    lines.extend(f"  {int(code):>2}  {_(text)}" for code, text in EXIT_CODE_HELP)
     lines.append("")
     lines.append(_("Examples:"))
     for title, command in EXAMPLES:

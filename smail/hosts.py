@@ -36,3 +36,32 @@ def server_name(value: str) -> str:
         return str(ipaddress.ip_address(text[1:-1] if text.startswith("[") and text.endswith("]") else text))
     except ValueError:
         return ascii_name(text)
+
+
+def server_address(value: str) -> tuple[str, int | None]:
+    """/SMTP_SERVER as (server, port or None): `smtp.example.com`, `smtp.example.com:587`,
+    `192.0.2.25:25`, `2001:db8::25` (no port: every colon belongs to the address),
+    `[2001:db8::25]` or `[2001:db8::25]:587` (RFC 3986 section 3.2.2); ValueError otherwise."""
+    text = value.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(text)
+        port_text = rest[1:] if rest else None
+        server = str(ipaddress.IPv6Address(host))
+    elif text.count(":") == 1:
+        host, _colon, port_text = text.partition(":")
+        server = server_name(host)
+    else:
+        server = server_name(text)
+    if port_text is None:
+        return server, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(text)
+    return server, int(port_text)
+
+
+def with_port(server: str, port: int) -> str:
+    """host:port, an IPv6 address in brackets (`[2001:db8::25]:587`)."""
+    return f"[{server}]:{port}" if ":" in server else f"{server}:{port}"

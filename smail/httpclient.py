@@ -41,8 +41,12 @@ class Session(requests.Session):
     """requests.Session whose certificate checks and proxy cannot be overridden by
     REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, and whose every request has a timeout."""
 
-    def __init__(self, tls_settings: TLSSettings, *, timeout: float, proxy: str | None = None) -> None:
+    def __init__(self, tls_settings: TLSSettings, *, timeout: float, proxy: str | None = None,
+                 proxy_from_environment: bool = True) -> None:
         super().__init__()
+        # /PROXY=NONE: neither HTTPS_PROXY nor the Windows Internet settings that requests
+        # would otherwise read (nor .netrc, which only trust_env enables).
+        self.trust_env = proxy_from_environment or bool(proxy)
         adapter = _ContextAdapter(tls.create_context(tls_settings))
         self.mount("https://", adapter)
         self.mount("http://", adapter)
@@ -64,10 +68,15 @@ class Session(requests.Session):
         settings["verify"] = True
         if self.proxy:
             settings["proxies"] = {"https": self.proxy, "http": self.proxy}
+        elif not self.trust_env:
+            settings["proxies"] = {}
         return settings
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
+        credential = (kwargs.get("headers") or {}).get("Authorization", "")
+        if " " in credential:  # a bearer token, Azure Arc's challenge key: never in a log
+            redact.remember(credential.split(" ", 1)[1])
         started = time.monotonic()
         method = method if isinstance(method, str) else method.decode("ascii")
         response = super().request(method, url, *args, **kwargs)
@@ -90,7 +99,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or "٣", which str.isdigit() also accepts
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -29,7 +29,7 @@ from smail.files import BODY_LIMIT, decode_text, decode_windows_1252, open_input
 from smail.i18n import _
 from smail.kinds import Priority
 from smail.redact import shown
-from smail.settings import MessageSettings
+from smail.settings import MessageSettings, is_html
 
 log = logging.getLogger("smail")
 
@@ -296,7 +296,7 @@ def draft_message(settings: MessageSettings) -> Draft:
     if settings.body_file is not None:
         path = settings.body_file
         body = decode_body(read_bounded(path, BODY_LIMIT), settings.body_charset)
-        html = path.suffix.lower() in (".htm", ".html")
+        html = is_html(path)
         if html:  # the body goes out as UTF-8 whatever the file said
             body = _META_CHARSET.sub(lambda m: m.group(1) + "utf-8", body)
     else:
@@ -373,6 +373,15 @@ def _check_mailbox(box: Mailbox) -> None:
         raise ParamError(_("Invalid e-mail address: {address}").format(address=_seen(text)))
 
 
+def _a_date(text: str) -> bool:
+    """Whether `text` is an RFC 5322 date of the calendar (section 3.3)."""
+    try:
+        email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return False
+    return True
+
+
 def check_message(message: Message) -> None:
     """The command line's checks, for a Message read back from disk (an outbox entry edited by
     hand must not add a Bcc: or carry RCPT parameters); ParamError naming what is wrong."""
@@ -390,7 +399,7 @@ def check_message(message: Message) -> None:
         _check_text(text, what)
     if not _MESSAGE_ID.match(message.message_id):
         raise ParamError(_("Invalid Message-ID: {value}").format(value=_seen(message.message_id)))
-    if not (message.date.isascii() and message.date.isprintable() and email.utils.parsedate_tz(message.date)):
+    if not (message.date.isascii() and message.date.isprintable() and _a_date(message.date)):
         raise ParamError(_("Invalid Date: {value}").format(value=_seen(message.date)))
     for part in (*message.inline, *message.attachments):
         _check_text(part.filename, "/ATTACH")

@@ -27,6 +27,9 @@ CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
 BLOCK: Final = 57 * 2048         # raw bytes per read: 57 raw bytes make one 76-character line
 FOLD: Final = 76                 # RFC 2047 section 2: a line holding encoded words, at most 76
+# Adjacent literal segments are merged into chunks of at most this size (a large one, an
+# encrypted message, is not copied again).
+MERGE_LIMIT: Final = 1024 * 1024
 PLAIN_LINE: Final = 78           # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
 # RFC 2047 section 2: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" leave 63,
 # that is 15 groups of 4 base64 characters, 45 octets of UTF-8.
@@ -65,6 +68,8 @@ class Rendered:
     """The exact bytes of one message, produced on demand."""
 
     segments: tuple[Segment, ...]
+    # Signed or encrypted (S/MIME): only the MIME bytes carry it, so Graph must take them whole.
+    smime: bool = False
 
     @property
     def size(self) -> int:
@@ -410,19 +415,39 @@ def _top_headers(message: Message) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def render(message: Message) -> Rendered:
-    """The message's exact bytes, the same each time for the same Message."""
+def top_headers(message: Message) -> bytes:
+    """The message's own header fields, From to MIME-Version (the content's come after)."""
+    return _top_headers(message)
+
+
+def content(message: Message) -> list[Segment]:
+    """The message's content as one MIME entity: its Content-* fields, a blank line, the body.
+
+    Only 7-bit text with CRLF line ends: text parts are 7bit, quoted-printable or base64 and
+    file parts base64, so that the entity can be signed as it is (RFC 8551 section 3.1.1).
+    """
     body = _body(message)
     if message.attachments:
         body = _multipart(message, "mixed", [body] + [_file_part(p, inline=False)
                                                       for p in message.attachments])
-    segments: list[Segment] = [_top_headers(message)]
-    for segment in body:  # merge adjacent literal bytes into fewer, larger chunks
-        if isinstance(segment, bytes) and isinstance(segments[-1], bytes):
-            segments[-1] += segment
+    return body
+
+
+def assemble(head: bytes, body: Iterable[Segment], *, smime: bool = False) -> Rendered:
+    """Header fields and content as one Rendered, adjacent literal bytes merged into larger chunks."""
+    segments: list[Segment] = [head]
+    for segment in body:
+        last = segments[-1]
+        if isinstance(segment, bytes) and isinstance(last, bytes) and len(last) + len(segment) <= MERGE_LIMIT:
+            segments[-1] = last + segment
         else:
             segments.append(segment)
-    return Rendered(tuple(segments))
+    return Rendered(tuple(segments), smime=smime)
+
+
+def render(message: Message) -> Rendered:
+    """The message's exact bytes, the same each time for the same Message."""
+    return assemble(_top_headers(message), content(message))
 
 
 def dot_stuff(chunks: Iterator[bytes]) -> Iterator[bytes]:

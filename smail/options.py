@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Final
 
 from smail import files, redact
-from smail.cloud import Cloud
+from smail.cloud import CertStore, Cloud, SignIn
 from smail.converters import (
     ConversionError,
     ca_file,
     charset,
     choice,
+    client_id,
     duration,
     error_file_charset,
     existing_file,
@@ -29,8 +30,10 @@ from smail.converters import (
     header_text,
     helo,
     integer,
+    ip_family,
     mode,
     output_path,
+    proxy_value,
     rate,
     scope,
     seconds,
@@ -38,6 +41,7 @@ from smail.converters import (
     secret_file,
     server,
     text,
+    thumbprint,
     url,
     yes_no,
 )
@@ -45,6 +49,7 @@ from smail.errors import ParamError
 from smail.i18n import N_, Language, _
 from smail.kinds import Mode, Priority
 from smail.log import LogLevel
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSVersion
@@ -53,6 +58,7 @@ from smail.tls import TLSMode, TLSVersion
 class Group(Enum):
     GENERAL = N_("General options")
     MESSAGE = N_("Message options")
+    SMIME = N_("Signed and encrypted messages (S/MIME)")
     MANY = N_("Many messages: batch, outbox, result file")
     SMTP = N_("SMTP options (/MODE=SMTP)")
     GRAPH = N_("Microsoft Graph options (/MODE=GRAPH)")
@@ -114,6 +120,7 @@ class Option:
 
 
 _GENERAL, _MESSAGE, _MANY, _SMTP, _GRAPH = Group.GENERAL, Group.MESSAGE, Group.MANY, Group.SMTP, Group.GRAPH
+_SMIME = Group.SMIME
 SMTP_ONLY, GRAPH_ONLY = frozenset({Mode.SMTP}), frozenset({Mode.GRAPH})
 
 OPTIONS: Final[tuple[Option, ...]] = (
@@ -149,6 +156,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
+    Option(name="PROXY", group=_GENERAL, metavar="http://host:port|socks5://host:port|NONE", convert=proxy_value,
+           default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
+           help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
+    Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the proxy user (prefer SMAIL_PROXY_PASSWORD or /PROXY_PASSWORD_FILE).")),
+    Option(name="PROXY_PASSWORD_FILE", group=_GENERAL, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="PROXY_PASSWORD", help=N_("Read the proxy password from this file.")),
     Option(name="HELP", group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
            help=N_("Show this help.")),
     Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
@@ -195,14 +209,33 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(name="HEADER", group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
            per_row=True, help=N_("Extra header, repeatable.")),
 
+    Option(name="SIGN_CERT", group=_SMIME, metavar=N_("path"), convert=existing_file, input_file=True,
+           help=N_("Sign the message (S/MIME) with this certificate and its private key: .pfx/.p12, or PEM. It must name /FROM_ADDR and be valid for e-mail protection.")),
+    Option(name="SIGN_CERT_PASSWORD", group=_SMIME, metavar=N_("password"), convert=secret, secret=True,
+           help=N_("Password of the signing certificate file.")),
+    Option(name="SIGN_CERT_PASSWORD_FILE", group=_SMIME, metavar=N_("path"), convert=secret_file, input_file=True,
+           secret_file_of="SIGN_CERT_PASSWORD", help=N_("Read the signing certificate's password from this file.")),
+    Option(name="SIGN_CERT_THUMBPRINT", group=_SMIME, metavar="SHA-1", convert=thumbprint,
+           help=N_("Windows: sign with this certificate of the certificate store (My), whose key stays there (non-exportable keys work).")),
+    Option(name="SIGN_CERT_STORE", group=_SMIME, metavar="USER|MACHINE", convert=choice(CertStore),
+           default_text=N_("the user's, then the computer's"),
+           help=N_("Store of /SIGN_CERT_THUMBPRINT: My of the current user, or of the computer.")),
+    Option(name="SIGN_ANY_ADDRESS", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn).")),
+    Option(name="ENCRYPT_TO", group=_SMIME, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+           per_row=True,
+           help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC.")),
+    Option(name="ENCRYPT_NO_SELF", group=_SMIME, switch=True, convert=yes_no,
+           help=N_("Do not encrypt to the sender's own certificate as well (the copy in Sent Items then cannot be read).")),
+
     Option(name="RESULT_FILE", group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
            help=N_("Write a receipt of the run as JSON (every message, on success and on failure).")),
     Option(name="BATCH", group=_MANY, metavar=N_("rows.csv"), convert=existing_file, input_file=True,
            help=N_("Send one message per row of this CSV file; columns named like options set them per row, the others are template variables.")),
     Option(name="BATCH_RESULT", group=_MANY, metavar=N_("results.csv"), convert=output_path, output_file=True,
-           help=N_("Write one line per row of /BATCH as each message finishes.")),
+           help=N_("Write one line per row of /BATCH as each message finishes; a file that already records sent rows is refused without /BATCH_RESUME.")),
     Option(name="BATCH_RESUME", group=_MANY, switch=True, convert=yes_no,
-           help=N_("Skip the rows that /BATCH_RESULT already marks as sent.")),
+           help=N_("Send only the rows /BATCH_RESULT does not mark as sent; those marked sending or may-have-been-sent are reported, not sent (see /RESEND_UNCERTAIN).")),
     Option(name="RATE", group=_MANY, metavar="N/MIN", convert=rate,
            help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H).")),
     Option(name="OUTBOX", group=_MANY, metavar=N_("folder"), convert=folder,
@@ -239,19 +272,32 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS.")),
     Option(name="SSL_NO_VERIFY", group=_SMTP, switch=True, convert=yes_no,
            help=N_("Accept any server certificate (unsafe; logged as a warning).")),
+    Option(name="IP", group=_SMTP, metavar="4|6|ANY", convert=ip_family, default=IPFamily.ANY,
+           help=N_("Connect over IPv4 only (4) or IPv6 only (6); by default every address of the server in turn.")),
     Option(name="HELO", group=_SMTP, metavar=N_("name"), convert=helo,
            default_text=N_("this computer's full name"), help=N_("Name sent in EHLO.")),
 
-    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Directory (tenant) ID or verified domain.")),
-    Option(name="O365_APP_ID", group=_GRAPH, metavar="id", required_in=GRAPH_ONLY,
-           help=N_("Application (client) ID.")),
+    Option(name="O365_AUTH", group=_GRAPH, metavar="APP|MANAGED_IDENTITY", convert=choice(SignIn),
+           default=SignIn.APP,
+           help=N_("How to sign in to Microsoft (Graph, and XOAUTH2 without a token file): APP, an application's secret or certificate; MANAGED_IDENTITY, this machine's identity (Azure Arc or Azure VM), with no tenant, application or secret.")),
+    Option(name="O365_MANAGED_IDENTITY", group=_GRAPH, metavar="client-id", convert=client_id,
+           default_text=N_("the system-assigned identity"),
+           help=N_("With /O365_AUTH=MANAGED_IDENTITY: the client ID of a user-assigned identity.")),
+    Option(name="O365_TENANT_ID", group=_GRAPH, metavar="id",
+           help=N_("Directory (tenant) ID or verified domain (required, except with a managed identity).")),
+    Option(name="O365_APP_ID", group=_GRAPH, metavar="id",
+           help=N_("Application (client) ID (required, except with a managed identity).")),
     Option(name="O365_SECRET", group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
            help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE).")),
     Option(name="O365_SECRET_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="O365_SECRET", help=N_("Read the client secret from this file.")),
     Option(name="O365_CERT_FILE", group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Certificate credential: .pfx/.p12, or PEM with its private key.")),
+    Option(name="O365_CERT_THUMBPRINT", group=_GRAPH, metavar="SHA-1", convert=thumbprint,
+           help=N_("Windows: certificate credential from the certificate store, by its SHA-1 thumbprint (spaces ignored); its private key stays in the store, even when it is not exportable.")),
+    Option(name="O365_CERT_STORE", group=_GRAPH, metavar="USER|MACHINE", convert=choice(CertStore),
+           default_text=N_("the user's, then the computer's"),
+           help=N_("Store of /O365_CERT_THUMBPRINT: My of the current user, or of the computer.")),
     Option(name="O365_CERT_PASSWORD", group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
            help=N_("Password of the certificate file.")),
     Option(name="O365_CERT_PASSWORD_FILE", group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
@@ -270,8 +316,6 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Token scope; a private /GRAPH_ENDPOINT does not change it.")),
     Option(name="SAVE_TO_SENT", group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
            help=N_("Keep a copy in Sent Items.")),
-    Option(name="PROXY", group=_GRAPH, metavar=N_("http://host:port"), convert=url,
-           help=N_("HTTPS proxy (HTTPS_PROXY is honoured too).")),
 )
 
 BY_NAME: Final[Mapping[str, Option]] = {
@@ -343,6 +387,7 @@ class RawOptions:
     values: dict[str, str | list[str]] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     read_files: list[Path] = field(default_factory=list)  # response and configuration files
+    proxy_environment: dict[str, str] = field(default_factory=dict)  # HTTPS_PROXY, NO_PROXY...
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path
 
 from smail import files
@@ -63,6 +64,28 @@ def check_outputs(raw: RawOptions) -> None:
         if other != option.name:
             raise ParamError(_("/{name} and /{other} name the same file {path}: give each its own file.").format(
                 name=option.name, other=other, path=output))
+    if batch is not None:
+        _check_saved_messages(raw, inputs)
+
+
+_SAVED_NAME = re.compile(r"row-\d{4,}\.eml", re.IGNORECASE)
+
+
+def _check_saved_messages(raw: RawOptions, inputs: dict[tuple[str, object], Path]) -> None:
+    """A batch's /SAVE_EML is a folder of row-0002.eml files, one per row: none of them may be
+    a file the run reads or one of its other outputs."""
+    folder = path_of(raw.get("SAVE_EML"))
+    if folder is None or not files.is_dir(folder):
+        return  # created by the run: nothing in it yet
+    place = files.identity(folder)
+    named = [(_("a file SMail reads"), path) for path in inputs.values()]
+    named += [(f"/{option.name}", output) for option in OPTIONS
+              if option.output_file and option.name != "SAVE_EML"
+              for output in [path_of(raw.get(option.name))] if output is not None]
+    for what, path in named:
+        if _SAVED_NAME.fullmatch(path.name) and files.identity(path.parent) == place:
+            raise ParamError(_("/SAVE_EML={folder} would write {path} ({what}): refused, so that it cannot be overwritten.").format(
+                folder=folder, path=path, what=what))
 
 
 def _matches(path: Path, pattern: str) -> bool:

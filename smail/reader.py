@@ -12,7 +12,7 @@ from smail import files
 from smail.converters import ConversionError, existing_file, unquote
 from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _
-from smail.options import OPTIONS, Option, RawOptions, Source, echoed, find
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, Source, echoed, find
 
 
 @dataclass
@@ -45,6 +45,8 @@ def split_token(token: str) -> tuple[str, str | None] | None:
 # The most all the @files of one run may hold together (see _Reader.expand).
 RESPONSE_FILES_LIMIT: Final = 256
 RESPONSE_LINES_LIMIT: Final = 20_000
+# The most lines a /CONFIG file may have.
+CONFIG_LINES_LIMIT: Final = 10_000
 
 
 class _Reader:
@@ -158,6 +160,12 @@ class _Reader:
             self._fail(exc if isinstance(exc, SMailError) else ParamError(str(exc)))
             return layer
         self.read_files.append(path)
+        # SMail has about a hundred options: a file of more lines than this is no configuration
+        # of it (and configparser would take seconds on it, twice).
+        if content.count("\n") > CONFIG_LINES_LIMIT:
+            self._fail(ParamError(_("The configuration file {path} has more than {limit} lines: it cannot be a configuration of SMail.").format(
+                path=path, limit=CONFIG_LINES_LIMIT)))
+            return layer
         import configparser  # only with /CONFIG
 
         parser = configparser.ConfigParser(interpolation=None, strict=False)
@@ -173,6 +181,8 @@ class _Reader:
             self._fail(ParamError(_("The configuration file {path} has no [smail] section.").format(path=path)))
             return layer
         for key, item in parser.items(section):
+            if self.tolerant and key.strip().upper().replace("-", "_") not in BY_NAME:
+                continue  # the strict pass names it; no message to build here
             try:
                 option = find(key, suggest=not self.tolerant)
                 if option.name == "CONFIG":
@@ -195,7 +205,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = F
     config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
     if isinstance(config, str):
         layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
-    raw = RawOptions(read_files=reader.read_files)
+    from smail import proxy
+
+    raw = RawOptions(read_files=reader.read_files, proxy_environment=proxy.environment(environ))
     for source, layer in reversed(layers):  # lowest precedence first, higher ones overwrite
         for name, value in layer.values.items():
             raw.values[name] = value

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-from smail.cloud import AppCredentials
+from smail.cloud import AppCredentials, CertStore
 from smail.kinds import Priority
 from smail.log import LogSettings
+from smail.network import IPFamily
 from smail.output import ErrorFileOnSuccess
+from smail.proxy import Proxy
 from smail.redact import Secret
 from smail.sasl import AuthType
 from smail.tls import TLSMode, TLSSettings
+
+# A body file is HTML when its name says so; the message, the validation and a batch row agree.
+HTML_SUFFIXES: Final = (".htm", ".html")
+
+
+def is_html(body_file: Path | None) -> bool:
+    """Whether /BODY_FILE names an HTML body (sent with a text alternative; /INLINE needs it)."""
+    return body_file is not None and body_file.suffix.lower() in HTML_SUFFIXES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +52,19 @@ class MessageSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SMIMESettings:
+    """/SIGN_CERT and /ENCRYPT_TO: the files, not yet read (smime.prepare reads them)."""
+
+    sign_cert: Path | None = None
+    sign_password: Secret | None = None
+    sign_thumbprint: str | None = None      # /SIGN_CERT_THUMBPRINT: the Windows store's "My"
+    sign_store: CertStore | None = None     # /SIGN_CERT_STORE; None: the user's, then the computer's
+    sign_any_address: bool = False
+    encrypt_to: tuple[Path, ...] = ()
+    encrypt_self: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class SMTPSettings:
     server: str
     port: int
@@ -52,6 +76,9 @@ class SMTPSettings:
     token: Secret | None = None
     app: AppCredentials | None = None
     helo: str | None = None
+    proxy: Proxy | None = None      # /PROXY, or the environment's, resolved for this server
+    ip: IPFamily = IPFamily.ANY     # /IP
+    proxy_from_environment: bool = True  # False with /PROXY=NONE (also for the XOAUTH2 token)
     timeout: float
 
 
@@ -60,7 +87,8 @@ class GraphSettings:
     app: AppCredentials
     sender: str
     save_to_sent: bool
-    proxy: str | None = None
+    proxy: str | None = None       # /PROXY as requests takes it (credentials included)
+    proxy_from_environment: bool = True  # False with /PROXY=NONE
     tls: TLSSettings
     timeout: float
 

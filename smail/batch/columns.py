@@ -11,7 +11,7 @@ from smail.options import BY_NAME, OPTIONS, Option
 
 # Options a row may set, and those message_settings() reads besides them (default sender).
 ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o.name in ("SMTP_USERNAME", "GRAPH_SENDER"))
-FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE"})
+FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE", "ENCRYPT_TO"})
 ADDRESS_COLUMNS: Final = frozenset({"TO", "CC", "BCC", "REPLY_TO"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
 from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Column
@@ -20,8 +21,12 @@ from smail.message import (
     draft_message,
     finish_message,
 )
+from smail.mime import Rendered, render
 from smail.options import BY_NAME, RawOptions, convert
-from smail.settings import MessageSettings
+from smail.settings import MessageSettings, is_html
+
+if TYPE_CHECKING:
+    from smail.smime import Plan, Protection
 
 
 def _at(err: SMailError, text: str) -> SMailError:
@@ -48,15 +53,47 @@ def in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
 class RowBuilder:
     """A row's options over the command line's, then its message with its templates rendered."""
 
-    def __init__(self, raw: RawOptions, mode: Mode, csv_path: Path, columns: tuple[Column, ...]) -> None:
+    def __init__(self, raw: RawOptions, mode: Mode, csv_path: Path, columns: tuple[Column, ...], *,
+                 protection: Protection | None = None) -> None:
         self.raw = raw
         self.mode = mode
         self.folder = Path(os.path.abspath(csv_path)).parent
         self.columns = columns
         self.used: set[str] = set()  # variables the templates read, in lower case
+        self.protection = protection  # /SIGN_CERT, /ENCRYPT_TO: each row signed, encrypted
+        self.body_file: Path | None = None  # the body file of the last row built
+        self.encrypt_column = next((c for c in columns if c.option is not None and c.option.name == "ENCRYPT_TO"), None)
+
+    def _plan(self, row: Row, message: Message) -> Plan | None:
+        protection = self.protection
+        column = self.encrypt_column
+        if protection is None:
+            return None
+        from smail.smime import plan, with_recipients
+
+        try:
+            if column is not None and row.cells[column.index].strip():
+                protection = with_recipients(protection, file_list(row.cells[column.index], base=self.folder))
+            return plan(protection, message)
+        except SMailError as err:
+            raise in_row(err, row.number, column.name if column is not None and protection.encrypts else None) from None
+
+    def check(self, row: Row, message: Message) -> None:
+        """The row's message checked against the certificates (exit 2 naming the row)."""
+        self._plan(row, message)
+
+    def render(self, row: Row, message: Message) -> Rendered:
+        """The row's message as it goes out: signed and encrypted when the run asks for it."""
+        chosen = self._plan(row, message)
+        if chosen is None:
+            return render(message)
+        from smail.smime import protect
+
+        return protect(message, chosen)
 
     def settings(self, row: Row) -> MessageSettings:
-        row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources))
+        row_raw = RawOptions(values=dict(self.raw.values), sources=dict(self.raw.sources),
+                             proxy_environment=dict(self.raw.proxy_environment))
         chosen_files: dict[str, tuple[Path, ...]] = {}
         bodies = [c.name for c in self.columns
                   if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
@@ -95,8 +132,7 @@ class RowBuilder:
         if chosen_files:
             settings = replace(settings, attachments=chosen_files.get("ATTACH", settings.attachments),
                                inline=chosen_files.get("INLINE", settings.inline))
-            html = settings.body_file is not None and settings.body_file.suffix.lower() in (".htm", ".html")
-            if settings.inline and not html:
+            if settings.inline and not is_html(settings.body_file):
                 raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
                               row.number, "INLINE")
         return settings
@@ -107,6 +143,7 @@ class RowBuilder:
     def message(self, row: Row) -> Message:
         """The row's message, templates rendered; ParamError/FileMissingError naming the row."""
         settings = self.settings(row)
+        self.body_file = settings.body_file  # for the check of /SAVE_EML's files
         variables = self.variables(row)
         subject = render_template(settings.subject, html=False, variables=variables, row=row.number,
                                   template="/SUBJECT", used=self.used)

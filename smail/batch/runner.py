@@ -25,19 +25,22 @@ from smail.batch.results import (
 )
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
-from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.batch.tally import ACCEPTED, ProgressBar, Tally, summary, terminal_of
+from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
-from smail.i18n import _, ngettext
+from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
 from smail.receipt import Outcome, Receipt, Status
+from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
     from smail.config import Config
     from smail.output import Console
     from smail.settings import TransportSettings
+    from smail.smime import Protection
 
 log = logging.getLogger("smail")
 
@@ -80,6 +83,7 @@ class Batch:
         self._state_lock = threading.Lock()
         self.columns: tuple[Column, ...] = ()
         self.total = 0
+        self.protection: Protection | None = None
         self.resending: set[int] = set()  # rows /RESEND_UNCERTAIN sends again
         self.inputs: dict[tuple[str, object], Path] = {}  # every file a row reads, by identity
 
@@ -135,11 +139,20 @@ class Batch:
             raise self.crash
         return self._outcome()
 
+    def _builder(self, path: Path, columns: tuple[Column, ...]) -> RowBuilder:
+        """The rows' builder, with the signing key and certificates loaded once for the run."""
+        if self.protection is None and (self.config.smime is not None or any(
+                c.option is not None and c.option.name == "ENCRYPT_TO" for c in columns)):
+            from smail import smime  # cryptography: only for signed or encrypted rows
+
+            self.protection = smime.prepare(self.config.smime or SMIMESettings())
+        return RowBuilder(self.raw, self.config.mode, path, columns, protection=self.protection)
+
     def _validate(self, path: Path) -> tuple[int, int, int, int]:
         """Build and render every row's message; the first bad row stops the run (exit 2 or 8)."""
         with CSVFile(path) as table:
             self.columns = table.columns
-            builder = RowBuilder(self.raw, self.config.mode, path, table.columns)
+            builder = self._builder(path, table.columns)
             last = 1
             for row in table.rows():
                 self.total += 1
@@ -147,9 +160,10 @@ class Batch:
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
                 message = builder.message(row)
+                builder.check(row, message)
                 mime.render(message)
-                self._note_inputs(message)
-            self._check_saved(last)
+                self._note_inputs(message, builder.body_file)
+            self._check_saved(last, path)
             for number, recorded in self.recorded.items():
                 if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value, RESENT):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
@@ -173,21 +187,27 @@ class Batch:
             return None
         return status
 
-    def _note_inputs(self, message: Message) -> None:
+    def _note_inputs(self, message: Message, body_file: Path | None) -> None:
         if self.save_folder is None:
             return
-        for part in (*message.attachments, *message.inline):
-            self.inputs.setdefault(files.identity(part.path), part.path)
+        for path in (*(part.path for part in (*message.attachments, *message.inline)), body_file):
+            if path is not None:
+                self.inputs.setdefault(files.identity(path), path)
 
-    def _check_saved(self, last: int) -> None:
-        """/SAVE_EML=folder writes row-NNNN.eml: none of them may be a file a row reads."""
-        if self.save_folder is None or not self.inputs:
+    def _check_saved(self, last: int, rows: Path) -> None:
+        """/SAVE_EML=folder writes row-NNNN.eml: none of them may be a file the batch reads
+        (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
+        if self.save_folder is None:
             return
+        others = [rows, *(path_of(self.raw.get(name)) for name in ("BATCH_RESULT", "RESULT_FILE", "LOG", "ERROR_FILE"))]
+        for other in others:
+            if other is not None and files.exists(other):
+                self.inputs.setdefault(files.identity(other), other)
         for number in range(2, last + 1):
             path = self._saved_path(number)
             clash = self.inputs.get(files.identity(path)) if files.exists(path) else None
             if clash is not None:
-                raise ParamError(_("/SAVE_EML={folder} would write {path}, a file a row of the batch reads ({input}): refused, so that it cannot be overwritten.").format(
+                raise ParamError(_("/SAVE_EML={folder} would write {path}, a file the batch reads or writes ({input}): refused, so that it cannot be overwritten.").format(
                     folder=self.save_folder, path=path, input=clash))
 
     def _warn_unused(self, builder: RowBuilder) -> None:
@@ -202,7 +222,7 @@ class Batch:
                         column=column.name, suggestion=close[0]))
 
     def _send(self, table: CSVFile) -> None:
-        builder = RowBuilder(self.raw, self.config.mode, table.path, table.columns)
+        builder = self._builder(table.path, table.columns)
         rows = table.rows()
         if self.dry_run:
             for row in rows:
@@ -210,15 +230,15 @@ class Batch:
             return
         session = self.open_session(self.config.transport)
         try:
-            completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
+            completed = send_many(session, self._jobs(builder, rows, table), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
         finally:
             session.close()
         self._settle_pending()
         if not completed:
             self._stop(SMailError(_("the connection failed")))
-        if self.stop_error is not None and self.crash is None:
-            try:
+        if self.stop_error is not None and self.crash is None and not table.changed():
+            try:  # (what a changed file holds beyond was never checked: it is not reported)
                 for row in rows:
                     self._not_sent(row, builder)
             except SMailError as err:  # the rest of the file cannot be read any more
@@ -246,12 +266,12 @@ class Batch:
         if self._handled_earlier(row, key):
             return
         message = builder.message(row)
-        rendered = mime.render(message)
+        rendered = builder.render(row, message)
         self._save(row, rendered)
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
 
-    def _jobs(self, builder: RowBuilder, rows: Iterator[Row]) -> Iterator[Job]:
+    def _jobs(self, builder: RowBuilder, rows: Iterator[Row], table: CSVFile) -> Iterator[Job]:
         """The rows to send, each built when the session asks for it (under send_many's lock).
         After a stop, the rows not yet taken stay in `rows` for _send() to report."""
         while self.stop_error is None and self.crash is None:
@@ -259,12 +279,17 @@ class Batch:
                 row = next(rows, None)
                 if row is None:
                     return
+                if table.changed():  # rows added or rewritten since the check: never sent unchecked
+                    self._stop(FileChangedError(_("{path} changed while SMail was sending its rows: the rows from row {row} on were not sent. Run SMail again with /BATCH_RESUME once the file is complete.").format(
+                        path=table.path, row=row.number)))
+                    self._not_sent(row, builder)
+                    return
                 key = row_key(self.columns, row)
                 if self._handled_earlier(row, key):
                     continue
                 try:
                     message = builder.message(row)
-                    rendered = mime.render(message)
+                    rendered = builder.render(row, message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)
@@ -335,9 +360,9 @@ class Batch:
         kept = outbox.keep(self.config.outbox, job.message, job.rendered, receipt,
                            origin=handoff.origin(results.path, row.number, key) if results else None,
                            record=record if results else None)
-        if kept.receipts and kept.receipts[-1].status is Status.QUEUED:
-            return replace(kept.receipts[-1], error=kept.text, exit_code=ExitCode.QUEUED), recorded
-        log.warning(kept.text)
+        if kept.status is Status.QUEUED:
+            return kept, recorded
+        log.warning(kept.error)
         return receipt, False
 
     def _settle_handoffs(self) -> None:
@@ -441,30 +466,10 @@ class Batch:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        tally = self.tally
-        code = tally.exit_code()
-        counts = tally.counts_text()
-        results = self.settings.results
-        if self.dry_run:
-            checked = tally.counts[Status.DRY_RUN.value]
-            if self.save_folder is not None:
-                text = ngettext("Dry run: {n} message is valid and saved in {folder}; nothing was sent.",
-                                "Dry run: {n} messages are valid and saved in {folder}; nothing was sent.",
-                                checked).format(n=checked, folder=self.save_folder)
-            else:
-                text = ngettext("Dry run: {n} message is valid; nothing was sent.",
-                                "Dry run: {n} messages are valid; nothing was sent.", checked).format(n=checked)
-        elif not tally.done:
-            text = _("{path} has no rows: nothing was sent.").format(path=self.settings.rows)
-        elif self.stop_error is not None:
-            error = self.stop_error.message
-            text = (_("Batch stopped: {error} ({counts}; see {path}).").format(error=error, counts=counts, path=results)
-                    if results else _("Batch stopped: {error} ({counts}).").format(error=error, counts=counts))
-        else:
-            text = (_("Batch: {counts}; see {path}.").format(counts=counts, path=results) if results
-                    else _("Batch: {counts}.").format(counts=counts))
-        if tally.counts[Status.MAYBE_SENT.value] and not self.settings.resend_uncertain and not self.dry_run:
-            text = " ".join((text, _("Once you have checked that the rows marked may-have-been-sent did not arrive, /BATCH_RESUME /RESEND_UNCERTAIN sends them again.")))
+        code = self.tally.exit_code()
+        text = summary(self.tally, rows=self.settings.rows, results=self.settings.results, dry_run=self.dry_run,
+                       save_folder=self.save_folder, stopped=self.stop_error,
+                       resend_uncertain=self.settings.resend_uncertain)
         if self.stop_error is not None and code is ExitCode.OK:  # only skipped rows were left
             code = self.stop_error.exit_code
         return Outcome(code, text, self.receipts, None if code is ExitCode.OK else SMailError(text))

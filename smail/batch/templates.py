@@ -49,9 +49,44 @@ def _too_big(size: int) -> None:
             size=size, limit=VALUE_LIMIT))
 
 
-def _check_format(text: object) -> None:
-    if isinstance(text, str) and _HUGE_WIDTH.search(text):
-        raise TemplateLimitError(_("a format asks for a width or precision of millions of characters"))
+def _size(value: object, limit: int = VALUE_LIMIT) -> int:
+    """About how many characters or items `value` stands for once written out, counting the
+    items of containers each time they appear (a list holding itself four times over, four
+    levels deep, is 256 times its leaves); counting stops as soon as it passes `limit`."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, int):
+            total += item.bit_length() * 3 // 10 + 1
+        elif isinstance(item, (list, tuple, set, frozenset, dict)):
+            total += 2 + len(item)
+            if total <= limit:
+                stack.extend(item.items() if isinstance(item, dict) else item)
+        else:
+            total += 20
+        if total > limit:
+            break
+    return total
+
+
+def _guard(value: Any) -> Any:
+    """`value`, unless it stands for more than VALUE_LIMIT characters or items."""
+    _too_big(_size(value))
+    return value
+
+
+def _check_format(text: object, *arguments: object) -> None:
+    """A format's widths, and what it can write: each of its fields may be the largest argument
+    (`"%s%s%s%s" % (s, s, s, s)` is four times `s`, `"{0}{0}"` twice)."""
+    if isinstance(text, str):
+        if _HUGE_WIDTH.search(text):
+            raise TemplateLimitError(_("a format asks for a width or precision of millions of characters"))
+        fields = text.count("%") + text.count("{")
+        if fields and arguments:
+            _too_big(len(text) + fields * max(_size(a) for a in arguments))
 
 
 def _length(value: object) -> int | None:
@@ -62,7 +97,7 @@ def _checked_binop(operator: str, left: Any, right: Any) -> None:
     """The size of what `left operator right` builds, before it is built."""
     if operator == "*":
         for sequence, count in ((left, right), (right, left)):
-            size = _length(sequence)
+            size = _size(sequence) if _length(sequence) is not None else None
             if size is not None and isinstance(count, int):
                 _too_big(size * max(count, 0))
         if isinstance(left, int) and isinstance(right, int):
@@ -77,7 +112,7 @@ def _checked_binop(operator: str, left: Any, right: Any) -> None:
         if sizes[0] is not None and sizes[1] is not None:
             _too_big(sizes[0] + sizes[1])
     elif operator == "%":
-        _check_format(left)
+        _check_format(left, *(right if isinstance(right, tuple) else (right,)))
 
 
 def _checked_join(separator: object, items: Iterable[Any]) -> list[Any]:
@@ -115,7 +150,7 @@ def _checked_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
         elif name == "replace" and len(args) >= 2:
             _checked_replace(owner, *args[:3])
         elif name in ("format", "format_map"):
-            _check_format(owner)
+            _check_format(owner, *args, *kwargs.values())
     elif isinstance(owner, int) and name == "to_bytes":
         length = args[0] if args else kwargs.get("length", 1)
         if isinstance(length, int):
@@ -153,11 +188,25 @@ def _filters(filters: dict[str, Callable[..., Any]]) -> None:
         sized(name, LOOP_LIMIT)
 
     format_original, join_original, replace_original = filters["format"], filters["join"], filters["replace"]
+    indent_original, wordwrap_original = filters["indent"], filters["wordwrap"]
 
     @functools.wraps(format_original)
     def format_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_format(value)
+        _check_format(value, *args, *kwargs.values())
         return format_original(value, *args, **kwargs)
+
+    @functools.wraps(indent_original)
+    def indent_filter(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(s, str) and isinstance(width, (int, str)):  # every line gets the indent
+            _too_big(len(s) + (s.count("\n") + 2) * (len(width) if isinstance(width, str) else width))
+        return indent_original(s, width, *args, **kwargs)
+
+    @functools.wraps(wordwrap_original)
+    def wordwrap_filter(environment: Any, s: Any, *args: Any, **kwargs: Any) -> Any:
+        wrap = kwargs.get("wrapstring", args[2] if len(args) > 2 else None)
+        if isinstance(s, str) and isinstance(wrap, str):  # at worst a break after every character
+            _too_big(len(s) + (len(s) + 1) * len(wrap))
+        return wordwrap_original(environment, s, *args, **kwargs)
 
     @functools.wraps(join_original)
     def join_filter(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> Any:
@@ -168,30 +217,67 @@ def _filters(filters: dict[str, Callable[..., Any]]) -> None:
         _checked_replace(s, old, new, -1 if count is None else count)
         return replace_original(eval_ctx, s, old, new, count)
 
-    filters.update(format=format_filter, join=join_filter, replace=replace_filter)
+    filters.update(format=format_filter, join=join_filter, replace=replace_filter, indent=indent_filter,
+                   wordwrap=wordwrap_filter)
+    for name, original in list(filters.items()):
+        filters[name] = _bounded(original)
+
+
+def _bounded(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose arguments and result stand for at most VALUE_LIMIT characters or items,
+    so that no chain of them (or of `~`, `%`, macros) doubles a value without end."""
+    @functools.wraps(original)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            _guard(value)
+        return _guard(original(*args, **kwargs))
+    return bounded
 
 
 @functools.lru_cache(maxsize=2)
 def _environment(html: bool) -> Any:
     from jinja2 import StrictUndefined
+    from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class BoundedCodeGenerator(CodeGenerator):
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            # Jinja2's own, but `a ~ b ~ c` has its parts measured before they are joined.
+            if frame.eval_ctx.volatile:
+                join = "(markup_join if context.eval_ctx.volatile else str_join)"
+            else:
+                join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+            self.write(f"{join}(environment.bounded_parts((")
+            for part in node.nodes:
+                self.visit(part, frame)
+                self.write(", ")
+            self.write(")))")
 
     class BoundedSandbox(ImmutableSandboxedEnvironment):
         # Intercepted operators are never folded into constants at compile time either.
         intercepted_binops = frozenset({"*", "**", "+", "%"})
+        code_generator_class = BoundedCodeGenerator
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             _checked_binop(operator, left, right)
-            return super().call_binop(context, operator, left, right)
+            return _guard(super().call_binop(context, operator, left, right))
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
             _checked_call(__obj, args, kwargs)
+            for value in (*args, *kwargs.values()):
+                _guard(value)
             if getattr(__obj, "__name__", "") == "join" and isinstance(getattr(__obj, "__self__", None), (str, bytes)) \
                     and args:
                 args = (_checked_join(__obj.__self__, args[0]), *args[1:])
-            return super().call(__context, __obj, *args, **kwargs)
+            return _guard(super().call(__context, __obj, *args, **kwargs))
 
-    environment = BoundedSandbox(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True)
+        @staticmethod
+        def bounded_parts(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+            _too_big(sum(_size(part) for part in parts))
+            return parts
+
+    environment = BoundedSandbox(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
+                                 finalize=_guard)
     lipsum = environment.globals["lipsum"]
     assert callable(lipsum)
     environment.globals["lipsum"] = _lipsum(lipsum)
@@ -216,16 +302,62 @@ def compile_template(text: str, html: bool) -> Compiled:
     return Compiled(environment.from_string(tree), frozenset(names))
 
 
+class _Watchdog:
+    """One thread for the whole process that fires the armed deadline when it expires (a
+    thread per rendering would cost more than most renderings)."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.armed: _Deadline | None = None
+        self.thread: threading.Thread | None = None
+        self.idle = False  # waiting with no deadline: only then must arm() wake it
+
+    def arm(self, deadline: _Deadline) -> None:
+        # Deadlines all last RENDER_SECONDS: a later one never expires before the one the
+        # thread may be waiting for, which it checks again on waking.
+        with self.condition:
+            self.armed = deadline
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._watch, name="smail-template-deadline", daemon=True)
+                self.thread.start()
+            elif self.idle:
+                self.condition.notify()
+
+    def disarm(self, deadline: _Deadline) -> None:
+        with self.condition:
+            if self.armed is deadline:
+                self.armed = None
+
+    def _watch(self) -> None:
+        with self.condition:
+            while True:
+                armed = self.armed
+                if armed is None:
+                    self.idle = True
+                    self.condition.wait()
+                    self.idle = False
+                    continue
+                left = armed.expires - time.monotonic()
+                if left > 0:
+                    self.condition.wait(left)
+                    continue
+                self.armed = None
+                armed.fire()
+
+
+_WATCHDOG: Final = _Watchdog()
+
+
 class _Deadline:
-    """RENDER_SECONDS for what runs inside: a timer interrupts the main thread (signal handlers
-    run between any two bytecodes, so a loop without a single call is stopped too). In another
-    thread (a program calling main() from one) the other bounds still hold."""
+    """RENDER_SECONDS for what runs inside: when it expires the main thread is interrupted
+    (signal handlers run between any two bytecodes, so a loop without a single call is stopped
+    too). In another thread (a program calling main() from one) the other bounds still hold."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
         self.lock = threading.Lock()
         self.done = self.fired = self.delivered = False
-        self.timer: threading.Timer | None = None
+        self.armed = False
         self.previous: Any = None
 
     def __enter__(self) -> _Deadline:
@@ -237,12 +369,11 @@ class _Deadline:
             self.previous = signal.signal(signal.SIGINT, self._on_signal)
         except (ValueError, OSError):  # no signals here (an embedded interpreter)
             return self
-        self.timer = threading.Timer(self.seconds, self._fire)
-        self.timer.daemon = True
-        self.timer.start()
+        self.armed = True
+        _WATCHDOG.arm(self)
         return self
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         import _thread
         import signal
 
@@ -262,17 +393,17 @@ class _Deadline:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.timer is None:
+        if not self.armed:
             return
         import signal
 
         with self.lock:
             self.done = True
-        self.timer.cancel()
+        _WATCHDOG.disarm(self)
         if self.fired and not self.delivered:  # the interrupt is on its way: take it here
-            deadline = time.monotonic() + 1.0
+            give_up = time.monotonic() + 1.0
             try:
-                while not self.delivered and time.monotonic() < deadline:
+                while not self.delivered and time.monotonic() < give_up:
                     pass
             except _TimeUp:
                 pass

@@ -17,7 +17,9 @@ Nothing secret is stored: /FLUSH brings its own credentials.
     layout    the names and JSON files of the folder, the entries waiting in it
     disk      durable writes and the lock
     entry     an entry's message, written whole or not at all, and read back
-    flush     /FLUSH (and its /DRY_RUN)
+    handoff   entries a batch hands over to the outbox
+    flush     /FLUSH
+    preview   /FLUSH /DRY_RUN
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from smail.i18n import _
 from smail.message import Message
 from smail.outbox.entry import encode_message, read_entry, write_entry
 from smail.outbox.flush import flush
-from smail.receipt import Outcome, Receipt, Status
+from smail.receipt import Receipt, Status
 
 if TYPE_CHECKING:
     from smail.mime import Rendered
@@ -43,18 +45,19 @@ log = logging.getLogger("smail")
 
 
 def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt: Receipt, *,
-         origin: dict[str, Any] | None = None, record: Callable[[str, str], None] | None = None) -> Outcome:
-    """Keep a message that failed for a transient reason, for a later /FLUSH (exit 10).
+         origin: dict[str, Any] | None = None, record: Callable[[str, str], None] | None = None) -> Receipt:
+    """Keep a message that failed for a transient reason, for a later /FLUSH: the receipt
+    says QUEUED (exit 10) with the line to show, or, when the outbox cannot be written,
+    keeps its status and exit code with a line that says so. A refusal or a "may have been
+    sent" is never kept: its receipt comes back as it was.
 
-    The line goes to stderr and /ERROR_FILE: the message was not delivered. When the outbox
-    cannot be written, the original failure's exit code stands. A batch row gives its
-    `origin` and `record(entry, text)`, which records it as kept before the entry appears
-    (outbox.handoff).
+    A batch row gives its `origin` and `record(entry, text)`, which records it as kept before
+    the entry appears (outbox.handoff).
     """
     failure = receipt.failure
     error = receipt.error or (failure.message if failure else "")
-    if receipt.status is not Status.FAILED:  # a refusal or a "may have been sent" is never kept
-        return Outcome(receipt.exit_code, error, [receipt], failure or SMailError(error))
+    if receipt.status is not Status.FAILED:
+        return receipt
 
     def kept_text(name: str) -> str:
         return _("{error} The message is kept in the outbox {folder} as {entry}; the next /FLUSH will send it.").format(
@@ -66,9 +69,8 @@ def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt
         why = exc.message if isinstance(exc, SMailError) else reason(exc)
         text = _("{error} The message could not be kept in the outbox {folder} either: {reason}").format(
             error=error, folder=settings.folder, reason=why)
-        return Outcome(receipt.exit_code, text, [receipt], SMailError(text))
-    text = kept_text(name)
+        return receipt.with_facts(error=text)
     log.info(_("Message {message_id} kept in the outbox as {entry}.").format(
         message_id=message.message_id, entry=name))
-    return Outcome(ExitCode.QUEUED, text, [receipt.with_facts(status=Status.QUEUED, source={"entry": name})],
-                   SMailError(text))
+    return receipt.with_facts(status=Status.QUEUED, source={"entry": name}, error=kept_text(name),
+                              exit_code=ExitCode.QUEUED)

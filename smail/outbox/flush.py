@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import errno
 import logging
 import os
@@ -13,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smail import files, redact
-from smail.errors import ExitCode, SMailError, reason
+from smail.errors import ExitCode, ParamError, SMailError, reason
 from smail.i18n import _, ngettext
+from smail.kinds import Mode
+from smail.message import Message
 from smail.outbox import disk, handoff
 from smail.outbox.entry import origin_of, read_entry
 from smail.outbox.handoff import Kept
@@ -36,8 +37,11 @@ from smail.outbox.layout import (
     entries,
     iso,
     load,
+    marked,
     name_time,
+    outbox_of_uncertain,
 )
+from smail.outbox.preview import dry_run, empty
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
@@ -62,24 +66,23 @@ class _OutboxError(SMailError):
     """The outbox itself failed (an entry could not be marked as being sent): stop sending."""
 
 
-def _marked(entry: Path) -> bool:
-    """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
-    so that an entry that may have been sent is never sent again, whatever fails around it."""
-    try:
-        os.lstat(entry / SENDING)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _session_failed(receipt: Receipt) -> bool:
     """A failure that ends the flush's session: not a drop on one entry, which the next entry,
     over a new connection, may not meet."""
     from smail.transports import dropped_on, ends_session
 
     return ends_session(receipt) and not dropped_on(receipt)
+
+
+def _check_for_graph(message: Message) -> None:
+    """An entry kept in SMTP mode may carry headers Microsoft Graph refuses: Unreadable then."""
+    from smail.config import check_graph_headers
+
+    try:
+        check_graph_headers(tuple(f"{name}: {value}" for name, value in message.headers))
+    except ParamError as err:
+        raise Unreadable(_("The outbox entry cannot be sent through Microsoft Graph: {reason}").format(
+            reason=err.message)) from None
 
 
 def _recorded_in(results: Path) -> Kept:
@@ -97,19 +100,19 @@ def _recorded_in(results: Path) -> Kept:
     return kept
 
 
-def _empty(folder: Path) -> Outcome:
-    return Outcome(ExitCode.OK, _("The outbox {folder} is empty: nothing to send.").format(folder=folder))
-
-
 def flush(config: Config, console: Console) -> Outcome:
     """/FLUSH: send the waiting entries oldest first over one session, each at most once."""
     settings = config.outbox
     assert settings is not None
     folder = settings.folder
     if config.output.dry_run:
-        return _dry_run(settings, console)
+        return dry_run(settings, console)
+    outbox = outbox_of_uncertain(folder)
+    if outbox is not None:  # flushing it would send each of them again, without being asked to
+        raise ParamError(_("/OUTBOX={folder} is the uncertain folder of the outbox {outbox}: its messages may have been delivered. Once you have checked that they did not arrive, /FLUSH /RESEND_UNCERTAIN /OUTBOX={outbox} sends them again.").format(
+            folder=folder, outbox=outbox))
     if not files.is_dir(folder):
-        return _empty(folder)
+        return empty(folder)
     wait = config.transport.timeout
     try:
         fd = disk.lock(folder, wait)
@@ -145,14 +148,14 @@ class _Flush:
 
         self._clean()
         for name in entries(self.folder):
-            if _marked(self.folder / name):
+            if marked(self.folder / name):
                 self._recover(name)
         if self.settings.resend_uncertain:
             self._bring_back()
         # An entry in flight that could not be moved to uncertain/ stays, and is never sent.
         names = [n for n in entries(self.folder) if n not in self.receipts]
         if not names and not self.receipts:
-            return _empty(self.folder)
+            return empty(self.folder)
         session = transports.open_session(self.config.transport)
         try:
             while names:
@@ -193,13 +196,15 @@ class _Flush:
         entry = self.folder / name
         if not files.is_dir(entry):
             return None
-        if _marked(entry):  # in flight, and could not be moved to uncertain/: never sent again
+        if marked(entry):  # in flight, and could not be moved to uncertain/: never sent again
             if name not in self.receipts:
                 self._recover(name)
             return None
         resend = name in self.resends  # brought back by this run: its age is the administrator's call
         try:
             loaded = read_entry(entry, now=self.now())
+            if self.config.mode is Mode.GRAPH:  # the rule the command line applies in Graph mode
+                _check_for_graph(loaded.message)
             rendered = mime.render(loaded.message)
         except Unreadable as bad:
             self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
@@ -456,11 +461,11 @@ class _Flush:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        # Receipt.as_json deep-copies every field, and some errors cannot be copied: the error
-        # is already in each receipt's text and in the outcome.
+        # The receipts leave the flush as plain values: the live error stays here (its text is
+        # already in each receipt and in the outcome).
         receipts = [r.with_facts(failure=None) for r in self.receipts.values()]
         if not receipts:
-            return _empty(self.folder)
+            return empty(self.folder)
         sent = sum(r.status is Status.SENT for r in receipts)
         if sent == len(receipts):
             resent = sum(r.resend for r in receipts)
@@ -486,84 +491,3 @@ class _Flush:
         code = self.stop.exit_code if self.stop is not None else first.exit_code
         text = _("{error} Outbox {folder}: {sent} sent, {waiting} still waiting, {failed} moved to {failed_folder}, {uncertain} moved to {uncertain_folder}.").format(**facts)
         return Outcome(code, text, receipts, SMailError(text))
-
-
-
-# -- /FLUSH /DRY_RUN ---------------------------------------------------------------------------
-
-def _local_time(timestamp: float) -> str:
-    try:
-        return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):  # outside what the local clock can show
-        return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _dry_run(settings: OutboxSettings, console: Console) -> Outcome:
-    """One line per entry (created, recipients, subject); nothing connects, nothing moves."""
-    folder = settings.folder
-    names = entries(folder)
-    if not names and not (settings.resend_uncertain and files.real_folder(folder / UNCERTAIN)):
-        return _empty(folder)
-    receipts: list[Receipt] = []
-    for name in names:
-        entry = folder / name
-        try:
-            loaded = read_entry(entry)
-        except Unreadable as bad:
-            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
-                entry=name, reason=bad.text, folder=folder / FAILED))
-            continue
-        except OSError as exc:
-            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
-            continue
-        message = loaded.message
-        created = _local_time(loaded.created)
-        facts = {"entry": name, "created": created, "recipients": ", ".join(b.address for b in message.recipients),
-                 "subject": message.subject}
-        if _marked(entry):
-            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". A /FLUSH stopped while sending it: it would be moved to {folder}.").format(
-                folder=folder / UNCERTAIN, **facts))
-        elif time.time() - loaded.created > settings.max_age:
-            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". It is older than /OUTBOX_MAX_AGE: it would be moved to {folder}.").format(
-                folder=folder / FAILED, **facts))
-        else:
-            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\".").format(**facts))
-            receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id,
-                                    accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
-    if settings.resend_uncertain:
-        receipts += _dry_resends(folder, console)
-    count = len(receipts)
-    text = ngettext("Dry run: {n} message of the outbox {folder} would be sent; nothing was sent.",
-                    "Dry run: {n} messages of the outbox {folder} would be sent; nothing was sent.",
-                    count).format(n=count, folder=folder)
-    return Outcome(ExitCode.OK, text, receipts)
-
-
-def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
-    """/DRY_RUN /RESEND_UNCERTAIN: one line per entry of uncertain/ that would be sent again."""
-    where = folder / UNCERTAIN
-    if not files.real_folder(where):
-        return []
-    try:
-        names = sorted(item.name for item in os.scandir(where)
-                       if ENTRY_NAME.match(item.name) and item.is_dir(follow_symlinks=False))
-    except OSError as exc:
-        console.out(_("{folder} cannot be read: {reason}").format(folder=where, reason=reason(exc)))
-        return []
-    receipts = []
-    for name in names:
-        try:
-            message = read_entry(where / name).message
-        except Unreadable as bad:
-            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
-                entry=name, reason=bad.text, folder=folder / FAILED))
-            continue
-        except OSError as exc:
-            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
-            continue
-        console.out(_("{entry}: in {folder}, to {recipients}, subject \"{subject}\": it would be sent again (/RESEND_UNCERTAIN).").format(
-            entry=name, folder=where, recipients=", ".join(b.address for b in message.recipients),
-            subject=message.subject))
-        receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id, resend=True,
-                                accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
-    return receipts

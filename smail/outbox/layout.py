@@ -33,6 +33,15 @@ COPY_BLOCK: Final = 1024 * 1024
 JSON_LIMIT: Final = 4 * files.BODY_LIMIT
 
 
+def outbox_of_uncertain(folder: Path) -> Path | None:
+    """The outbox whose `uncertain` folder `folder` is (a flush made it: `.lock` is beside it),
+    else None. Its messages may have been delivered: only /RESEND_UNCERTAIN sends them again."""
+    absolute = Path(os.path.abspath(folder))
+    if absolute.name.casefold() == UNCERTAIN and files.exists(absolute.parent / LOCK):
+        return absolute.parent
+    return None
+
+
 def dump(document: dict[str, Any]) -> bytes:
     # surrogatepass: a name or argument the OS gave as undecodable bytes round-trips exactly.
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8", "surrogatepass")
@@ -110,3 +119,15 @@ def entries(folder: Path) -> list[str]:
     # Only folders named as SMail names its entries: anything else in the folder is not ours.
     return sorted(item.name for item in items
                   if ENTRY_NAME.fullmatch(item.name) and item.is_dir(follow_symlinks=False))
+
+
+def marked(entry: Path) -> bool:
+    """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
+    so that an entry that may have been sent is never sent again, whatever fails around it."""
+    try:
+        os.lstat(entry / SENDING)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True

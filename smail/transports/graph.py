@@ -25,13 +25,13 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from smail import auth, httpclient, redact
+from smail import auth, httpclient, redact, retry
 from smail.addresses import Mailbox
-from smail.errors import AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
+from smail.errors import RETRYABLE_HTTP, AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
 from smail.kinds import Priority
 from smail.message import FilePart, Message, part_chunks, read_part
-from smail.mime import Rendered
+from smail.mime import Rendered, address_field
 from smail.receipt import Receipt, Status
 from smail.redact import Secret
 from smail.settings import GraphSettings
@@ -96,6 +96,10 @@ def graph_message(message: Message, mailbox: str) -> dict[str, Any]:
     return body
 
 
+def _bcc_header(message: Message) -> bytes:
+    return address_field("Bcc", message.bcc).encode("utf-8") if message.bcc else b""
+
+
 @dataclass
 class _Parts:
     inline: tuple[FilePart, ...]
@@ -122,6 +126,9 @@ class _Throttle:
             self.sleep(delay)
 
     def slow_down(self, seconds: float) -> None:
+        # A Retry-After is capped like every retry delay: a server asking for a year would
+        # otherwise hold every request of the run for a year.
+        seconds = min(max(seconds, 0.0), retry.MAX_DELAY)
         with self.lock:
             self.not_before = max(self.not_before, self.clock() + seconds)
 
@@ -132,8 +139,9 @@ class GraphSession:
     def __init__(self, settings: GraphSettings, *, session: httpclient.Session | None = None,
                  progress: Progress | None = None) -> None:
         self.settings = settings
-        self.session = session or httpclient.Session(settings.tls, timeout=settings.timeout,
-                                                     proxy=settings.proxy)
+        self.session = session or httpclient.Session(
+            settings.tls, timeout=settings.timeout, proxy=settings.proxy,
+            proxy_from_environment=settings.proxy_from_environment)
         self.progress = progress
         self.token: Secret | None = None
         self.token_lock = threading.Lock()
@@ -200,7 +208,7 @@ class GraphSession:
         if commits and status >= 500 and status not in NOT_SENT_STATUS:
             return MaybeSentError(_("Microsoft Graph answered {status} {code} after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
                 status=status, code=code), answer=answer)
-        if answer.status in (429, 500, 502, 503, 504):
+        if answer.status in RETRYABLE_HTTP:
             return SendError(_("Microsoft Graph is busy or unavailable while {what} ({status} {code}: {text}).").format(
                 what=what, status=status, code=code, text=text), retry_after=retry_after, answer=answer)
         return SendError(_("Microsoft Graph refused the message while {what} ({status} {code}: {text}).").format(
@@ -209,14 +217,17 @@ class GraphSession:
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
-        parts = _Parts(message.inline, message.attachments)
-        resource = graph_message(message, self.settings.sender)
-        attachments_size = sum(_encoded_size(p) for p, _inline in parts.all())
-        base_size = len(json.dumps(resource, ensure_ascii=False).encode("utf-8"))
-        if base_size + attachments_size <= REQUEST_LIMIT:
-            response = self._send_mail(resource, parts, on_commit)
+        if rendered.smime:
+            response = self._send_mime(message, rendered, on_commit)
         else:
-            response = self._send_through_draft(resource, parts, on_commit)
+            parts = _Parts(message.inline, message.attachments)
+            resource = graph_message(message, self.settings.sender)
+            attachments_size = sum(_encoded_size(p) for p, _inline in parts.all())
+            base_size = len(json.dumps(resource, ensure_ascii=False).encode("utf-8"))
+            if base_size + attachments_size <= REQUEST_LIMIT:
+                response = self._send_mail(resource, parts, on_commit)
+            else:
+                response = self._send_through_draft(resource, parts, on_commit)
         count = len(message.recipients)
         summary = ngettext(
             "Message sent to {n} recipient via Microsoft Graph as {mailbox}.",
@@ -239,6 +250,26 @@ class GraphSession:
             on_commit()
         return self._call("POST", f"{self.user_url}/sendMail", what=_("sending the message"), json_body=body,
                           commits=True)
+
+    def _send_mime(self, message: Message, rendered: Rendered, on_commit: Commit | None) -> requests.Response:
+        """sendMail in MIME form (Microsoft's page "user: sendMail"): the message's own bytes,
+        base64-encoded, as a text/plain request. A signed or encrypted message goes only this
+        way: rebuilt from JSON properties it would lose its signature. Graph takes the
+        recipients from the headers, so the Bcc recipients go in a Bcc header, which Exchange
+        removes before delivery; the signature does not cover the headers."""
+        bcc = _bcc_header(message)
+        size = 4 * ((rendered.size + len(bcc) + 2) // 3)
+        if size > REQUEST_LIMIT:
+            # Upload sessions add attachments to a draft, which would break the signature.
+            raise SendError(_("The signed or encrypted message is {size} bytes once encoded; Microsoft Graph accepts at most {limit} bytes in one request, and larger signed messages cannot be sent through Graph: send it by SMTP.").format(
+                size=size, limit=REQUEST_LIMIT))
+        if not self.settings.save_to_sent:
+            log.warning(_("/SAVE_TO_SENT=NO cannot apply to a message sent in MIME form (signed or encrypted): Graph keeps it in Sent Items."))
+        data = bcc + b"".join(rendered.chunks())
+        if on_commit is not None:
+            on_commit()
+        return self._call("POST", f"{self.user_url}/sendMail", what=_("sending the message"),
+                          data=base64.b64encode(data), headers={"Content-Type": "text/plain"}, commits=True)
 
     def _send_through_draft(self, resource: dict[str, Any], parts: _Parts,
                             on_commit: Commit | None) -> requests.Response:

@@ -11,7 +11,6 @@ dead (or full: a 4xx to MAIL after some messages) is reopened and the message se
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import smtplib
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from smail import redact, sasl, tls
+from smail import hosts, network, proxy, redact, sasl, tls
 from smail.errors import (
     AuthError,
     ConnectError,
@@ -45,7 +44,7 @@ from smail.tls import TLSMode
 from smail.transports import Commit, smtp_replies
 from smail.transports.exchange import explain
 from smail.transports.smtp_client import (
-    Transcript,
+    Opener,
     close_quietly,
     coalesce,
     ehlo_name,
@@ -53,14 +52,12 @@ from smail.transports.smtp_client import (
     local_address,
     new_client,
     read_reply,
+    sasl_exchange,
     text_of,
     transcript,
 )
 from smail.transports.smtp_replies import (
-    AUTH_CHALLENGE,
     AUTH_REFUSED,
-    AUTH_SUCCEEDED,
-    BAD_SEQUENCE,
     OK,
     READY,
     SERVICE_CLOSING,
@@ -114,13 +111,17 @@ class SMTPSession:
 
             def token_source() -> Secret:
                 from smail import auth  # msal and requests only on this path
+                # The token request goes through the same proxy when it is an HTTP one.
+                http_proxy = settings.proxy.url() if settings.proxy is not None \
+                    and settings.proxy.kind is proxy.ProxyKind.HTTP else None
                 return auth.client_token(app, app.smtp_scope, tls_settings=settings.tls,
-                                         timeout=settings.timeout)
+                                         timeout=settings.timeout, proxy=http_proxy,
+                                         proxy_from_environment=settings.proxy_from_environment)
         return cls(settings, token_source=token_source)
 
     @property
     def where(self) -> str:
-        return f"{self.settings.server}:{self.settings.port}"
+        return hosts.with_port(self.settings.server, self.settings.port)
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -173,11 +174,16 @@ class SMTPSession:
 
     def _connect(self) -> _Connection:
         s = self.settings
-        log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
+        if s.proxy is not None:
+            log.info(_("Connecting to {where} through the proxy {proxy} (TLS mode: {mode}).").format(
+                where=self.where, proxy=s.proxy, mode=s.tls_mode.value))
+        else:
+            log.info(_("Connecting to {where} (TLS mode: {mode}).").format(where=self.where, mode=s.tls_mode.value))
         client: smtplib.SMTP
         try:
             client = new_client(s.server, timeout=s.timeout,
-                                context=self._tls_context() if s.tls_mode is TLSMode.IMPLICIT else None)
+                                context=self._tls_context() if s.tls_mode is TLSMode.IMPLICIT else None,
+                                opener=self._opener())
             code, greeting = client.connect(s.server, s.port)
             if code != READY:  # smtplib checks the greeting only when its constructor connects
                 close_quietly(client)
@@ -217,6 +223,19 @@ class SMTPSession:
             close_quietly(client)
             raise self._network_error(exc) from exc
         return connection
+
+    def _opener(self) -> Opener:
+        """TCP to the server (each address in turn, /IP), or a tunnel through the proxy."""
+        family, via = self.settings.ip, self.settings.proxy
+
+        def direct(host: str, port: int, timeout: float) -> socket.socket:
+            return network.connect(host, port, timeout, family=family)
+        if via is None:
+            return direct
+
+        def tunnel(host: str, port: int, timeout: float) -> socket.socket:
+            return proxy.open_tunnel(via, host, port, timeout=timeout, connect=direct)
+        return tunnel
 
     def _hello(self, client: smtplib.SMTP) -> None:
         code, reply = client.ehlo()
@@ -260,10 +279,10 @@ class SMTPSession:
                 raise AuthError(_("{where} offers none of CRAM-MD5, PLAIN, LOGIN; it offers: {offered}.").format(
                     where=self.where, offered=" ".join(offered) or "-"))
             responder = sasl.password_responder(mechanism, user, s.password.reveal() if s.password else "")
-        if connection.tls_version is None and not is_loopback(client):
+        if connection.tls_version is None and (self.settings.proxy is not None or not is_loopback(client)):
             log.warning(_("Authenticating without TLS: the credentials cross the network unencrypted."))
         try:
-            self._sasl(client, mechanism, responder)
+            sasl_exchange(client, mechanism, responder)
         except smtplib.SMTPAuthenticationError as exc:
             reply = SMTPReply(exc.smtp_code, text_of(exc.smtp_error), "AUTH")
             if reasons:
@@ -284,35 +303,6 @@ class SMTPSession:
             self._token = self.token_source()
             redact.remember(self._token)
         return self._token
-
-    @staticmethod
-    def _sasl(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
-        """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII)."""
-        def b64(data: bytes) -> str:
-            # The encoded answer carries the password or token as it is: a server that echoes
-            # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
-            # error line, the log or the result file.
-            encoded = base64.b64encode(data).decode("ascii")
-            redact.remember(encoded)
-            return encoded
-        initial = responder(None)
-        assert isinstance(client, Transcript)
-        client.masking_auth = True
-        try:
-            command = f"AUTH {mechanism}" + (f" {b64(initial)}" if initial is not None else "")
-            code, reply = client.docmd(command)
-            for _round in range(5):
-                if code != AUTH_CHALLENGE:
-                    break
-                try:
-                    challenge = base64.b64decode(reply, validate=False)
-                except ValueError:
-                    challenge = reply
-                code, reply = client.docmd(b64(responder(challenge) or b""))
-        finally:
-            client.masking_auth = False
-        if code not in (AUTH_SUCCEEDED, BAD_SEQUENCE):
-            raise smtplib.SMTPAuthenticationError(code, reply)
 
     # -- transaction ---------------------------------------------------------------------------
 

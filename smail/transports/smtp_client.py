@@ -11,6 +11,9 @@ transaction itself. Four things below depend on smtplib's internals, each for a 
 - `_host`: smtplib sets it only when its constructor connects, and starttls() and SMTP_SSL use
   it as the TLS server name (SNI, certificate check). SMail connects later, so it sets it.
 - `send()` is wrapped for the DEBUG transcript, with AUTH lines masked.
+- `_get_socket()` (what `connect()` calls for the TCP connection, and SMTP_SSL's override
+  wraps in TLS) is replaced: the socket comes from SMail's opener (every address in turn,
+  /IP, or a tunnel through /PROXY), then SMTP_SSL's TLS is applied for the mail server's name.
 
 A reply is bounded as a whole too (REPLY_LIMIT): smtplib keeps every line of a multi-line reply,
 so a server sending continuation lines without end would fill the memory until /TIMEOUT.
@@ -18,6 +21,7 @@ so a server sending continuation lines without end would fill the memory until /
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import smtplib
@@ -27,12 +31,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from smail import redact
+from smail import redact, sasl
 from smail.hosts import ascii_name
+from smail.transports.smtp_replies import AUTH_CHALLENGE, AUTH_SUCCEEDED, BAD_SEQUENCE
 
 transcript = logging.getLogger("smail.smtp")
 
 REPLY_LIMIT = 1024 * 1024  # bytes of one reply, all its lines together
+
+
+Opener = Callable[[str, int, float], socket.socket]
 
 
 class Transcript:
@@ -40,6 +48,21 @@ class Transcript:
 
     masking_auth = False
     _host: str  # set by smtplib; SMail sets it too, see new_client()
+    opener: Opener | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        """The TCP connection from the opener; TLS at once for implicit TLS (SMTP_SSL)."""
+        client: Any = self
+        if self.opener is None:
+            return super()._get_socket(host, port, timeout)  # type: ignore[misc,no-any-return]
+        sock = self.opener(host, port, timeout)
+        if isinstance(client, smtplib.SMTP_SSL):
+            try:
+                return client.context.wrap_socket(sock, server_hostname=self._host)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def send(self, s: Any) -> None:
         if transcript.isEnabledFor(logging.DEBUG):
@@ -127,8 +150,10 @@ class _SMTPS(Transcript, smtplib.SMTP_SSL):
     pass
 
 
-def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None) -> smtplib.SMTP:
-    """An unconnected client for `server`: implicit TLS when a context is given."""
+def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None,
+               opener: Opener | None = None) -> smtplib.SMTP:
+    """An unconnected client for `server`: implicit TLS when a context is given; its TCP
+    connection comes from `opener` when one is given."""
     client: smtplib.SMTP
     # A placeholder name: smtplib would otherwise look up this computer's FQDN here.
     if context is not None:
@@ -136,6 +161,9 @@ def new_client(server: str, *, timeout: float, context: ssl.SSLContext | None) -
     else:
         client = _SMTP(local_hostname="localhost", timeout=timeout)
     client._host = server  # see the module's docstring
+    if opener is not None:
+        assert isinstance(client, Transcript)
+        client.opener = opener
     return client
 
 
@@ -199,3 +227,33 @@ def coalesce(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
             pending, length = [], 0
     if pending:
         yield b"".join(pending)
+
+
+def sasl_exchange(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
+    """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII); the
+    transcript masks every line of it. smtplib.SMTPAuthenticationError when refused."""
+    def b64(data: bytes) -> str:
+        # The encoded answer carries the password or token as it is: a server that echoes
+        # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
+        # error line, the log or the result file.
+        encoded = base64.b64encode(data).decode("ascii")
+        redact.remember(encoded)
+        return encoded
+    initial = responder(None)
+    assert isinstance(client, Transcript)
+    client.masking_auth = True
+    try:
+        command = f"AUTH {mechanism}" + (f" {b64(initial)}" if initial is not None else "")
+        code, reply = client.docmd(command)
+        for _round in range(5):
+            if code != AUTH_CHALLENGE:
+                break
+            try:
+                challenge = base64.b64decode(reply, validate=False)
+            except ValueError:
+                challenge = reply
+            code, reply = client.docmd(b64(responder(challenge) or b""))
+    finally:
+        client.masking_auth = False
+    if code not in (AUTH_SUCCEEDED, BAD_SEQUENCE):
+        raise smtplib.SMTPAuthenticationError(code, reply)

@@ -26,7 +26,7 @@ import pytest
 
 from smail import files
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.fakes.microsoft import FakeMicrosoft
 from tests.smtpd import RecordingHandler, free_port, read_line, read_message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -546,16 +546,32 @@ def test_killed_at_random_moments_and_resumed_never_sends_a_row_twice(smtpd, tmp
     assert set(statuses.values()) <= {"sent", "may-have-been-sent"}
 
 
+class HeldHandler(RecordingHandler):
+    """Takes each message, then answers only once `release` is set (or after five minutes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.to_thread(self.release.wait, 300)
+        return reply
+
+
 def test_two_processes_on_one_results_file_never_both_send(smtpd, tmp_path):
-    handler = SlowHandler(0.05, "none", 0)
+    handler = HeldHandler()
     server = smtpd(handler)
     rows = invoices(tmp_path, 10)
     results = tmp_path / "results.csv"
     args = (*server.options, *COMMON, "/BODY=x", f"/BATCH={rows}", f"/BATCH_RESULT={results}")
     first = smail_process(*args)
     wait_for(lambda: results.exists() and "sending" in results.read_text(encoding="utf-8-sig"))
-    second = smail_process(*args, "/BATCH_RESUME")
-    _out, err = second.communicate(timeout=300)
+    second = smail_process(*args, "/BATCH_RESUME")  # the first is held on its first row's answer
+    try:
+        _out, err = second.communicate(timeout=300)
+    finally:
+        handler.release.set()
     assert second.returncode == ExitCode.ERROR and b"another SMail run" in err
     first.communicate(timeout=300)
     assert first.returncode == ExitCode.OK
@@ -565,12 +581,8 @@ def test_two_processes_on_one_results_file_never_both_send(smtpd, tmp_path):
 # -- Microsoft Graph ---------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context())
-    fake.start()
-    fake.register(App("app-id-1", secret=SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=SECRET, mailboxes={SENDER})
 
 
 def graph_options(microsoft: FakeMicrosoft, ca: Path) -> list[str]:
@@ -600,16 +612,15 @@ def test_graph_batch_with_429s_sends_every_row_once(microsoft, tls_ca, run_smail
 
 
 def test_graph_batch_keeps_four_requests_in_flight(microsoft, tls_ca, run_smail, tmp_path):
-    for _ in range(8):
-        microsoft.stall(r"/sendMail$", 0.5)
+    # The fake answers sendMail only once four are waiting: a batch that sent one at a time
+    # would show max_in_flight 1, one with more workers than Microsoft's limit more than 4.
+    microsoft.gate(r"/sendMail$", together=4)
     rows = invoices(tmp_path, 8, pdf=False)
-    started = time.monotonic()
     result = run_smail(*graph_options(microsoft, tls_ca.pem), "/SUBJECT={{ number }}", "/BODY=x", f"/BATCH={rows}",
-                       env={"LANG": "C", "NO_PROXY": "127.0.0.1,localhost"})
-    elapsed = time.monotonic() - started
+                       "/TIMEOUT=300", env={"LANG": "C", "NO_PROXY": "127.0.0.1,localhost"})
+    assert microsoft.max_in_flight == 4
     assert result.exit_code == ExitCode.OK, result.stderr
     assert len(microsoft.sent) == 8
-    assert elapsed < 2.5  # 8 × 0.5 s one at a time would take 4 s
 
 
 def test_the_example_batch(smtpd, run_smail, tmp_path):

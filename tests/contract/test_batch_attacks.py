@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler
 
 COMMON = ("/FROM_ADDR=factures@demo.test", "/SUBJECT=Facture {{ number }}", "/BODY=Bonjour {{ customer }}")
@@ -208,12 +207,8 @@ def test_one_recipient_of_three_busy_on_every_row_goes_to_the_outbox_and_never_h
 # -- Graph -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context())
-    fake.start()
-    fake.register(App("app-id-1", secret=GRAPH_SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_SECRET, mailboxes={SENDER})
 
 
 def test_graph_504_on_send_is_maybe_sent_and_never_resent(microsoft, tls_ca, run_smail, tmp_path):
@@ -655,3 +650,25 @@ def test_a_row_stopped_by_a_full_disk_is_not_reported_as_refused_by_the_server(s
     assert result.exit_code not in (ExitCode.SEND, ExitCode.INTERNAL), result.stderr
     assert "refused" not in result.stderr.lower() and "refused" not in results.read_text(encoding="utf-8-sig")
     assert "No space left" in result.stderr or "space" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("victim", ["/BATCH_RESULT", "/RESULT_FILE", "/LOG", "BODY_FILE"])
+def test_save_eml_folder_never_overwrites_another_file_of_the_batch(smtpd, run_smail, tmp_path, victim):
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    target = saved / "row-0002.eml"
+    target.write_bytes(b"row,status\r\n" if victim != "BODY_FILE" else b"Hello {{ customer }}\r\n")
+    before = target.read_bytes()
+    if victim == "BODY_FILE":
+        rows = tmp_path / "rows.csv"
+        rows.write_text("TO,customer,BODY_FILE\r\nc1@test.test,C1,saved/row-0002.eml\r\n", encoding="utf-8")
+        extra: tuple[str, ...] = ()
+    else:
+        rows = three_rows(tmp_path)
+        extra = (f"{victim}={target}",)
+    result = run_smail(*server.options, "/FROM_ADDR=f@demo.test", "/SUBJECT=s", f"/BATCH={rows}",
+                       f"/SAVE_EML={saved}", *extra, *(() if victim == "BODY_FILE" else ("/BODY=x",)), log=victim != "/LOG")
+    assert result.exit_code == ExitCode.PARAM, result.stderr
+    assert target.read_bytes() == before and handler.received == []

@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.cli.test_smime import OPENSSL, decrypt, verify
+from tests.fakes.microsoft import App
+from tests.smime_certs import PASSWORD
 from tests.smtpd import RecordingHandler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +31,8 @@ SECRET = "Sjp~Q8a.secret-value-1234567890"
 
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context()).start()
-    fake.register(App("app-id-1", secret=SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=SECRET, mailboxes={SENDER})
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def self_signed(name: str = "smail-app") -> tuple[rsa.RSAPrivateKey, x509.Certif
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+            .not_valid_after(now + datetime.timedelta(days=365)).sign(key, hashes.SHA256()))
     return key, cert
 
 
@@ -425,3 +424,29 @@ def test_503_to_the_send_request_proves_it_was_not_sent_and_is_retried(graph, mi
     result = graph("/RETRY=2", "/RETRY_DELAY=0.01")
     assert result.exit_code == ExitCode.OK, result.stderr
     assert len(microsoft.sent) == 1
+
+
+def test_signed_and_encrypted_message_goes_in_mime_form(graph, microsoft, pki, tmp_path):
+    client = pki.ca.issue("client", "client@test.test")  # the fixture's /TO
+    result = graph("/FROM_ADDR=alice@demo.test", "/BCC=carol@test.test",
+                   f"/SIGN_CERT={pki.alice.pfx}", f"/SIGN_CERT_PASSWORD={PASSWORD}",
+                   f"/ENCRYPT_TO={client.pem};{pki.carol.pem}")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    [sent] = microsoft.sent
+    sendmail = [r for r in microsoft.requests if r[1].endswith("/sendMail")]
+    assert sendmail[0][2]["Content-Type"] == "text/plain"
+    assert sent.mime is not None and b"smime-type=enveloped-data" in sent.mime
+    assert b"Bcc: carol@test.test\r\n" in sent.mime
+    if OPENSSL:
+        decrypted = decrypt(sent.mime, pki.carol, tmp_path)
+        assert decrypted.returncode == 0
+        assert b"Bonjour" in verify(decrypted.stdout, pki, tmp_path)
+
+
+def test_signed_message_over_graphs_request_limit_exits_5_before_any_request(graph, microsoft, pki, files):
+    big = files("big.bin", b"\0" * 3_500_000)
+    result = graph("/FROM_ADDR=alice@demo.test", f"/SIGN_CERT={pki.alice.pfx}", f"/SIGN_CERT_PASSWORD={PASSWORD}",
+                   f"/ATTACH={big}")
+    assert result.exit_code == ExitCode.SEND
+    assert "send it by SMTP" in result.stderr
+    assert microsoft.sent == [] and not [r for r in microsoft.requests if "/v1.0/" in r[1]]

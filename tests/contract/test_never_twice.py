@@ -150,7 +150,7 @@ def no_crash(text: str) -> None:
 
 def test_answer_after_the_timeout_is_delivered_once_exit_5_and_said_so(scripted, run_smail, tmp_path):
     def slow(conn: socket.socket) -> bool:
-        time.sleep(2.5)  # the 250 comes, but long after /TIMEOUT=1
+        time.sleep(20)  # the 250 comes, but long after /TIMEOUT=1
         conn.sendall(b"250 2.0.0 Ok: queued late\r\n")
         return False
     server = Stateful(after_dot=slow)
@@ -159,7 +159,7 @@ def test_answer_after_the_timeout_is_delivered_once_exit_5_and_said_so(scripted,
     started = time.monotonic()
     result = run_smail(*listener.options, *BASIC, "/TIMEOUT=1", "/RETRY=3", "/RETRY_DELAY=0.01",
                        f"/RESULT_FILE={result_file}")
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 15  # gave up after /TIMEOUT, never waited for the late 250
     assert result.exit_code == ExitCode.SEND, result.stderr
     assert MAYBE in result.stderr and "Check before sending it again" in result.stderr
     assert MAYBE in result.log
@@ -331,10 +331,10 @@ def test_a_server_trickling_its_greeting_cannot_hold_smail_past_the_timeout(scri
     started = time.monotonic()
     try:
         proc = smail_process("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={listener.port}", *BASIC, "/TIMEOUT=1",
-                             tmp_path=tmp_path, timeout=4)
-    except subprocess.TimeoutExpired:
-        pytest.fail("SMail with /TIMEOUT=1 was still waiting for the greeting after 4 s")
-    assert time.monotonic() - started < 4
+                             tmp_path=tmp_path, timeout=30)
+    except subprocess.TimeoutExpired:  # the trickle would last for minutes
+        pytest.fail("SMail with /TIMEOUT=1 was still waiting for the greeting after 30 s")
+    assert time.monotonic() - started < 30
     assert proc.returncode == ExitCode.CONNECT, proc.stderr
 
 

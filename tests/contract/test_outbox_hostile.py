@@ -21,6 +21,7 @@ import pytest
 
 from smail import files as smail_files
 from smail.errors import ExitCode
+from tests.contract.test_outbox import GRAPH_CANARY, GRAPH_ENV, SENDER, graph_options
 from tests.smtpd import RecordingHandler, free_port, read_line
 
 FROM = "/FROM_ADDR=albert@demo.test"
@@ -360,6 +361,8 @@ EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "a sender name with a control character": lambda d: d["message"].update(
         sender={"address": "albert@demo.test", "name": "Albert\x07"}),
     "no recipient at all": lambda d: d["message"].update(to=[], cc=[], bcc=[]),
+    "a Date past the calendar": lambda d: d["message"].update(date="Mon, 1 Jan 99999 00:00:00 +0000"),
+    "a Date that is no date": lambda d: d["message"].update(date="tomorrow"),
     "a Message-ID with a space": lambda d: d["message"].update(message_id="<a b@demo.test>"),
     "a Message-ID without brackets": lambda d: d["message"].update(message_id="abc@demo.test"),
     "a content type with a parameter": lambda d: d["message"]["attachments"][0].update(
@@ -465,3 +468,75 @@ def test_resend_uncertain_is_in_the_help_in_both_languages(run_smail):
     english = run_smail("/?")
     french = run_smail("/LANG=FR", "/?")
     assert "/RESEND_UNCERTAIN" in english.stdout and "/RESEND_UNCERTAIN" in french.stdout
+
+
+# -- an entry kept in SMTP mode, flushed through Microsoft Graph ----------------------------------
+
+@pytest.fixture
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_CANARY, mailboxes={SENDER})
+
+
+@pytest.mark.parametrize("headers", [("/HEADER=Keywords: facture",),
+                                     tuple(f"/HEADER=X-N{n}: {n}" for n in range(6))])
+def test_an_entry_graph_cannot_carry_goes_to_failed_with_graph_s_rule(microsoft, tls_ca, run_smail, tmp_path, headers):
+    """The command line refuses in Graph mode what Graph refuses (non-X- headers, more than 5):
+    an entry kept in SMTP mode with such headers is moved aside, the others go through Graph."""
+    box = tmp_path / "box"
+    good = queue(run_smail, box, "Good", f"/FROM_ADDR={SENDER}")
+    bad = queue(run_smail, box, "Bad", f"/FROM_ADDR={SENDER}", *headers)
+    result = run_smail(*graph_options(microsoft, tls_ca), "/FLUSH", f"/OUTBOX={box}", env=GRAPH_ENV)
+    sane(result)
+    assert sorted(s.message["subject"] for s in microsoft.sent) == ["Good"], result.stderr
+    [aside] = moved(box, "failed")
+    assert aside.name == bad.name and "Microsoft Graph" in (aside / "reason.txt").read_text(encoding="utf-8")
+    assert good.name not in {p.name for p in waiting(box)}
+
+
+# -- many random damages at once ------------------------------------------------------------------
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 2**70, 1e308, float("nan"), "", "x" * 10_000, "\udcff", "\x00",
+                         "a\r\nBcc: v@evil.test", [], {}, [[]], {"address": "v@odd.test"}, "../../etc/passwd",
+                         "9999-12-31T23:59:59+00:00", "<a@b>", "files/0", "files/99"]
+
+
+def mutate(document: dict[str, Any], rng: Any) -> None:
+    """Replace one field, anywhere in the entry, by an odd value."""
+    node: Any = document
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        key = rng.choice(keys)
+        if isinstance(node[key], (dict, list)) and node[key] and rng.random() < 0.6:
+            node = node[key]
+            continue
+        node[key] = json.loads(json.dumps(rng.choice(ODD_VALUES)))  # a fresh copy: no shared node
+        return
+
+
+def test_many_randomly_damaged_entries_never_stop_the_flush(smtpd, run_smail, tmp_path, files):
+    import random
+
+    rng = random.Random(32)
+    box = tmp_path / "box"
+    attachment = files("a.txt", b"hello")
+    good = queue(run_smail, box, "Good")
+    template = queue(run_smail, box, "Damaged", f"/ATTACH={attachment}")
+    document = json.loads((template / "entry.json").read_text(encoding="utf-8"))
+    for number in range(40):
+        copy = box / f"{template.name[:-4]}{number:04x}"
+        shutil.copytree(template, copy)
+        damaged = json.loads(json.dumps(document))
+        for _ in range(rng.randint(1, 3)):
+            mutate(damaged, rng)
+        (copy / "entry.json").write_text(json.dumps(damaged), encoding="utf-8")
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    result = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}", f"/RESULT_FILE={tmp_path / 'r.json'}")
+    sane(result)
+    assert subjects(handler)["Good"] == 1
+    for received in handler.received:
+        assert b"evil.test" not in received.data and not any("evil" in r for r in received.rcpt_tos)
+    assert waiting(box) == [], result.stderr  # each one sent or moved aside: none blocks the others
+    assert good.name not in {p.name for p in moved(box, "failed")}

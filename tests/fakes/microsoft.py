@@ -10,6 +10,8 @@ never a mock that accepts anything.
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import hashlib
 import json
 import re
@@ -66,6 +68,7 @@ class Sent:
     save_to_sent: bool
     uploads: list[dict[str, Any]] = field(default_factory=list)   # name, size, sha256, isInline...
     through_draft: bool = False
+    mime: bytes | None = None   # the message, when it was sent in MIME form
 
 
 class FakeMicrosoft:
@@ -84,6 +87,9 @@ class FakeMicrosoft:
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
         self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
         self.max_request = 0
+        self.gates: list[tuple[str, threading.Barrier]] = []  # path regex, requests held together
+        self.in_flight = 0          # requests being answered now
+        self.max_in_flight = 0
         self.graph_audience = "https://graph.microsoft.com"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -125,6 +131,12 @@ class FakeMicrosoft:
     def stall(self, path_pattern: str, seconds: float) -> None:
         """Receive the next matching request whole, then answer only after `seconds`."""
         self.stalls.append((path_pattern, seconds))
+
+    def gate(self, path_pattern: str, together: int, timeout: float = 60) -> None:
+        """Hold matching requests until `together` of them are waiting, then answer them all:
+        concurrency shows as max_in_flight, however slow the machine. A client that never has
+        that many in flight is answered after `timeout` (and max_in_flight says how many it had)."""
+        self.gates.append((path_pattern, threading.Barrier(together, timeout=timeout)))
 
     def start(self) -> FakeMicrosoft:
         self.thread.start()
@@ -171,9 +183,25 @@ class FakeMicrosoft:
                 fake.requests.append((method, self.path, dict(self.headers)))
                 body = self._body()
                 with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    self._answer(method, path, body)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, method: str, path: str, body: bytes) -> None:
+                with fake.lock:
                     stall = next((i for i, (p, _s) in enumerate(fake.stalls) if re.search(p, path)), None)
                     seconds = fake.stalls.pop(stall)[1] if stall is not None else 0.0
+                    barrier = next((b for p, b in fake.gates if re.search(p, path)), None)
                 time.sleep(seconds)
+                if barrier is not None:
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        pass  # fewer requests than `together` came: answered, and max_in_flight shows it
                 with fake.lock:
                     for index, (pattern, status, headers, error) in enumerate(fake.failures):
                         if re.search(pattern, path):
@@ -222,7 +250,7 @@ class FakeMicrosoft:
                 return 413, {"error": {"code": "RequestEntityTooLarge",
                                        "message": "The maximum request length supported is 4MB."}}, {}
             assert app is not None
-            return self.graph_route(method, mailbox, match.group(2), body, app)
+            return self.graph_route(method, mailbox, match.group(2), body, app, headers)
         return 404, {"error": {"code": "BadRequest", "message": f"Unknown path {path}"}}, {}
 
     @staticmethod
@@ -336,8 +364,11 @@ class FakeMicrosoft:
         return None, app
 
     def graph_route(self, method: str, mailbox: str, rest: str, body: bytes,
-                    app: App) -> tuple[int, Any, dict[str, str]]:
+                    app: App, headers: Any = None) -> tuple[int, Any, dict[str, str]]:
         if method == "POST" and rest == "/sendMail":
+            content_type = str((headers or {}).get("Content-Type", "")).split(";")[0].strip().lower()
+            if content_type == "text/plain":
+                return self.send_mime(mailbox, body)
             return self.send_mail(mailbox, body)
         if rest.startswith("/messages") and not app.read_write:  # drafts need Mail.ReadWrite
             return 403, {"error": {"code": "ErrorAccessDenied",
@@ -423,6 +454,23 @@ class FakeMicrosoft:
         if problem:
             return problem
         self.sent.append(Sent(mailbox, request["message"], request.get("saveToSentItems", True)))
+        return 202, None, {}
+
+    def send_mime(self, mailbox: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """sendMail in MIME form ("user: sendMail", example 4): the request body is the whole
+        message, base64-encoded, with Content-Type text/plain; the recipients come from its
+        To, Cc and Bcc headers."""
+        try:
+            mime = base64.b64decode(body, validate=True)
+        except ValueError:
+            return self.bad("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+        parsed = email.message_from_bytes(mime, policy=email.policy.default)
+        if parsed.defects or not parsed.get("From") or not parsed.get("Content-Type") \
+                or b"\r\n\r\n" not in mime or b"\n" in mime.replace(b"\r\n", b""):
+            return self.bad("ErrorMimeContentInvalid", "The MIME content is invalid.")
+        if not any(parsed.get(name) for name in ("To", "Cc", "Bcc")):
+            return self.bad("ErrorInvalidRecipients", "The message contains no recipients.")
+        self.sent.append(Sent(mailbox, {"subject": str(parsed.get("Subject", ""))}, True, mime=mime))
         return 202, None, {}
 
     def create_draft(self, mailbox: str, body: bytes) -> tuple[int, Any, dict[str, str]]:

@@ -1,11 +1,14 @@
-"""The real Postfix (+ Dovecot SASL) of the interop suite, started once for all its tests."""
+"""The real Postfix (+ Dovecot SASL) of the interop suite, and the real proxies (Squid, Dante),
+each started once for all its tests."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from tests.interop import proxy_servers
 from tests.interop import servers as interop
 
 
@@ -17,3 +20,23 @@ def postfix() -> Iterator[interop.Servers]:
         pytest.skip(str(exc))
     yield started
     interop.stop(started.folder)
+
+
+@pytest.fixture(scope="session")
+def squid() -> Iterator[proxy_servers.Proxy]:
+    try:
+        started = proxy_servers.start_squid()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"Squid could not be installed or started: {exc}")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def dante() -> Iterator[proxy_servers.Proxy]:
+    try:
+        started = proxy_servers.start_dante()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"Dante could not be installed or started: {exc}")
+    yield started
+    started.stop()

@@ -199,3 +199,23 @@ def test_rename_is_retried_on_windows_while_a_scanner_holds_the_file(monkeypatch
     slept: list[float] = []
     files.rename(source, target, sleep=slept.append)
     assert target.read_text() == "x" and slept == [0.2, 0.2]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_new_files_and_replaced_names_never_write_through_a_link(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not ours")
+    link = tmp_path / "status.json"
+    link.symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        files.write_new(link, b"new")
+    files.replace_name(link, b"{}")
+    assert outside.read_bytes() == b"not ours"
+    assert not link.is_symlink() and link.read_bytes() == b"{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.txt", "status.json"]  # no temporary left
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "linked").symlink_to(folder)
+    assert files.real_folder(folder)
+    assert not files.real_folder(tmp_path / "linked") and not files.real_folder(outside)
+    assert not files.real_folder(tmp_path / "missing")

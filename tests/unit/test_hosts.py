@@ -28,3 +28,29 @@ def test_invalid_names(name):
                                              ("smtp.büro.de", "smtp.xn--bro-hoa.de")])
 def test_server_name(value, expected):
     assert hosts.server_name(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("smtp.example.com", ("smtp.example.com", None)),
+    ("smtp.example.com:587", ("smtp.example.com", 587)),
+    ("192.0.2.25:25", ("192.0.2.25", 25)),
+    ("2001:db8::25", ("2001:db8::25", None)),
+    ("2001:DB8:0::25", ("2001:db8::25", None)),
+    ("[2001:db8::25]", ("2001:db8::25", None)),
+    ("[2001:db8::25]:587", ("2001:db8::25", 587)),
+    ("::1", ("::1", None)),
+])
+def test_server_address(value, expected):
+    assert hosts.server_address(value) == expected
+
+
+@pytest.mark.parametrize("value", ["[2001:db8::25", "[2001:db8::25]587", "[smtp.example.com]:25", "host:0",
+                                   "host:70000", "host:x", "[::1]:"])
+def test_server_address_refuses(value):
+    with pytest.raises(ValueError):
+        hosts.server_address(value)
+
+
+def test_with_port_brackets_ipv6():
+    assert hosts.with_port("2001:db8::25", 587) == "[2001:db8::25]:587"
+    assert hosts.with_port("smtp.example.com", 25) == "smtp.example.com:25"

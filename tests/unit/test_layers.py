@@ -19,15 +19,16 @@ SUPPORT = 0
 STAGES = {
     "smail.converters": 1, "smail.options": 1, "smail.reader": 1, "smail.helptext": 1,
     "smail.config": 2,
-    "smail.message": 3, "smail.mime": 3,
+    "smail.message": 3, "smail.mime": 3, "smail.smime": 3,
     "smail.transports": 4,
     "smail.batch": 5, "smail.outbox": 5,
     "smail.outputcheck": 6, "smail.cli": 6, "smail.__main__": 6,
 }
 SUPPORT_MODULES = frozenset({
-    "smail", "smail.addresses", "smail.auth", "smail.certificate", "smail.cloud", "smail.errors", "smail.files",
-    "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log",
-    "smail.output", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
+    "smail", "smail.addresses", "smail.assertion", "smail.auth", "smail.certificate", "smail.certstore",
+    "smail.cloud", "smail.errors", "smail.files",
+    "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
+    "smail.output", "smail.proxy", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
     "smail.tls", "smail.windows",
 })
 

@@ -1,4 +1,4 @@
-"""The outbox's pure parts: the OS lock, an entry's round trip to the same bytes, keep()'s outcome,
+"""The outbox's pure parts: the OS lock, an entry's round trip to the same bytes, keep()'s receipt,
 damaged entries, and the French sentences waiting to be merged into smail.po."""
 
 from __future__ import annotations
@@ -153,14 +153,12 @@ def settings_for(folder: Path):
     return OutboxSettings(folder=folder, max_age=72 * 3600.0)
 
 
-def test_keep_stores_the_entry_and_exits_10_on_stderr(message, tmp_path):
-    outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
+def test_keep_stores_the_entry_and_exits_10(message, tmp_path):
+    receipt = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
     [name] = layout.entries(tmp_path / "box")
-    assert outcome.exit_code == ExitCode.QUEUED
-    assert outcome.error is not None  # the message was not delivered: stderr and /ERROR_FILE
-    assert outcome.text == (f"127.0.0.1:25 refused the connection. The message is kept in the outbox "
-                            f"{tmp_path / 'box'} as {name}; the next /FLUSH will send it.")
-    [receipt] = outcome.receipts
+    assert receipt.exit_code == ExitCode.QUEUED
+    assert receipt.error == (f"127.0.0.1:25 refused the connection. The message is kept in the outbox "
+                             f"{tmp_path / 'box'} as {name}; the next /FLUSH will send it.")
     assert receipt.status is Status.QUEUED and receipt.source == {"entry": name}
     assert receipt.message_id == message.message_id and receipt.attempts == 1
     receipt.as_json()
@@ -172,8 +170,8 @@ def test_keep_stores_the_entry_and_exits_10_on_stderr(message, tmp_path):
 ])
 def test_keep_never_stores_a_refusal_or_a_may_have_been_sent(message, tmp_path, error):
     receipt = Receipt.from_error(error, message_id=message.message_id, attempts=1)
-    outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), receipt)
-    assert outcome.exit_code == ExitCode.SEND and outcome.text == error.message
+    kept = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), receipt)
+    assert kept == receipt and kept.exit_code == ExitCode.SEND and kept.error == error.message
     assert not (tmp_path / "box").exists()
 
 
@@ -181,10 +179,10 @@ def test_keep_when_the_outbox_cannot_be_written_keeps_the_original_code(message,
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(disk, "write_new", full)
-    outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
-    assert outcome.exit_code == ExitCode.CONNECT and outcome.error is not None
-    assert outcome.text == (f"127.0.0.1:25 refused the connection. The message could not be kept in the outbox "
-                            f"{tmp_path / 'box'} either: No space left on device")
+    receipt = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
+    assert receipt.exit_code == ExitCode.CONNECT and receipt.status is Status.FAILED
+    assert receipt.error == (f"127.0.0.1:25 refused the connection. The message could not be kept in the outbox "
+                             f"{tmp_path / 'box'} either: No space left on device")
     assert list((tmp_path / "box").iterdir()) == []
 
 
@@ -197,8 +195,8 @@ def test_a_failure_after_the_rename_still_says_kept(message, tmp_path, monkeypat
             raise OSError(errno.EIO, "Input/output error")
         real(path)
     monkeypatch.setattr(disk, "fsync_dir", fsync_dir)
-    outcome = outbox.keep(settings_for(box), message, mime.render(message), transient_receipt(message))
-    assert outcome.exit_code == ExitCode.QUEUED and len(layout.entries(box)) == 1
+    receipt = outbox.keep(settings_for(box), message, mime.render(message), transient_receipt(message))
+    assert receipt.exit_code == ExitCode.QUEUED and len(layout.entries(box)) == 1
 
 
 # -- French -------------------------------------------------------------------------------------
@@ -206,15 +204,15 @@ def test_a_failure_after_the_rename_still_says_kept(message, tmp_path, monkeypat
 def test_the_french_line_of_keep(message, tmp_path):
     i18n.activate("fr")
     try:
-        outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message),
+        receipt = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message),
                               transient_receipt(message))
     finally:
         i18n.activate("en")
-    assert "Le message est conservé dans la boîte d'envoi" in outcome.text
+    assert "Le message est conservé dans la boîte d'envoi" in (receipt.error or "")
 
 
 def test_keep_leaves_the_failure_on_the_receipt_for_a_batch_to_stop_on(message, tmp_path):
     from smail.transports import ends_session
 
-    outcome = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
-    assert ends_session(outcome.receipts[0])
+    receipt = outbox.keep(settings_for(tmp_path / "box"), message, mime.render(message), transient_receipt(message))
+    assert ends_session(receipt)

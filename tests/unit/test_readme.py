@@ -1,4 +1,4 @@
-"""The README's exit-code table is the ExitCode enum: the documentation cannot drift."""
+"""The README's exit-code table and the help's are the ExitCode enum: the documentation cannot drift."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_exit_code_table_matches_the_enum():
     rows = re.findall(r"^\| (\d+) \| EXIT_([A-Z_]+) \|", README.read_text(encoding="utf-8"), re.MULTILINE)
     assert [(int(code), name) for code, name in rows] == [(int(c), c.name) for c in ExitCode]
+
+
+def test_the_help_describes_every_exit_code_in_order():
+    from smail.helptext import EXIT_CODE_HELP
+
+    assert [code for code, _text in EXIT_CODE_HELP] == list(ExitCode)
 
 
 def test_readme_opens_for_the_windows_administrator_then_the_two_commands():
