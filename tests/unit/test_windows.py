@@ -354,11 +354,26 @@ def test_the_prototypes_are_found():
     assert ("kernel32", "LockFileEx") in PROTOTYPES and len(PROTOTYPES) >= 11
 
 
+LOADERS = [getattr(windows, name) for name in dir(windows)
+           if name.startswith("_") and hasattr(getattr(windows, name), "cache_info")]  # the cached DLL loaders
+
+
+def under_wine() -> bool:
+    return sys.platform == "win32" and hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
 @on_windows
 @pytest.mark.parametrize("dll, name", PROTOTYPES)
 def test_every_declared_prototype_exists_in_the_real_dll(dll, name):
-    function = getattr(getattr(windows, f"_{dll}")(), name)
-    assert function.argtypes is not None, f"{dll}.{name} has no declared argument types"
+    declared = []
+    for loader in (loader for loader in LOADERS if dll in loader.__name__):
+        try:
+            declared.append(getattr(loader(), name).argtypes is not None)
+        except AttributeError:
+            if under_wine():
+                pytest.skip(f"Wine lacks {dll}.{name}")
+            raise
+    assert any(declared), f"{dll}.{name} has no declared argument types"
 
 
 @on_windows
