@@ -190,3 +190,26 @@ def test_a_csv_written_to_while_its_rows_are_sent_sends_nothing_unchecked(smtpd,
     assert f"{rows} changed while SMail was sending its rows" in result.output
     recorded = results.read_text(encoding="utf-8-sig")
     assert "\n2,sent," in recorded and "\n3,not-sent," in recorded and "\n4," not in recorded, recorded
+
+
+@pytest.mark.parametrize("status, outcome", [("Sent", "skipped"), ("SENT", "skipped"), (" Sent ", "skipped"),
+                                             ("envoyé", "refused"), ("", "refused")])
+def test_a_results_file_whose_status_was_retyped_never_sends_the_row_again(smtpd, run_smail, tmp_path, status,
+                                                                            outcome):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO,customer\r\nfirst@t.test,A\r\n", encoding="utf-8")
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    results = tmp_path / "results.csv"
+    args = (*server.options, "/FROM_ADDR=a@t.test", "/SUBJECT=Hello {{ customer }}", "/BODY=hi", f"/BATCH={rows}",
+            f"/BATCH_RESULT={results}")
+    assert run_smail(*args).exit_code == ExitCode.OK
+    text = results.read_text(encoding="utf-8-sig")
+    results.write_text(text.replace(",sent,", f",{status},"), encoding="utf-8")
+    again = run_smail(*args, "/BATCH_RESUME")
+    assert len(handler.received) == 1, again.output
+    if outcome == "skipped":
+        assert again.exit_code == ExitCode.OK and "1 skipped (already sent)" in again.stdout
+    else:
+        assert again.exit_code == ExitCode.PARAM
+        assert f'records row 2 as "{status}"' in again.stderr
