@@ -194,6 +194,11 @@ def test_a_key_that_cannot_sign_says_why_and_which_right_to_grant(code, words, m
         assert "svc-erp" in caught.value.message
 
 
+def test_a_store_that_was_never_created_holds_no_certificate():
+    with pytest.raises(AuthError, match="No certificate with the thumbprint"):
+        certstore.find("AB" * 20, None, api=FakeStoreAPI({}, open_error=windows.ERROR_FILE_NOT_FOUND))
+
+
 def test_a_store_that_cannot_be_opened_exits_4():
     with pytest.raises(AuthError, match="could not be opened: Access is denied"):
         certstore.find("AB" * 20, CertStore.MACHINE, api=FakeStoreAPI({}, open_error=5))
@@ -267,7 +272,13 @@ def test_the_real_dlls_take_the_prototypes():
 
 @on_windows
 def test_the_real_users_store_opens_and_a_missing_thumbprint_is_none():
-    store = windows.open_store(machine=False)
+    try:
+        store = windows.open_store(machine=False)
+    except OSError as exc:  # a fresh profile (a new Wine prefix) may have no My store yet
+        assert certstore.windows_code(exc) == windows.ERROR_FILE_NOT_FOUND, exc
+        with pytest.raises(AuthError, match="No certificate with the thumbprint"):
+            certstore.find("00" * 20, CertStore.USER)
+        return
     try:
         assert windows.find_certificate(store, b"\x00" * 20) is None
     finally:
