@@ -117,6 +117,14 @@ def _never_connected(exc: requests.RequestException) -> bool:
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
 
 
+def lost(exc: requests.RequestException) -> bool:
+    """Whether an established connection was lost (closed or reset by the other end), not
+    refused, timed out or failed while connecting."""
+    return isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, (requests.exceptions.Timeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)) \
+        and not _never_connected(exc)
+
+
 def network_error(exc: requests.RequestException, where: str, *, sent: bool = False) -> SMailError:
     """requests' failures -> exit 3 (connection, TLS, proxy) or, after a request was sent and
     no answer came, exit 5: Graph has no idempotency key, so SMail does not resend blindly."""

@@ -6,6 +6,8 @@ The folder:
     <entry>/status.json   created, attempts, last error; replaced atomically
     <entry>/files/<n>     copies of the inline files and attachments
     <entry>/sending       written and fsynced just before the end of the message goes out
+    <entry>/sent          written (or `sending` renamed) once the server accepted it, before the
+                          entry is deleted: never sent again, only deleted
     failed/<entry>/       refused, expired or unreadable, with reason.txt
     uncertain/<entry>/    may have been sent: never resent automatically
     .lock                 locked by the running /FLUSH (an OS lock: released when it dies)

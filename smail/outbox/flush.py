@@ -29,15 +29,18 @@ from smail.outbox.layout import (
     NEW,
     REASON,
     SENDING_MARK,
+    SENT_MARK,
     STALE_NEW,
     STATUS,
     UNCERTAIN,
+    Mark,
     Unreadable,
     dump,
     entries,
     iso,
+    left_in_flight,
     load,
-    marked,
+    mark,
     name_time,
     outbox_of_uncertain,
 )
@@ -140,6 +143,7 @@ class _Flush:
         self.receipts: dict[str, Receipt] = {}
         self.stop: SMailError | None = None
         self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
+        self.committed: set[str] = set()  # entries this run marked as in flight
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -147,12 +151,14 @@ class _Flush:
         from smail import transports
 
         self._clean()
+        left = self._left_in_flight() if self.settings.resend_uncertain else set()
         for name in entries(self.folder):
-            if marked(self.folder / name):
-                self._recover(name)
+            self._settle(name)
         if self.settings.resend_uncertain:
-            self._bring_back()
-        # An entry in flight that could not be moved to uncertain/ stays, and is never sent.
+            self._bring_back(left)
+            self._resend_in_place(left)
+        # An entry in flight that could not be moved to uncertain/ stays, and is never sent
+        # (unless an earlier flush reported it so and /RESEND_UNCERTAIN sends it again).
         names = [n for n in entries(self.folder) if n not in self.receipts]
         if not names and not self.receipts:
             return empty(self.folder)
@@ -196,9 +202,9 @@ class _Flush:
         entry = self.folder / name
         if not files.is_dir(entry):
             return None
-        if marked(entry):  # in flight, and could not be moved to uncertain/: never sent again
-            if name not in self.receipts:
-                self._recover(name)
+        if name not in self.receipts and not self._settle(name):  # sent, in flight or unreadable
+            return None
+        if name in self.receipts:
             return None
         resend = name in self.resends  # brought back by this run: its age is the administrator's call
         try:
@@ -251,9 +257,12 @@ class _Flush:
         """Just before the end of the message goes out: mark the entry as in flight, durably,
         so that a flush killed from now on leaves it to uncertain/ instead of sending it again."""
         entry = self.folder / name
+        if name in self.committed and os.path.lexists(entry / SENDING_MARK):
+            return  # another attempt of this run (after a 429, a drop before the end): still marked
         try:
             disk.write_new(entry / SENDING_MARK, dump({"since": iso(self.now()), "pid": os.getpid()}))
             disk.fsync_dir(entry)
+            self.committed.add(name)
         except OSError as exc:
             raise _OutboxError(_("The outbox entry {entry} could not be marked as being sent ({reason}), so it was not sent.").format(
                 entry=name, reason=reason(exc))) from None
@@ -271,7 +280,7 @@ class _Flush:
                     entry=name, summary=receipt.summary))
             else:
                 log.info(_("Outbox entry {entry} sent: {summary}").format(entry=name, summary=receipt.summary))
-            self._remove(name)
+            self._remove(name, recorded=self._record_sent(name, receipt))
         elif receipt.status is Status.MAYBE_SENT:
             self._move(name, UNCERTAIN, receipt.error or "", receipt)
         elif receipt.status is Status.FAILED or isinstance(failure, _OutboxError) or ends_session(receipt):
@@ -329,17 +338,92 @@ class _Flush:
             log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
                 entry=name, reason=reason(exc)))
 
-    def _remove(self, name: str) -> None:
-        """Delete a sent entry: renamed aside at once (one atomic step), then erased."""
+    def _record_sent(self, name: str, receipt: Receipt) -> bool:
+        """Before anything else, mark an accepted entry as sent, durably: whatever fails after
+        this (its removal), no flush sends it again, /RESEND_UNCERTAIN included."""
+        entry = self.folder / name
+        record = dump({"at": iso(self.now()), "message_id": receipt.message_id, "server": receipt.server,
+                       "reply": redact.redact(receipt.reply) if receipt.reply else None})
+        try:
+            disk.write_new(entry / SENT_MARK, record)
+            disk.fsync_dir(entry)
+            return True
+        except OSError as exc:
+            why = reason(exc)
+        try:  # a full disk can still rename: the in-flight mark becomes the sent mark
+            files.rename(entry / SENDING_MARK, entry / SENT_MARK)
+            disk.fsync_dir(entry)
+            return True
+        except OSError:
+            log.warning(_("The outbox entry {entry} was sent but could not be marked as sent: {reason}").format(
+                entry=name, reason=why))
+            return False
+
+    def _remove(self, name: str, *, recorded: bool) -> OSError | None:
+        """Delete a sent entry: renamed aside at once (one atomic step), then erased; the error
+        when it could not be."""
         done = self.folder / f"{DONE}{name}"
         try:
             files.rename(self.folder / name, done)
             disk.fsync_dir(self.folder)
         except OSError as exc:
-            log.warning(_("The outbox entry {entry} was sent but could not be removed ({reason}): the next /FLUSH will move it to uncertain.").format(
-                entry=name, reason=reason(exc)))
-            return
+            if recorded:
+                log.warning(_("The outbox entry {entry} was sent but could not be removed ({reason}): it is marked as sent, so that no /FLUSH sends it again; the next one removes it.").format(
+                    entry=name, reason=reason(exc)))
+            else:
+                log.warning(_("The outbox entry {entry} was sent but could neither be removed nor marked as sent ({reason}): the next /FLUSH moves it to uncertain. It was delivered: do not send it again with /RESEND_UNCERTAIN.").format(
+                    entry=name, reason=reason(exc)))
+            return exc
         shutil.rmtree(done, ignore_errors=True)
+        return None
+
+    def _settle(self, name: str) -> bool:
+        """Whether the entry may be sent; one already sent is removed (or left), one in flight
+        goes to uncertain/, one whose marks the OS will not show too, with that reason."""
+        try:
+            state = mark(self.folder / name)
+        except OSError as exc:
+            self._unreadable(name, exc)
+            return False
+        if state == Mark.SENT:
+            self._already_sent(name)
+            return False
+        if state == Mark.SENDING:
+            self._recover(name)
+            return False
+        return True
+
+    def _already_sent(self, name: str) -> None:
+        """An entry the server accepted but an earlier flush could not remove: never sent again."""
+        when, message_id = "?", None
+        try:
+            record = load(self.folder / name / SENT_MARK)
+            if isinstance(record, dict):
+                when = str(record.get("at") or "?")
+                found = record.get("message_id")
+                message_id = found if isinstance(found, str) else None
+        except (OSError, ValueError, Unreadable):
+            pass
+        failed = self._remove(name, recorded=True)
+        if failed is None:
+            text = _("The outbox entry {entry} had already been sent ({when}); it could not be removed then: it is removed now, and not sent again.").format(
+                entry=name, when=when)
+            log.warning(text)
+            self.receipts[name] = Receipt(status=Status.SKIPPED, message_id=message_id, summary=text,
+                                          source={"entry": name})
+            return
+        text = _("The outbox entry {entry} had already been sent ({when}) and still cannot be removed ({reason}): it stays in the outbox, and is never sent again.").format(
+            entry=name, when=when, reason=reason(failed))
+        log.warning(text)
+        self.receipts[name] = Receipt(status=Status.SKIPPED, message_id=message_id, summary=text, error=text,
+                                      source={"entry": name})
+
+    def _unreadable(self, name: str, exc: OSError) -> None:
+        """An entry the OS will not read: whether a flush was sending it cannot be told, so it is
+        never sent as it is; it goes to uncertain/ with that reason."""
+        text = _("The outbox entry cannot be read ({reason}): whether a /FLUSH was sending it cannot be told, so it is not sent. Once it can be read and you have checked that it did not arrive, /FLUSH /RESEND_UNCERTAIN sends it.").format(
+            reason=reason(exc))
+        self._move(name, UNCERTAIN, text, Receipt(status=Status.MAYBE_SENT, exit_code=ExitCode.ERROR, error=text))
 
     def _move(self, name: str, where: str, text: str, receipt: Receipt) -> None:
         """To failed/ or uncertain/ with its reason; the entry is never sent again from there.
@@ -412,7 +496,48 @@ class _Flush:
                 else:
                     shutil.rmtree(item.path, ignore_errors=True)
 
-    def _bring_back(self) -> None:
+    def _left_in_flight(self) -> set[str]:
+        """The entries an earlier flush found in flight and could not move to uncertain/ (it
+        recorded the move it tried): what /RESEND_UNCERTAIN covers besides uncertain/."""
+        left = set()
+        for name in entries(self.folder):
+            entry = self.folder / name
+            try:
+                if mark(entry) != Mark.SENDING:
+                    continue
+            except OSError:
+                continue
+            if left_in_flight(entry):
+                left.add(name)
+        return left
+
+    def _resend_in_place(self, left: set[str]) -> None:
+        """/RESEND_UNCERTAIN: an entry left in the outbox marked as in flight, because an earlier
+        flush could not move it to uncertain/, is sent again like those of uncertain/."""
+        for name in sorted(left):
+            entry = self.folder / name
+            receipt = self.receipts.get(name)
+            if receipt is None or receipt.status is not Status.MAYBE_SENT or not files.real_folder(entry):
+                continue  # moved to uncertain/ this time, or gone
+            try:
+                if mark(entry) != Mark.SENDING:
+                    continue
+            except OSError:
+                continue
+            self._update_status(entry, resend=True)
+            try:
+                os.unlink(entry / SENDING_MARK)
+                disk.fsync_dir(entry)
+            except OSError as exc:
+                log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): it is not sent again.").format(
+                    entry=name, reason=reason(exc)))
+                continue
+            del self.receipts[name]
+            self.resends.add(name)
+            log.warning(_("Outbox entry {entry}, left in the outbox as in flight because {folder} could not be used, is sent again (/RESEND_UNCERTAIN).").format(
+                entry=name, folder=self.folder / UNCERTAIN))
+
+    def _bring_back(self, left: set[str]) -> None:
         """/RESEND_UNCERTAIN: the entries of uncertain/ go back to the outbox, each marked as a
         resend before it moves, to be sent again by this flush."""
         where = self.folder / UNCERTAIN
@@ -433,6 +558,18 @@ class _Flush:
                     or not item.is_dir(follow_symlinks=False):
                 continue
             name, source = found.group(0), Path(item.path)
+            if name in self.receipts and name not in left:  # found in flight by this run: not checked
+                continue
+            try:
+                state = mark(source)
+            except OSError as exc:
+                log.warning(_("The outbox entry {entry} in {folder} cannot be read ({reason}): it is not sent again.").format(
+                    entry=item.name, folder=where, reason=reason(exc)))
+                continue
+            if state == Mark.SENT:
+                log.warning(_("The outbox entry {entry} in {folder} had already been sent: it is not sent again.").format(
+                    entry=item.name, folder=where))
+                continue
             if os.path.lexists(self.folder / name):
                 log.warning(_("{entry} is both in {folder} and in the outbox: it is not sent again.").format(
                     entry=item.name, folder=where))
@@ -455,6 +592,7 @@ class _Flush:
                     entry=name, reason=reason(exc)))
                 continue
             self.resends.add(name)
+            self.receipts.pop(name, None)
             log.warning(_("Outbox entry {entry} moved back from {folder}, to be sent again (/RESEND_UNCERTAIN).").format(
                 entry=name, folder=where))
 
@@ -467,9 +605,12 @@ class _Flush:
         if not receipts:
             return empty(self.folder)
         sent = sum(r.status is Status.SENT for r in receipts)
-        if sent == len(receipts):
+        earlier = [r for r in receipts if r.status is Status.SKIPPED]  # sent by an earlier flush
+        if sent + len(earlier) == len(receipts):
             resent = sum(r.resend for r in receipts)
-            if resent:
+            if not sent:
+                text = " ".join(r.summary for r in earlier)
+            elif resent:
                 text = ngettext("{n} message sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
                                 "{n} messages sent from the outbox {folder}, {resent} of them sent again from {uncertain} (/RESEND_UNCERTAIN); it is now empty.",
                                 sent).format(n=sent, folder=self.folder, resent=resent, uncertain=self.folder / UNCERTAIN)
@@ -477,6 +618,8 @@ class _Flush:
                 text = ngettext("{n} message sent from the outbox {folder}; it is now empty.",
                                 "{n} messages sent from the outbox {folder}; it is now empty.",
                                 sent).format(n=sent, folder=self.folder)
+            if sent and earlier:
+                text = " ".join((text, *(r.summary for r in earlier)))
             return Outcome(ExitCode.OK, text, receipts)
         first = next(r for r in receipts if r.status is not Status.SENT)
         facts = {"folder": self.folder, "sent": sent, "waiting": sum(r.status is Status.QUEUED for r in receipts),

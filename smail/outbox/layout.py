@@ -20,6 +20,7 @@ ENTRY: Final = "entry.json"
 STATUS: Final = "status.json"
 FILES: Final = "files"
 SENDING_MARK: Final = "sending"
+SENT_MARK: Final = "sent"
 REASON: Final = "reason.txt"
 FAILED: Final = "failed"
 UNCERTAIN: Final = "uncertain"
@@ -119,6 +120,38 @@ def entries(folder: Path) -> list[str]:
     # Only folders named as SMail names its entries: anything else in the folder is not ours.
     return sorted(item.name for item in items
                   if ENTRY_NAME.fullmatch(item.name) and item.is_dir(follow_symlinks=False))
+
+
+class Mark:
+    """What an entry's marks say about it (`mark`)."""
+
+    NONE: Final = "none"          # waiting: never handed over
+    SENDING: Final = "sending"    # its end went out, no answer recorded: it may have been delivered
+    SENT: Final = "sent"          # the server accepted it: never sent again, only removed
+
+
+def mark(entry: Path) -> str:
+    """The entry's Mark; OSError when the OS will not tell (an entry it will not read): such an
+    entry is neither sent nor taken for one in flight."""
+    for name, found in ((SENT_MARK, Mark.SENT), (SENDING_MARK, Mark.SENDING)):
+        try:
+            os.lstat(entry / name)
+        except FileNotFoundError:
+            continue
+        return found
+    return Mark.NONE
+
+
+def left_in_flight(entry: Path) -> bool:
+    """Whether an entry marked as in flight was left in the outbox by a flush that tried to
+    move it to uncertain/ and could not (it wrote the reason, or the move it tried)."""
+    if os.path.lexists(entry / REASON):
+        return True
+    try:
+        status = load(entry / STATUS)
+    except (OSError, ValueError, Unreadable):
+        return False
+    return isinstance(status, dict) and status.get("outcome") == UNCERTAIN
 
 
 def marked(entry: Path) -> bool:

@@ -13,7 +13,7 @@ from smail import files
 from smail.errors import ExitCode, reason
 from smail.i18n import _, ngettext
 from smail.outbox.entry import Loaded, read_entry
-from smail.outbox.layout import ENTRY_NAME, FAILED, UNCERTAIN, Unreadable, entries, marked
+from smail.outbox.layout import ENTRY_NAME, FAILED, UNCERTAIN, Mark, Unreadable, entries, left_in_flight, mark
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
@@ -54,6 +54,16 @@ def dry_run(settings: OutboxSettings, console: Console) -> Outcome:
     receipts: list[Receipt] = []
     for name in names:
         entry = folder / name
+        try:
+            state = mark(entry)
+        except OSError as exc:
+            console.out(_("{entry}: cannot be read ({reason}): it would be moved to {folder}, never sent as it is.").format(
+                entry=name, reason=reason(exc), folder=folder / UNCERTAIN))
+            continue
+        if state == Mark.SENT:
+            console.out(_("{entry}: already sent by an earlier /FLUSH that could not remove it: it would be removed, not sent again.").format(
+                entry=name))
+            continue
         loaded = _readable(entry, folder, console)
         if loaded is None:
             continue
@@ -61,7 +71,12 @@ def dry_run(settings: OutboxSettings, console: Console) -> Outcome:
         created = _local_time(loaded.created)
         facts = {"entry": name, "created": created, "recipients": ", ".join(b.address for b in message.recipients),
                  "subject": message.subject}
-        if marked(entry):
+        if state == Mark.SENDING and settings.resend_uncertain and left_in_flight(entry):
+            console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". A /FLUSH stopped while sending it: it would be sent again (/RESEND_UNCERTAIN).").format(
+                **facts))
+            receipts.append(Receipt(status=Status.DRY_RUN, message_id=message.message_id, resend=True,
+                                    accepted=tuple(b.address for b in message.recipients), source={"entry": name}))
+        elif state == Mark.SENDING:
             console.out(_("{entry}: created {created}, to {recipients}, subject \"{subject}\". A /FLUSH stopped while sending it: it would be moved to {folder}.").format(
                 folder=folder / UNCERTAIN, **facts))
         elif time.time() - loaded.created > settings.max_age:
@@ -93,6 +108,14 @@ def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
         return []
     receipts = []
     for name in names:
+        try:
+            state = mark(where / name)
+        except OSError:
+            state = Mark.NONE  # said by _readable below
+        if state == Mark.SENT:
+            console.out(_("{entry}: in {folder}, already sent: it would not be sent again.").format(
+                entry=name, folder=where))
+            continue
         loaded = _readable(where / name, folder, console)
         if loaded is None:
             continue

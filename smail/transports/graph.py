@@ -27,7 +27,16 @@ import requests
 
 from smail import auth, httpclient, redact, retry
 from smail.addresses import Mailbox
-from smail.errors import RETRYABLE_HTTP, AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
+from smail.errors import (
+    RETRYABLE_HTTP,
+    AuthError,
+    ConnectError,
+    DroppedError,
+    HTTPAnswer,
+    MaybeSentError,
+    SendError,
+    SMailError,
+)
 from smail.i18n import _, ngettext
 from smail.kinds import Priority
 from smail.message import FilePart, Message, part_chunks, read_part
@@ -110,6 +119,29 @@ class _Parts:
         yield from ((p, False) for p in self.attachments)
 
 
+class _Body:
+    """A request body that knows whether it went out whole: urllib3 asks for the next block only
+    once the last one was written to the connection, so an empty read means every byte of the
+    request was sent. A connection lost before that cannot have delivered the request."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+        self.complete = not data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.offset >= len(self.data):
+            self.complete = True
+            return b""
+        end = len(self.data) if size is None or size < 0 else self.offset + size
+        block = bytes(self.data[self.offset:end])
+        self.offset += len(block)
+        return block
+
+
 class _Throttle:
     """Shared by the threads of one session: after a 429, every request waits (Retry-After)."""
 
@@ -175,10 +207,11 @@ class GraphSession:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         self.throttle.wait()
+        body = _Body(data) if data else None
         try:
-            response = self.session.request(method, url, data=data, headers=headers)
+            response = self.session.request(method, url, data=body if body is not None else data, headers=headers)
         except requests.RequestException as exc:
-            raise httpclient.network_error(exc, self.where, sent=commits) from exc
+            raise self._network_error(exc, body, what, commits) from exc
         log.info(_("Graph {method} {path}: {status} (request-id {request_id}, client-request-id {client_request_id}).").format(
             method=method, path=urlsplit(url).path if authorize else _("upload session"),
             status=response.status_code, request_id=response.headers.get("request-id", "-"),
@@ -186,6 +219,30 @@ class GraphSession:
         if response.status_code >= 400:
             raise self._refusal(response, what, commits)
         return response
+
+    def _network_error(self, exc: requests.RequestException, body: _Body | None, what: str,
+                       commits: bool) -> SMailError:
+        """A request that failed without an answer. Once its body had started to go out, the
+        connection was up (TLS included): losing it then, however the TLS layer reports it, is a
+        lost connection: before the last byte, Graph cannot have acted on the request (not sent,
+        DroppedError); after it, a send request may have been carried out (MaybeSentError)."""
+        whole = body is None or body.complete
+        if body is not None and body.offset > 0 and isinstance(exc, requests.exceptions.ConnectionError) \
+                and not isinstance(exc, requests.exceptions.Timeout):
+            if whole and commits:
+                return MaybeSentError(_("The connection to {where} was lost after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+                    where=self.where))
+            return self._dropped(what)
+        error = httpclient.network_error(exc, self.where, sent=commits and whole)
+        if type(error) is ConnectError and httpclient.lost(exc):
+            return self._dropped(what)
+        return error
+
+    def _dropped(self, what: str) -> DroppedError:
+        # Lost while this message's requests were going out, before Graph had the one that
+        # sends it: not sent, and the next message may go through a new connection.
+        return DroppedError(_("The connection to {where} was lost while {what}, before the message was handed over: it was not sent.").format(
+            where=self.where, what=what))
 
     def _refusal(self, response: requests.Response, what: str, commits: bool) -> SMailError:
         status = response.status_code

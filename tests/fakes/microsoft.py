@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -86,6 +87,8 @@ class FakeMicrosoft:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = []  # path regex, status...
         self.stalls: list[tuple[str, float]] = []   # path regex, seconds to wait before answering
+        self.drops: list[tuple[str, int]] = []      # path regex, body bytes read before the line drops
+        self.dropped: list[tuple[str, int]] = []    # path, body bytes read, of each dropped request
         self.max_request = 0
         self.gates: list[tuple[str, threading.Barrier]] = []  # path regex, requests held together
         self.in_flight = 0          # requests being answered now
@@ -131,6 +134,13 @@ class FakeMicrosoft:
     def stall(self, path_pattern: str, seconds: float) -> None:
         """Receive the next matching request whole, then answer only after `seconds`."""
         self.stalls.append((path_pattern, seconds))
+
+    def drop(self, path_pattern: str, after: int, *, times: int = 1) -> None:
+        """Drop the connection of the next `times` requests matching `path_pattern` once `after`
+        bytes of the body are read (all of it when `after` is larger), without an answer: the
+        rest of the body, still coming, is refused by the closed connection."""
+        for _ in range(times):
+            self.drops.append((path_pattern, after))
 
     def gate(self, path_pattern: str, together: int, timeout: float = 60) -> None:
         """Hold matching requests until `together` of them are waiting, then answer them all:
@@ -178,9 +188,31 @@ class FakeMicrosoft:
                 fake.max_request = max(fake.max_request, length)
                 return self.rfile.read(length) if length else b""
 
+            def _drop(self, path: str, after: int) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                remaining, read = min(after, length), 0
+                while remaining > 0:
+                    chunk = self.rfile.read1(min(remaining, 65536))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    read += len(chunk)
+                fake.dropped.append((path, read))
+                self.close_connection = True
+                try:  # no answer, no TLS close_notify: the line is cut
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
             def _dispatch(self, method: str) -> None:
                 path = urlsplit(self.path).path
                 fake.requests.append((method, self.path, dict(self.headers)))
+                with fake.lock:
+                    drop = next((i for i, (p, _a) in enumerate(fake.drops) if re.search(p, path)), None)
+                    after = fake.drops.pop(drop)[1] if drop is not None else None
+                if after is not None:
+                    self._drop(path, after)
+                    return
                 body = self._body()
                 with fake.lock:
                     fake.in_flight += 1
