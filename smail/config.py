@@ -13,8 +13,9 @@ from smail.addresses import parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
+from smail.eventlog import EventLogLevel
 from smail.i18n import _
-from smail.kinds import Mode, Priority
+from smail.kinds import Mode, Priority, RunKind
 from smail.log import LogLevel, LogSettings
 from smail.network import IPFamily
 from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
@@ -46,6 +47,7 @@ GRAPH_MAX_HEADERS = 5
 @dataclass(frozen=True, kw_only=True)
 class Config:
     mode: Mode
+    kind: RunKind
     message: MessageSettings | None  # None for /FLUSH, which sends what the outbox holds
     transport: SMTPSettings | GraphSettings
     retry: RetryPolicy
@@ -386,7 +388,8 @@ def reporting(raw: RawOptions) -> Reporting:
                      error_file=path_of(raw.get("ERROR_FILE")),
                      error_file_on_success=tolerant("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess),
                      error_file_encoding=tolerant("ERROR_FILE_CHARSET", str),
-                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")))
+                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")),
+                     event_log=tolerant("EVENT_LOG", EventLogLevel))
 
 
 def _batch(values: Values) -> BatchSettings | None:
@@ -457,8 +460,9 @@ def validate(raw: RawOptions) -> Config:
     if outbox is not None and outbox.flush and batch is not None:
         raise ParamError(_("Give /FLUSH or /BATCH, not both."))
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
-    flushing = outbox is not None and outbox.flush
-    message = None if flushing or batch is not None else message_settings(values, mode)
+    kind = RunKind.FLUSH if outbox is not None and outbox.flush else RunKind.BATCH if batch is not None \
+        else RunKind.SINGLE
+    message = message_settings(values, mode) if kind is RunKind.SINGLE else None
     smime = smime_settings(values)
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
@@ -469,7 +473,7 @@ def validate(raw: RawOptions) -> Config:
         app.secret if app else None, app.cert_password if app else None,
         smime.sign_password if smime else None) if s is not None)
     return Config(
-        mode=mode, message=message, transport=transport,
+        mode=mode, kind=kind, message=message, transport=transport,
         retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
         output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
         batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))

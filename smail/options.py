@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, redact
+from smail import eventlog, files, redact
 from smail.cloud import CertStore, Cloud, SignIn
 from smail.converters import (
     ConversionError,
@@ -156,7 +156,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
-    Option(name="PROXY", group=_GENERAL, metavar="http://host:port|socks5://host:port|NONE", convert=proxy_value,
+    Option(name="PROXY", group=_GENERAL, metavar="http://...|socks5://...|NONE", convert=proxy_value,
            default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
            help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
     Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
@@ -167,6 +167,11 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Show this help.")),
     Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Show the version.")),
+    Option(name="EVENT_LOG", group=_GENERAL, metavar="NONE|ERRORS|ALL", convert=eventlog.level,
+           default=eventlog.EventLogLevel.NONE,
+           help=N_("Windows: write one entry per run to the Application event log, source SMail: ERRORS for failures, ALL for every run.")),
+    Option(name="REGISTER_EVENT_SOURCE", group=_GENERAL, switch=True, convert=yes_no,
+           help=N_("Windows: register the event source SMail once (needs administrator rights).")),
     Option(name="PROTECT_SECRET", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI).")),
     Option(name="OUT", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from smail.cloud import AppCredentials, CertStore
+from smail.eventlog import EventLogLevel
 from smail.kinds import Priority
 from smail.log import LogSettings
 from smail.network import IPFamily
@@ -110,6 +111,7 @@ class Reporting:
     error_file_encoding: str = "utf-8"
     quiet: bool = False
     result_file: Path | None = None
+    event_log: EventLogLevel = EventLogLevel.NONE
 
 
 @dataclass(frozen=True, kw_only=True)

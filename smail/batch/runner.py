@@ -230,15 +230,15 @@ class Batch:
             return
         session = self.open_session(self.config.transport)
         try:
-            completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
+            completed = send_many(session, self._jobs(builder, rows, table), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
         finally:
             session.close()
         self._settle_pending()
         if not completed:
             self._stop(SMailError(_("the connection failed")))
-        if self.stop_error is not None and self.crash is None:
-            try:
+        if self.stop_error is not None and self.crash is None and not table.changed():
+            try:  # (what a changed file holds beyond was never checked: it is not reported)
                 for row in rows:
                     self._not_sent(row, builder)
             except SMailError as err:  # the rest of the file cannot be read any more
@@ -271,13 +271,18 @@ class Batch:
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
 
-    def _jobs(self, builder: RowBuilder, rows: Iterator[Row]) -> Iterator[Job]:
+    def _jobs(self, builder: RowBuilder, rows: Iterator[Row], table: CSVFile) -> Iterator[Job]:
         """The rows to send, each built when the session asks for it (under send_many's lock).
         After a stop, the rows not yet taken stay in `rows` for _send() to report."""
         while self.stop_error is None and self.crash is None:
             try:
                 row = next(rows, None)
                 if row is None:
+                    return
+                if table.changed():  # rows added or rewritten since the check: never sent unchecked
+                    self._stop(FileChangedError(_("{path} changed while SMail was sending its rows: the rows from row {row} on were not sent. Run SMail again with /BATCH_RESUME once the file is complete.").format(
+                        path=table.path, row=row.number)))
+                    self._not_sent(row, builder)
                     return
                 key = row_key(self.columns, row)
                 if self._handled_earlier(row, key):

@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +158,58 @@ def test_a_retry_after_of_odd_digits_is_no_internal_error(graph, microsoft, valu
     result = graph()
     assert result.exit_code == ExitCode.SEND, result.output
     assert "429" in result.stderr
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+class _WritesTheCSVDuringTheFirstMessage(RecordingHandler):
+    """An export still being written: while the first row's message arrives, the ERP rewrites
+    the next row's address and appends a row that was never checked."""
+
+    def __init__(self, rows: Path) -> None:
+        super().__init__()
+        self.rows = rows
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.received:
+            text = self.rows.read_text(encoding="utf-8").replace("second@t.test", "someone-else@t.test")
+            self.rows.write_text(text + "not an address,Unchecked\r\n", encoding="utf-8")
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_csv_written_to_while_its_rows_are_sent_sends_nothing_unchecked(smtpd, run_smail, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO,customer\r\nfirst@t.test,A\r\nsecond@t.test,B\r\n", encoding="utf-8")
+    handler = _WritesTheCSVDuringTheFirstMessage(rows)
+    server = smtpd(handler)
+    results = tmp_path / "results.csv"
+    result = run_smail(*server.options, "/FROM_ADDR=a@t.test", "/SUBJECT=Hello {{ customer }}", "/BODY=hi",
+                       f"/BATCH={rows}", f"/BATCH_RESULT={results}")
+    assert [r.rcpt_tos for r in handler.received] == [["first@t.test"]], result.output
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert f"{rows} changed while SMail was sending its rows" in result.output
+    recorded = results.read_text(encoding="utf-8-sig")
+    assert "\n2,sent," in recorded and "\n3,not-sent," in recorded and "\n4," not in recorded, recorded
+
+
+@pytest.mark.parametrize("status, outcome", [("Sent", "skipped"), ("SENT", "skipped"), (" Sent ", "skipped"),
+                                             ("envoyé", "refused"), ("", "refused")])
+def test_a_results_file_whose_status_was_retyped_never_sends_the_row_again(smtpd, run_smail, tmp_path, status,
+                                                                            outcome):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO,customer\r\nfirst@t.test,A\r\n", encoding="utf-8")
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    results = tmp_path / "results.csv"
+    args = (*server.options, "/FROM_ADDR=a@t.test", "/SUBJECT=Hello {{ customer }}", "/BODY=hi", f"/BATCH={rows}",
+            f"/BATCH_RESULT={results}")
+    assert run_smail(*args).exit_code == ExitCode.OK
+    text = results.read_text(encoding="utf-8-sig")
+    results.write_text(text.replace(",sent,", f",{status},"), encoding="utf-8")
+    again = run_smail(*args, "/BATCH_RESUME")
+    assert len(handler.received) == 1, again.output
+    if outcome == "skipped":
+        assert again.exit_code == ExitCode.OK and "1 skipped (already sent)" in again.stdout
+    else:
+        assert again.exit_code == ExitCode.PARAM
+        assert f'records row 2 as "{status}"' in again.stderr
