@@ -228,11 +228,17 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.fsync(stream.fileno())
         rename(temporary, target, replace=True)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _discard(temporary)
         raise
+
+
+def _discard(path: str | Path) -> None:
+    """Remove a file this module was writing when the write failed; a failure to remove it
+    must not hide the write's own error."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 _NEW_FLAGS: Final = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -249,10 +255,7 @@ def write_new(path: Path, data: bytes) -> None:
             stream.flush()
             os.fsync(stream.fileno())
     except BaseException:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _discard(path)
         raise
 
 
@@ -266,10 +269,7 @@ def replace_name(path: Path, data: bytes) -> None:
     try:
         rename(temporary, path, replace=True)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _discard(temporary)
         raise
 
 

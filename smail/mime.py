@@ -321,7 +321,7 @@ def _disposition(kind: str, filename: str) -> str:
     return f"Content-Disposition: {kind};\r\n " + ";\r\n ".join(parameters) + "\r\n"
 
 
-def _file_part(part: FilePart, inline: bool) -> list[Segment]:
+def _part_segments(part: FilePart, inline: bool) -> list[Segment]:
     lines = [f"Content-Type: {part.content_type};\r\n name={_name_parameter(part.filename)}\r\n",
              "Content-Transfer-Encoding: base64\r\n"]
     if inline:
@@ -391,7 +391,7 @@ def _body(message: Message) -> list[Segment]:
     html: list[Segment] = _text_part(message.body, "html")
     if message.inline:
         html = _multipart(message, "related",
-                          [html] + [_file_part(p, inline=True) for p in message.inline],
+                          [html] + [_part_segments(p, inline=True) for p in message.inline],
                           ' type="text/html";')
     return _multipart(message, "alternative", [_text_part(message.text_alternative or "", "plain"), html])
 
@@ -437,7 +437,7 @@ def content(message: Message) -> list[Segment]:
     """
     body = _body(message)
     if message.attachments:
-        body = _multipart(message, "mixed", [body] + [_file_part(p, inline=False)
+        body = _multipart(message, "mixed", [body] + [_part_segments(p, inline=False)
                                                       for p in message.attachments])
     return body
 

@@ -22,12 +22,12 @@ from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _, ngettext
 
 RESULT_COLUMNS: Final = ("row", "status", "exit_code", "message_id", "reply_or_error", "key", "time")
-SENDING: Final = "sending"    # the end of the message is going out now
+STATUS_SENDING: Final = "sending"    # the end of the message is going out now
 NOT_SENT: Final = "not-sent"  # never tried: the batch stopped before this row
 RESENT: Final = "resent"      # sent again by /RESEND_UNCERTAIN after a may-have-been-sent
 # What a status means for a later run: a row recorded so was, or may have been, delivered (or
 # waits in the outbox to be); a run without /BATCH_RESUME must not start the file over.
-DELIVERIES: Final = frozenset({"sent", SENDING, "may-have-been-sent", RESENT, "queued"})
+DELIVERIES: Final = frozenset({"sent", STATUS_SENDING, "may-have-been-sent", RESENT, "queued"})
 KNOWN: Final = DELIVERIES | {"refused", "failed", NOT_SENT, "skipped", "dry-run"}
 KEY_LENGTH: Final = 16
 

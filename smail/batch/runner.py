@@ -16,7 +16,7 @@ from smail.batch.columns import Column
 from smail.batch.results import (
     NOT_SENT,
     RESENT,
-    SENDING,
+    STATUS_SENDING,
     Recorded,
     ResultsFile,
     read_results,
@@ -165,7 +165,7 @@ class Batch:
                 self._note_inputs(message, builder.body_file)
             self._check_saved(last, path)
             for number, recorded in self.recorded.items():
-                if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value, RESENT):
+                if number > last and recorded.status in (Status.SENT.value, STATUS_SENDING, Status.MAYBE_SENT.value, RESENT):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
                         results=self.settings.results, row=number, path=path))
             self._warn_unused(builder)
@@ -177,7 +177,7 @@ class Batch:
         recorded = self.recorded.get(row.number)
         if recorded is None:
             return None
-        status = {Status.SENT.value: Status.SKIPPED, RESENT: Status.SKIPPED, SENDING: Status.MAYBE_SENT,
+        status = {Status.SENT.value: Status.SKIPPED, RESENT: Status.SKIPPED, STATUS_SENDING: Status.MAYBE_SENT,
                   Status.MAYBE_SENT.value: Status.MAYBE_SENT, Status.QUEUED.value: Status.QUEUED}.get(recorded.status)
         if status is not None and recorded.key and recorded.key != key:
             raise ParamError(_("Row {row} of {path} is not the row {results} records as {status}: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
@@ -312,7 +312,7 @@ class Batch:
         if self.results is None:
             return
         try:
-            self.results.record(pending.row.number, SENDING, message_id=message_id, key=pending.key, sync=True)
+            self.results.record(pending.row.number, STATUS_SENDING, message_id=message_id, key=pending.key, sync=True)
         except OSError as exc:  # unrecorded, the message must not go out: abort it
             error = files.write_failure(self.results.path, exc)
             self._stop(error)
@@ -416,7 +416,7 @@ class Batch:
         else:
             receipt = Receipt(status=status, exit_code=ExitCode.SEND, error=_(
                 "An earlier run was sending this row when it stopped: it may have been delivered. Check before sending it again."))
-        write = status is Status.MAYBE_SENT and self.recorded[row.number].status == SENDING
+        write = status is Status.MAYBE_SENT and self.recorded[row.number].status == STATUS_SENDING
         self._finish(row, key, receipt, write=write)
 
     def _finish(self, row: Row, key: str, receipt: Receipt, *, not_sent: bool = False, write: bool = True,

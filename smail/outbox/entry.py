@@ -146,7 +146,7 @@ def decode_message(data: Any, entry: Path) -> Message:
 
 
 @dataclass(frozen=True)
-class _Loaded:
+class Loaded:
     message: Message
     created: float
     smime: SMIMERecord | None = None  # signed or encrypted when it goes out (by /FLUSH)
@@ -183,7 +183,7 @@ def _no_link(entry: Path) -> None:
                     name=item.name if folder == entry else f"{FILES}/{item.name}"))
 
 
-def read_entry(entry: Path, *, now: float | None = None) -> _Loaded:
+def read_entry(entry: Path, *, now: float | None = None) -> Loaded:
     """An entry's message and creation time; Unreadable when it is damaged."""
     _no_link(entry)
     try:
@@ -195,7 +195,7 @@ def read_entry(entry: Path, *, now: float | None = None) -> _Loaded:
         raise Unreadable(_("The outbox entry was written in another format ({format}).").format(
             format=str(document.get("format"))[:20]))
     created = _created(document, time.time() if now is None else now)
-    return _Loaded(decode_message(_field(document, "message", dict), entry), created, _smime(document))
+    return Loaded(decode_message(_field(document, "message", dict), entry), created, _smime(document))
 
 
 def _smime(document: Any) -> SMIMERecord | None:

@@ -28,7 +28,7 @@ from smail.outbox.layout import (
     LOCK,
     NEW,
     REASON,
-    SENDING,
+    SENDING_MARK,
     STALE_NEW,
     STATUS,
     UNCERTAIN,
@@ -282,7 +282,7 @@ class _Flush:
         so that a flush killed from now on leaves it to uncertain/ instead of sending it again."""
         entry = self.folder / name
         try:
-            disk.write_new(entry / SENDING, dump({"since": iso(self.now()), "pid": os.getpid()}))
+            disk.write_new(entry / SENDING_MARK, dump({"since": iso(self.now()), "pid": os.getpid()}))
             disk.fsync_dir(entry)
         except OSError as exc:
             raise _OutboxError(_("The outbox entry {entry} could not be marked as being sent ({reason}), so it was not sent.").format(
@@ -352,8 +352,8 @@ class _Flush:
         """After a certain non-delivery, the entry is no longer in flight."""
         entry = self.folder / name
         try:
-            if os.path.lexists(entry / SENDING):
-                os.unlink(entry / SENDING)
+            if os.path.lexists(entry / SENDING_MARK):
+                os.unlink(entry / SENDING_MARK)
                 disk.fsync_dir(entry)
         except OSError as exc:
             log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
@@ -405,7 +405,7 @@ class _Flush:
             self.receipts[name] = receipt.with_facts(source={"entry": name}, error=f"{text} {stays}")
             return
         try:  # its job is done; without it, the entry can be moved back to be sent again
-            os.unlink(target / SENDING)
+            os.unlink(target / SENDING_MARK)
         except OSError:
             pass
         log.warning(_("Outbox entry {entry} moved to {folder}: {reason}").format(entry=name, folder=target, reason=text))
@@ -477,7 +477,7 @@ class _Flush:
                     entry=item.name, folder=where, reason=reason(exc)))
                 continue
             try:
-                os.unlink(self.folder / name / SENDING)
+                os.unlink(self.folder / name / SENDING_MARK)
             except FileNotFoundError:
                 pass
             except OSError as exc:  # still marked: the next flush puts it back in uncertain/
