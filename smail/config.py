@@ -18,7 +18,7 @@ from smail.i18n import _
 from smail.kinds import Mode, Priority, RunKind
 from smail.log import LogLevel, LogSettings
 from smail.network import IPFamily
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, Source, convert
 from smail.output import ErrorFileOnSuccess
 from smail.proxy import Proxy, ProxyOff
 from smail.redact import Secret
@@ -453,6 +453,11 @@ def validate(raw: RawOptions) -> Config:
     _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
+    if values.flag("RESEND_UNCERTAIN") and raw.sources.get("RESEND_UNCERTAIN", Source.COMMAND_LINE) \
+            is not Source.COMMAND_LINE:
+        # Kept in SMAIL_* or the INI file that a scheduled flush reads, it would send the same
+        # uncertain messages again at every run: it is a decision for one run.
+        raise ParamError(_("/RESEND_UNCERTAIN is only taken from the command line: set in SMAIL_RESEND_UNCERTAIN or in a configuration file, every run reading it would send the uncertain messages again. Remove it there, and give it on the command line of one run once you have checked that they did not arrive."))
     if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
             and not (batch is not None and batch.resume):
         # An explicit decision about what an earlier run left uncertain: never implied.

@@ -213,3 +213,39 @@ def test_a_results_file_whose_status_was_retyped_never_sends_the_row_again(smtpd
     else:
         assert again.exit_code == ExitCode.PARAM
         assert f'records row 2 as "{status}"' in again.stderr
+
+
+@pytest.mark.parametrize("where", ["environment", "configuration file"])
+def test_resend_uncertain_kept_in_the_environment_or_the_ini_never_resends_at_every_flush(
+        scripted, run_smail, tmp_path, where):
+    """A scheduled /FLUSH reading SMAIL_RESEND_UNCERTAIN=YES (or resend_uncertain = yes in its
+    INI file) sent the same may-have-been-sent message again at every run."""
+    box = tmp_path / "box"
+    entry = queue(run_smail, box)
+
+    def silent_after_the_dot(conn: socket.socket) -> None:
+        conn.sendall(b"220 ready\r\n")
+        while line := read_line(conn):
+            if line.upper().startswith(b"DATA"):
+                conn.sendall(b"354 go ahead\r\n")
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    data += conn.recv(65536)
+                return
+            conn.sendall(b"250 ok\r\n")
+    server = scripted(silent_after_the_dot)
+    assert run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}").exit_code == ExitCode.SEND
+    env = {"LANG": "en_US.UTF-8"}
+    extra: list[str] = []
+    if where == "environment":
+        env["SMAIL_RESEND_UNCERTAIN"] = "YES"
+    else:
+        ini = tmp_path / "smail.ini"
+        ini.write_text("[smail]\nresend_uncertain = yes\n", encoding="utf-8")
+        extra.append(f"/CONFIG={ini}")
+    for _run in range(2):
+        again = run_smail(*server.options, "/FLUSH", f"/OUTBOX={box}", *extra, env=env)
+        assert again.exit_code == ExitCode.PARAM, again.output
+        assert "/RESEND_UNCERTAIN is only taken from the command line" in again.stderr
+    assert server.connections == 1  # the one flush that left it uncertain
+    assert (box / layout.UNCERTAIN / entry.name).is_dir()
