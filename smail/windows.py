@@ -1,5 +1,5 @@
 """Windows-only services behind small typed functions: code pages, DPAPI, Credential Manager,
-the Event Log.
+the Event Log, byte-range locks.
 
 Everything goes through ctypes (no pywin32). The module imports on any platform: the DLLs are
 loaded on first use, and each function either takes an injectable hook (so its non-Windows
@@ -26,6 +26,10 @@ CRYPTPROTECT_LOCAL_MACHINE = 0x4
 CRED_TYPE_GENERIC = 1
 CRED_PERSIST_LOCAL_MACHINE = 2
 ERROR_NOT_FOUND = 1168
+ERROR_LOCK_VIOLATION = 33
+ERROR_IO_PENDING = 997
+LOCKFILE_FAIL_IMMEDIATELY = 0x1
+LOCKFILE_EXCLUSIVE_LOCK = 0x2
 
 PROTECTED_MAGIC = b"SMail-DPAPI/1"
 _SCOPES = (b"USER", b"MACHINE")
@@ -65,6 +69,13 @@ class CREDENTIALW(Structure):
         ("TargetAlias", c_wchar_p),
         ("UserName", c_wchar_p),
     ]
+
+
+class OVERLAPPED(Structure):
+    """minwinbase.h OVERLAPPED (the offset of a byte-range lock); 20 bytes on x86, 32 on x64."""
+
+    _fields_ = [("Internal", c_void_p), ("InternalHigh", c_void_p), ("Offset", _DWORD), ("OffsetHigh", _DWORD),
+                ("hEvent", c_void_p)]
 
 
 def _code_page(number: int, default: str) -> str:
@@ -126,6 +137,10 @@ def _kernel32() -> Any:
     _prototype(kernel32.GetACP, ctypes.c_uint)
     _prototype(kernel32.GetOEMCP, ctypes.c_uint)
     _prototype(kernel32.LocalFree, c_void_p, c_void_p)
+    # BOOL LockFileEx(hFile, dwFlags, dwReserved, nNumberOfBytesToLockLow, ...High, lpOverlapped)
+    _prototype(kernel32.LockFileEx, ctypes.c_int, c_void_p, _DWORD, _DWORD, _DWORD, _DWORD, POINTER(OVERLAPPED))
+    # BOOL UnlockFileEx(hFile, dwReserved, nNumberOfBytesToUnlockLow, ...High, lpOverlapped)
+    _prototype(kernel32.UnlockFileEx, ctypes.c_int, c_void_p, _DWORD, _DWORD, _DWORD, POINTER(OVERLAPPED))
     return kernel32
 
 
@@ -346,6 +361,39 @@ def delete_credential(target: str) -> None:
     _require_windows("Windows Credential Manager")
     if not _advapi32().CredDeleteW(target, CRED_TYPE_GENERIC, 0):
         raise _last_error(target)
+
+
+def _overlapped(offset: int) -> OVERLAPPED:
+    return OVERLAPPED(Offset=offset & 0xFFFFFFFF, OffsetHigh=offset >> 32)
+
+
+def lock_byte(fd: int, offset: int, *, wait: bool) -> bool:
+    """Lock the byte at `offset` of an open file for this handle alone (LockFileEx, exclusive).
+
+    Without `wait`, False when another handle holds it (ERROR_LOCK_VIOLATION); with it, waits
+    until granted. Any other failure raises OSError with Windows' code and reason: the answer
+    comes from Windows itself, not from the C runtime's errno mapping (msvcrt.locking), which
+    differs between runtimes (Wine's gives errno 0 or ENOENT for a lock held elsewhere)."""
+    _require_windows("Byte-range locking")
+    import msvcrt
+
+    handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined,unused-ignore]
+    flags = LOCKFILE_EXCLUSIVE_LOCK | (0 if wait else LOCKFILE_FAIL_IMMEDIATELY)
+    if _kernel32().LockFileEx(handle, flags, 0, 1, 0, byref(_overlapped(offset))):
+        return True
+    if not wait and ctypes.get_last_error() in (ERROR_LOCK_VIOLATION, ERROR_IO_PENDING):  # type: ignore[attr-defined,unused-ignore]
+        return False
+    raise _last_error()
+
+
+def unlock_byte(fd: int, offset: int) -> None:
+    """Release a lock_byte() lock."""
+    _require_windows("Byte-range locking")
+    import msvcrt
+
+    handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined,unused-ignore]
+    if not _kernel32().UnlockFileEx(handle, 0, 1, 0, byref(_overlapped(offset))):
+        raise _last_error()
 
 
 # --- the certificate store and CNG: a certificate's private key signs where it lives ---------------
