@@ -469,8 +469,6 @@ def validate(raw: RawOptions) -> Config:
         else RunKind.SINGLE
     message = message_settings(values, mode) if kind is RunKind.SINGLE else None
     smime = smime_settings(values)
-    if smime is not None and outbox is not None:
-        raise ParamError(_("/OUTBOX and /FLUSH cannot be combined with /SIGN_CERT or /ENCRYPT_TO yet: a signed or encrypted message is sent at once or not at all."))
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
     smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None

@@ -64,12 +64,21 @@ Segment = bytes | FileSegment
 
 
 @dataclass(frozen=True)
+class SMIMERecord:
+    """How a rendered message was protected (S/MIME), as an outbox entry records it: whether
+    it was signed, and the certificates (PEM, public) it was encrypted to. Never a key."""
+
+    signed: bool
+    encrypt_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rendered:
     """The exact bytes of one message, produced on demand."""
 
     segments: tuple[Segment, ...]
     # Signed or encrypted (S/MIME): only the MIME bytes carry it, so Graph must take them whole.
-    smime: bool = False
+    smime: SMIMERecord | None = None
 
     @property
     def size(self) -> int:
@@ -166,7 +175,9 @@ class _Field:
         """Text as encoded words in unstructured text, filling each line up to 76 characters:
         readers drop the space between two encoded words there (RFC 2047 section 6.2)."""
         first = _word_room(FOLD - len(self.lines[-1]) - 1)
-        if not self.empty and first < len(text[:1].encode("utf-8")):
+        if first < len(text[:1].encode("utf-8")):
+            if self.empty:  # a long field name: on a new line, even right after the colon (FWS)
+                self.lines.append("")
             first = WORD_BYTES
         for piece in _pieces(text, WORD_BYTES, first or WORD_BYTES):
             self.add(encoded_word(piece))
@@ -433,7 +444,7 @@ def content(message: Message) -> list[Segment]:
     return body
 
 
-def assemble(head: bytes, body: Iterable[Segment], *, smime: bool = False) -> Rendered:
+def assemble(head: bytes, body: Iterable[Segment], *, smime: SMIMERecord | None = None) -> Rendered:
     """Header fields and content as one Rendered, adjacent literal bytes merged into larger chunks."""
     segments: list[Segment] = [head]
     for segment in body:

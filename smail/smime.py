@@ -32,7 +32,7 @@ from smail.cloud import CertStore
 from smail.errors import AuthError, ParamError, SMailError
 from smail.i18n import _
 from smail.message import Message
-from smail.mime import BLOCK, CRLF, Rendered, Segment, assemble, content, top_headers
+from smail.mime import BLOCK, CRLF, Rendered, Segment, SMIMERecord, assemble, content, top_headers
 from smail.redact import Secret
 from smail.settings import SMIMESettings
 
@@ -501,4 +501,25 @@ def protect(message: Message, plan: Plan) -> Rendered:
         entity = _signed(message, entity, plan.signer)
     if plan.encrypt_to:
         entity = _enveloped(entity, plan.encrypt_to)
-    return assemble(top_headers(message), entity, smime=True)
+    return assemble(top_headers(message), entity, smime=record(plan))
+
+
+def record(plan: Plan) -> SMIMERecord:
+    """What an outbox entry keeps of the plan: whether to sign, and the public certificates."""
+    from cryptography.hazmat.primitives import serialization
+
+    return SMIMERecord(signed=plan.signer is not None, encrypt_to=tuple(
+        c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in plan.encrypt_to))
+
+
+def replan(kept: SMIMERecord, signer: Signer | None, message: Message, *, any_address: bool) -> Plan:
+    """The plan for a message an outbox entry kept: signed by the flush's signer (ParamError when
+    the flush has none, or one for another address), encrypted to the certificates it kept."""
+    from cryptography import x509
+
+    if kept.signed and signer is None:
+        raise ParamError(_("This message is to be signed: give /SIGN_CERT (or /SIGN_CERT_THUMBPRINT) to /FLUSH. It is never sent unsigned."))
+    certificates = tuple(x509.load_pem_x509_certificate(pem.encode("ascii")) for pem in kept.encrypt_to)
+    checked = plan(Protection(signer=signer if kept.signed else None, recipients=(), any_address=any_address,
+                               encrypt_self=False), message)
+    return Plan(signer=checked.signer, encrypt_to=certificates)

@@ -399,7 +399,7 @@ class Batch:
             # The server is down for every row, not only the one that found out: with /OUTBOX,
             # the rest of the batch waits there for /FLUSH instead of being lost.
             message = builder.message(row)
-            rendered = mime.render(message)
+            rendered = builder.render(row, message)
             failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
             receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
             self._finish(row, key, receipt, write=not recorded)

@@ -49,8 +49,10 @@ from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
     from smail.config import Config
+    from smail.mime import Rendered, SMIMERecord
     from smail.output import Console
     from smail.settings import OutboxSettings
+    from smail.smime import Protection
     from smail.transports import Job, Session
 
 log = logging.getLogger("smail")
@@ -133,6 +135,12 @@ def flush(config: Config, console: Console) -> Outcome:
         os.close(fd)
 
 
+class _Unsignable(Exception):
+    def __init__(self, error: ParamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class _Flush:
     """One /FLUSH under the outbox lock: what it sent, kept and moved."""
 
@@ -144,6 +152,7 @@ class _Flush:
         self.stop: SMailError | None = None
         self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
         self.committed: set[str] = set()  # entries this run marked as in flight
+        self.signing: Protection | None = None  # /SIGN_CERT, loaded for the first signed entry
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -211,7 +220,13 @@ class _Flush:
             loaded = read_entry(entry, now=self.now())
             if self.config.mode is Mode.GRAPH:  # the rule the command line applies in Graph mode
                 _check_for_graph(loaded.message)
-            rendered = mime.render(loaded.message)
+            if loaded.smime is None:
+                rendered = mime.render(loaded.message)
+            else:
+                rendered = self._protect(loaded.message, loaded.smime)
+        except _Unsignable as unsignable:  # waits for a /FLUSH with the signing options
+            self._waiting(name, None, unsignable.error)
+            return None
         except Unreadable as bad:
             self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
                                                        error=bad.text, source={"entry": name}))
@@ -236,6 +251,21 @@ class _Flush:
             return None
         return Job(key=name, message=loaded.message, rendered=rendered,
                    on_commit=(lambda: self._commit(name)) if send else None)
+
+    def _protect(self, message: Message, kept: SMIMERecord) -> Rendered:
+        """The entry's message signed with this flush's certificate, encrypted to the entry's;
+        _Unsignable when this flush cannot sign it (no /SIGN_CERT, or one for another address)."""
+        from smail import smime
+
+        settings = self.config.smime
+        try:
+            if self.signing is None and settings is not None:
+                self.signing = smime.prepare(settings)
+            signer = self.signing.signer if self.signing is not None else None
+            chosen = smime.replan(kept, signer, message, any_address=settings.sign_any_address if settings else False)
+        except ParamError as err:
+            raise _Unsignable(err) from None
+        return smime.protect(message, chosen)
 
     def _expire(self, name: str, message_id: str | None, error: str | None) -> None:
         """Older than /OUTBOX_MAX_AGE: to failed/ with the last error, never sent."""

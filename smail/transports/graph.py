@@ -274,7 +274,7 @@ class GraphSession:
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
-        if rendered.smime:
+        if rendered.smime is not None:
             response = self._send_mime(message, rendered, on_commit)
         else:
             parts = _Parts(message.inline, message.attachments)

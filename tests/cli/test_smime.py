@@ -227,9 +227,28 @@ def test_batch_row_without_a_certificate_for_its_recipient_stops_everything(run_
     assert server.handler.received == []
 
 
-def test_outbox_with_signing_is_refused(run_smail, pki, tmp_path):
-    result = run_smail("/SMTP_SERVER=127.0.0.1", *SIGN, *_sign_options(pki), f"/OUTBOX={tmp_path / 'out'}")
-    assert result.exit_code == ExitCode.PARAM
+@needs_openssl
+def test_outbox_keeps_the_message_before_signing_and_flush_signs_it(run_smail, smtpd, pki, tmp_path):
+    from tests.smtpd import free_port
+
+    outbox = tmp_path / "outbox"
+    down = ("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}")
+    kept = run_smail(*down, *SIGN, *_sign_options(pki), f"/ENCRYPT_TO={pki.bob.pem}", f"/OUTBOX={outbox}")
+    assert kept.exit_code == ExitCode.QUEUED, kept.stderr
+    stored = b"".join(p.read_bytes() for p in outbox.rglob("*") if p.is_file())
+    assert b"PRIVATE KEY" not in stored and PASSWORD.encode() not in stored
+    assert b"BEGIN CERTIFICATE" in stored  # the recipients' certificates, public
+    server = smtpd()
+    unsigned = run_smail(*server.options, "/FLUSH", f"/OUTBOX={outbox}")
+    assert unsigned.exit_code != ExitCode.OK and "never sent unsigned" in unsigned.stderr + unsigned.log
+    assert server.handler.received == []
+    flushed = run_smail(*server.options, "/FLUSH", f"/OUTBOX={outbox}", *_sign_options(pki))
+    assert flushed.exit_code == ExitCode.OK, flushed.stderr
+    data = server.handler.received[0].data
+    for who in (pki.bob, pki.alice):
+        decrypted = decrypt(data, who, tmp_path)
+        assert decrypted.returncode == 0, decrypted.stderr.decode()
+        assert b"Bonjour" in verify(decrypted.stdout, pki, tmp_path)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the store exists there")
