@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast interop exe smoke bench lint catalogs update-catalogs typecheck clean
+.PHONY: demo test test-fast interop exe smoke wine bench lint catalogs update-catalogs typecheck clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,12 @@ update-catalogs: $(STAMP)
 demo: catalogs
 	$(PY) examples/demo.py
 
-# The whole suite: lint, the frozen binary built from spec/ and smoke-tested, then every
-# pytest layer (unit, contract, CLI, and the Postfix interop suite, which installs and
-# starts its own servers).
+# The whole suite: lint, the frozen binary built from spec/ and smoke-tested, the Wine stage
+# (SMail.exe x64 built, smoke-tested and its Windows-only code tested under Wine with the
+# verified python.org interpreter), then every pytest layer (unit, contract, CLI, and the
+# Postfix interop suite, which installs and starts its own servers).
 test: catalogs
-	$(MAKE) --no-print-directory lint exe smoke
+	$(MAKE) --no-print-directory lint exe smoke wine
 	$(PY) -m pytest -q
 
 test-fast: catalogs
@@ -44,10 +45,14 @@ exe: catalogs
 smoke:
 	$(PY) ci/smoke.py dist/SMail
 
+# Installs Debian's Wine when missing; everything else lives in .wine/ (see ci/wine.py).
+wine: catalogs
+	$(PY) ci/wine.py
+
 # Windows: SMail.exe with the interpreter of matching bitness (the py launcher finds them).
 ifeq ($(OS),Windows_NT)
-PY_x86 ?= py -3.15-32
-PY_x64 ?= py -3.15-64
+PY_x86 ?= py -3.14-32
+PY_x64 ?= py -3.14-64
 exe-x86 exe-x64:
 	$(PY_$(@:exe-%=%)) -m pip install --require-hashes -r build/requirements/win-$(@:exe-%=%).txt
 	$(PY_$(@:exe-%=%)) build/catalogs.py compile
@@ -67,4 +72,4 @@ lint: $(STAMP)
 	$(PY) ci/actionlint.py
 
 clean:
-	rm -rf $(VENV) dist .pyinstaller smail/_locales .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) dist .pyinstaller .wine smail/_locales .pytest_cache .mypy_cache .hypothesis

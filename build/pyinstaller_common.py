@@ -178,6 +178,18 @@ def build_exe(arch: str, root: Path) -> None:
     )
 
 
+# The entries a one-file executable writes to its temporary folder at every start (binaries,
+# data files, symlinks); Python modules ('m', 's') and the PYZ ('z') are read from the exe itself.
+UNPACKED_TYPES = frozenset("bxn")
+
+
+def unpacked_entries(exe: Path) -> list[tuple[int, str]]:
+    """(size, name) of what each start of a one-file executable unpacks."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    return [(entry[2], name) for name, entry in CArchiveReader(str(exe)).toc.items() if entry[4] in UNPACKED_TYPES]
+
+
 def archive_names(exe: Path) -> Sequence[str]:
     """The file names inside a built one-file executable."""
     from PyInstaller.archive.readers import CArchiveReader

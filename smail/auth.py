@@ -1,4 +1,6 @@
-"""App-only OAuth2 tokens from the Microsoft identity platform (msal client credentials).
+"""App-only OAuth2 tokens from the Microsoft identity platform: msal client credentials (a
+secret, a certificate file, or an assertion signed by a key of the Windows certificate store),
+or msal's managed identity client (Azure Arc, Azure VM).
 
 Imported only on the Graph and XOAUTH2-with-app paths, so msal, requests and cryptography stay
 out of plain SMTP runs. msal reports refusals as dicts and lets network failures escape as

@@ -117,6 +117,8 @@ def find(thumbprint: str, store: CertStore | None, *, api: Any = windows) -> Sto
                     return StoreCertificate(thumbprint, where, api.certificate_der(context),
                                             _signer(api, where, thumbprint))
         except OSError as exc:
+            if windows_code(exc) == windows.ERROR_FILE_NOT_FOUND:
+                continue  # a profile whose My store was never created holds no certificate
             raise AuthError(_("The certificate store {where} could not be opened: {reason}").format(
                 where=_WHERE[where], reason=exc.strerror or exc)) from None
     raise AuthError(_("No certificate with the thumbprint {thumbprint} is in {stores}: check /O365_CERT_THUMBPRINT and /O365_CERT_STORE (certlm.msc shows the computer's, certmgr.msc the user's).").format(

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from smail import __version__, files, helptext, i18n, log, reader, redact, version_line
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
+from smail.eventlog import EventLogLevel
 from smail.i18n import _, ngettext
+from smail.kinds import RunKind
 from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
@@ -166,15 +168,18 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     logger.info(_("SMail {version} started.").format(version=__version__))
     if raw.flag("PROTECT_SECRET"):
         return _protect_secret(raw, console)
+    if raw.flag("REGISTER_EVENT_SOURCE"):
+        from smail import eventlog
+        return Outcome(ExitCode.OK, eventlog.register())
     config = validate(raw)
     redact.remember(*config.secrets)
     for warning in config.warnings:
         logger.warning(warning)
         console.err(warning)
-    if config.outbox is not None and config.outbox.flush:
+    if config.kind is RunKind.FLUSH:
         from smail import outbox
         return outbox.flush(config, console)
-    if config.batch is not None:
+    if config.kind is RunKind.BATCH:
         from smail import batch
         return batch.run(config, raw, console)
     return _send_one(config, console)
@@ -270,3 +275,6 @@ def _report(outcome: Outcome, console: Console, report: Reporting) -> None:
         except (OSError, ValueError) as exc:
             console.err(_("The result file {path} could not be written: {reason}").format(
                 path=report.result_file, reason=reason(exc)))
+    if report.event_log is not EventLogLevel.NONE:
+        from smail import eventlog
+        eventlog.write(report.event_log, ExitCode(outcome.exit_code), outcome.text)

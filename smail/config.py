@@ -13,11 +13,12 @@ from smail.addresses import parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
+from smail.eventlog import EventLogLevel
 from smail.i18n import _
-from smail.kinds import Mode, Priority
+from smail.kinds import Mode, Priority, RunKind
 from smail.log import LogLevel, LogSettings
 from smail.network import IPFamily
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, convert
+from smail.options import BY_NAME, OPTIONS, Option, RawOptions, Source, convert
 from smail.output import ErrorFileOnSuccess
 from smail.proxy import Proxy, ProxyOff
 from smail.redact import Secret
@@ -46,6 +47,7 @@ GRAPH_MAX_HEADERS = 5
 @dataclass(frozen=True, kw_only=True)
 class Config:
     mode: Mode
+    kind: RunKind
     message: MessageSettings | None  # None for /FLUSH, which sends what the outbox holds
     transport: SMTPSettings | GraphSettings
     retry: RetryPolicy
@@ -386,7 +388,8 @@ def reporting(raw: RawOptions) -> Reporting:
                      error_file=path_of(raw.get("ERROR_FILE")),
                      error_file_on_success=tolerant("ERROR_FILE_ON_SUCCESS", ErrorFileOnSuccess),
                      error_file_encoding=tolerant("ERROR_FILE_CHARSET", str),
-                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")))
+                     quiet=raw.flag("QUIET"), result_file=path_of(raw.get("RESULT_FILE")),
+                     event_log=tolerant("EVENT_LOG", EventLogLevel))
 
 
 def _batch(values: Values) -> BatchSettings | None:
@@ -420,16 +423,26 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
     sign_cert = values.get("SIGN_CERT", Path)
     password = values.secret("SIGN_CERT_PASSWORD")
+    thumbprint = values.get("SIGN_CERT_THUMBPRINT", str)
     encrypt_to = values.items("ENCRYPT_TO", Path)
+    if sign_cert is not None and thumbprint is not None:
+        raise ParamError(_("Give /SIGN_CERT or /SIGN_CERT_THUMBPRINT, not both."))
+    if thumbprint is None and "SIGN_CERT_STORE" in values.converted:
+        raise ParamError(_("/SIGN_CERT_STORE needs /SIGN_CERT_THUMBPRINT."))
+    if thumbprint is not None and sys.platform != "win32":
+        raise ParamError(_("/SIGN_CERT_THUMBPRINT and /SIGN_CERT_STORE use the Windows certificate store, which exists only on Windows: use /SIGN_CERT (a .pfx or PEM file) here."))
     if sign_cert is None:
-        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE", "SIGN_ANY_ADDRESS"):
+        for name in ("SIGN_CERT_PASSWORD", "SIGN_CERT_PASSWORD_FILE"):
             if name in values.converted:
                 raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=name))
+    if sign_cert is None and thumbprint is None and "SIGN_ANY_ADDRESS" in values.converted:
+        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name="SIGN_ANY_ADDRESS"))
     if not encrypt_to and "ENCRYPT_NO_SELF" in values.converted and values.get("BATCH", Path) is None:
         raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name="ENCRYPT_NO_SELF"))
-    if sign_cert is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
+    if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag("ENCRYPT_NO_SELF"):
         return None
-    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
+    return SMIMESettings(sign_cert=sign_cert, sign_password=password, sign_thumbprint=thumbprint,
+                         sign_store=values.get("SIGN_CERT_STORE", CertStore), sign_any_address=values.flag("SIGN_ANY_ADDRESS"),
                          encrypt_to=encrypt_to, encrypt_self=not values.flag("ENCRYPT_NO_SELF"))
 
 
@@ -440,6 +453,11 @@ def validate(raw: RawOptions) -> Config:
     _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
     batch, outbox = _batch(values), _outbox(values)
+    if values.flag("RESEND_UNCERTAIN") and raw.sources.get("RESEND_UNCERTAIN", Source.COMMAND_LINE) \
+            is not Source.COMMAND_LINE:
+        # Kept in SMAIL_* or the INI file that a scheduled flush reads, it would send the same
+        # uncertain messages again at every run: it is a decision for one run.
+        raise ParamError(_("/RESEND_UNCERTAIN is only taken from the command line: set in SMAIL_RESEND_UNCERTAIN or in a configuration file, every run reading it would send the uncertain messages again. Remove it there, and give it on the command line of one run once you have checked that they did not arrive."))
     if values.flag("RESEND_UNCERTAIN") and not (outbox is not None and outbox.flush) \
             and not (batch is not None and batch.resume):
         # An explicit decision about what an earlier run left uncertain: never implied.
@@ -447,11 +465,10 @@ def validate(raw: RawOptions) -> Config:
     if outbox is not None and outbox.flush and batch is not None:
         raise ParamError(_("Give /FLUSH or /BATCH, not both."))
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
-    flushing = outbox is not None and outbox.flush
-    message = None if flushing or batch is not None else message_settings(values, mode)
+    kind = RunKind.FLUSH if outbox is not None and outbox.flush else RunKind.BATCH if batch is not None \
+        else RunKind.SINGLE
+    message = message_settings(values, mode) if kind is RunKind.SINGLE else None
     smime = smime_settings(values)
-    if smime is not None and outbox is not None:
-        raise ParamError(_("/OUTBOX and /FLUSH cannot be combined with /SIGN_CERT or /ENCRYPT_TO yet: a signed or encrypted message is sent at once or not at all."))
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
     smtp_proxy = smtp_proxy if isinstance(smtp_proxy, Proxy) else None
@@ -461,7 +478,7 @@ def validate(raw: RawOptions) -> Config:
         app.secret if app else None, app.cert_password if app else None,
         smime.sign_password if smime else None) if s is not None)
     return Config(
-        mode=mode, message=message, transport=transport,
+        mode=mode, kind=kind, message=message, transport=transport,
         retry=RetryPolicy(attempts=values.require("RETRY", int), delay=values.require("RETRY_DELAY", float)),
         output=OutputSettings(dry_run=values.flag("DRY_RUN"), save_eml=values.get("SAVE_EML", Path)),
         batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))

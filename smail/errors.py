@@ -131,8 +131,8 @@ class DroppedError(ConnectError):
     through a new connection (exit 3)."""
 
 
-class NameResolutionError(ConnectError):
-    """The server's name could not be resolved; only a temporary DNS failure is retried."""
+class _ConnectErrorSaidTemporary(ConnectError):
+    """A connection failure retried only when what failed said it was temporary."""
 
     def __init__(self, message: str, *, temporary: bool) -> None:
         super().__init__(message)
@@ -141,6 +141,10 @@ class NameResolutionError(ConnectError):
     @property
     def transient(self) -> bool:
         return self.temporary
+
+
+class NameResolutionError(_ConnectErrorSaidTemporary):
+    """The server's name could not be resolved; only a temporary DNS failure is retried."""
 
 
 class SetupConnectError(ConnectError):
@@ -152,17 +156,9 @@ class SetupConnectError(ConnectError):
         return False
 
 
-class ProxyError(ConnectError):
+class ProxyError(_ConnectErrorSaidTemporary):
     """The proxy refused, could not be reached or stalled (exit 3); retried only when its answer
     says the failure is temporary (a 502, SOCKS "host unreachable", no answer in time)."""
-
-    def __init__(self, message: str, *, temporary: bool) -> None:
-        super().__init__(message)
-        self.temporary = temporary
-
-    @property
-    def transient(self) -> bool:
-        return self.temporary
 
 
 class TLSError(SetupConnectError):

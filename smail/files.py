@@ -228,11 +228,17 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.fsync(stream.fileno())
         rename(temporary, target, replace=True)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _discard(temporary)
         raise
+
+
+def _discard(path: str | Path) -> None:
+    """Remove a file this module was writing when the write failed; a failure to remove it
+    must not hide the write's own error."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 _NEW_FLAGS: Final = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -249,10 +255,7 @@ def write_new(path: Path, data: bytes) -> None:
             stream.flush()
             os.fsync(stream.fileno())
     except BaseException:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _discard(path)
         raise
 
 
@@ -266,10 +269,7 @@ def replace_name(path: Path, data: bytes) -> None:
     try:
         rename(temporary, path, replace=True)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _discard(temporary)
         raise
 
 
@@ -302,22 +302,13 @@ def lock_file(fd: int) -> bool:
 
     The OS releases it when the file is closed or its process dies, kill -9 included, so a
     lock whose owner died is simply taken over. On Windows the lock covers one byte far past
-    the end: Windows locks are mandatory, and readers must still read the file.
+    the end: Windows locks are mandatory, and readers must still read the file. The lock is
+    the handle's: a second open of the same file, even in the same process, is refused it.
     """
     if sys.platform == "win32":
-        import msvcrt
+        from smail import windows
 
-        position = os.lseek(fd, 0, os.SEEK_CUR)
-        os.lseek(fd, 1 << 40, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EDEADLK):
-                return False
-            raise
-        finally:
-            os.lseek(fd, position, os.SEEK_SET)
-        return True
+        return windows.lock_byte(fd, _FILE_LOCK, wait=False)
     import fcntl
 
     try:
@@ -327,25 +318,24 @@ def lock_file(fd: int) -> bool:
     return True
 
 
+_FILE_LOCK: Final = 1 << 40
 _APPEND_LOCK: Final = (1 << 40) + 1  # a byte of its own, beside lock_file()'s
 
 
 def append(fd: int, data: bytes) -> None:
     """Append `data` whole to a file opened for appending, even when other processes append
     to it too (a shared /LOG). On POSIX one write() with O_APPEND is atomic; Windows emulates
-    O_APPEND with a seek then a write, so there both happen under a lock (waiting at most
-    about 10 s, as msvcrt.locking does). OSError when it could not be written whole."""
+    O_APPEND with a seek then a write, so there both happen under a lock of their own byte,
+    waited for (each holder holds it for one write). OSError when it could not be written whole."""
     if sys.platform == "win32":
-        import msvcrt
+        from smail import windows
 
-        os.lseek(fd, _APPEND_LOCK, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        windows.lock_byte(fd, _APPEND_LOCK, wait=True)
         try:
             os.lseek(fd, 0, os.SEEK_END)
             written = os.write(fd, data)
         finally:
-            os.lseek(fd, _APPEND_LOCK, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            windows.unlock_byte(fd, _APPEND_LOCK)
     else:
         written = os.write(fd, data)
     if written != len(data):

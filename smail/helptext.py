@@ -35,6 +35,12 @@ EXAMPLES: Final = (
     (N_("Microsoft Graph (app-only):"),
      N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_SECRET_FILE=secret.txt '
         '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
+    (N_("Microsoft Graph, the key in the Windows certificate store (no secret on disk):"),
+     N_('SMail /MODE=GRAPH /O365_TENANT_ID=... /O365_APP_ID=... /O365_CERT_THUMBPRINT=3B2A...01 '
+        '/GRAPH_SENDER=user@example.com /TO=client@example.com /BODY_FILE=Msg.html')),
+    (N_("Microsoft Graph with this machine's managed identity (Azure Arc, Azure VM):"),
+     N_('SMail /MODE=GRAPH /O365_AUTH=MANAGED_IDENTITY /GRAPH_SENDER=user@example.com '
+        '/TO=client@example.com /BODY_FILE=Msg.html')),
 )
 
 

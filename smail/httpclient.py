@@ -99,7 +99,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or "٣", which str.isdigit() also accepts
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -121,6 +121,9 @@ def network_error(exc: requests.RequestException, where: str, *, sent: bool = Fa
     """requests' failures -> exit 3 (connection, TLS, proxy) or, after a request was sent and
     no answer came, exit 5: Graph has no idempotency key, so SMail does not resend blindly."""
     reason = redact.redact(str(exc.__context__ or exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if (failure := tls.verifier_failure(exc)) is not None:
+        return TLSError(_("The certificate of {where} could not be verified: the system's certificate verifier failed: {reason}.").format(
+            where=where, reason=redact.redact(failure.strerror or str(failure)).rstrip(".")))
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(_("The TLS connection to {where} failed: {reason}. Use /CA_FILE to trust its CA.").format(
             where=where, reason=reason))

@@ -141,7 +141,7 @@ def file_name(path: Path) -> str:
     return name
 
 
-def _file_part(path: Path, content_id: bool = False) -> FilePart:
+def _load_part(path: Path, content_id: bool = False) -> FilePart:
     """A regular file's part, with the size, time and identity of the file opened now."""
     name = file_name(path)
     with open_input(path) as stream:
@@ -303,8 +303,8 @@ def draft_message(settings: MessageSettings) -> Draft:
         body = settings.body_text or ""
     return Draft(settings=settings, sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to, headers=headers,
                  body=normalize_newlines(body), html=html,
-                 inline=tuple(_file_part(p, content_id=True) for p in settings.inline),
-                 attachments=tuple(_file_part(p) for p in settings.attachments))
+                 inline=tuple(_load_part(p, content_id=True) for p in settings.inline),
+                 attachments=tuple(_load_part(p) for p in settings.attachments))
 
 
 def finish_message(draft: Draft, *, body: str | None = None, now: Callable[[], float] = time.time,

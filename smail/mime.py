@@ -27,6 +27,9 @@ CRLF: Final = b"\r\n"
 LINE: Final = 76                 # RFC 2045 section 6.8: encoded lines of at most 76 characters
 BLOCK: Final = 57 * 2048         # raw bytes per read: 57 raw bytes make one 76-character line
 FOLD: Final = 76                 # RFC 2047 section 2: a line holding encoded words, at most 76
+# Adjacent literal segments are merged into chunks of at most this size (a large one, an
+# encrypted message, is not copied again).
+MERGE_LIMIT: Final = 1024 * 1024
 PLAIN_LINE: Final = 78           # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
 # RFC 2047 section 2: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" leave 63,
 # that is 15 groups of 4 base64 characters, 45 octets of UTF-8.
@@ -61,12 +64,21 @@ Segment = bytes | FileSegment
 
 
 @dataclass(frozen=True)
+class SMIMERecord:
+    """How a rendered message was protected (S/MIME), as an outbox entry records it: whether
+    it was signed, and the certificates (PEM, public) it was encrypted to. Never a key."""
+
+    signed: bool
+    encrypt_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rendered:
     """The exact bytes of one message, produced on demand."""
 
     segments: tuple[Segment, ...]
     # Signed or encrypted (S/MIME): only the MIME bytes carry it, so Graph must take them whole.
-    smime: bool = False
+    smime: SMIMERecord | None = None
 
     @property
     def size(self) -> int:
@@ -163,7 +175,9 @@ class _Field:
         """Text as encoded words in unstructured text, filling each line up to 76 characters:
         readers drop the space between two encoded words there (RFC 2047 section 6.2)."""
         first = _word_room(FOLD - len(self.lines[-1]) - 1)
-        if not self.empty and first < len(text[:1].encode("utf-8")):
+        if first < len(text[:1].encode("utf-8")):
+            if self.empty:  # a long field name: on a new line, even right after the colon (FWS)
+                self.lines.append("")
             first = WORD_BYTES
         for piece in _pieces(text, WORD_BYTES, first or WORD_BYTES):
             self.add(encoded_word(piece))
@@ -309,7 +323,7 @@ def _disposition(kind: str, filename: str) -> str:
     return f"Content-Disposition: {kind};\r\n " + ";\r\n ".join(parameters) + "\r\n"
 
 
-def _file_part(part: FilePart, inline: bool) -> list[Segment]:
+def _part_segments(part: FilePart, inline: bool) -> list[Segment]:
     lines = [f"Content-Type: {part.content_type};\r\n name={_name_parameter(part.filename)}\r\n",
              "Content-Transfer-Encoding: base64\r\n"]
     if inline:
@@ -379,7 +393,7 @@ def _body(message: Message) -> list[Segment]:
     html: list[Segment] = _text_part(message.body, "html")
     if message.inline:
         html = _multipart(message, "related",
-                          [html] + [_file_part(p, inline=True) for p in message.inline],
+                          [html] + [_part_segments(p, inline=True) for p in message.inline],
                           ' type="text/html";')
     return _multipart(message, "alternative", [_text_part(message.text_alternative or "", "plain"), html])
 
@@ -425,17 +439,18 @@ def content(message: Message) -> list[Segment]:
     """
     body = _body(message)
     if message.attachments:
-        body = _multipart(message, "mixed", [body] + [_file_part(p, inline=False)
+        body = _multipart(message, "mixed", [body] + [_part_segments(p, inline=False)
                                                       for p in message.attachments])
     return body
 
 
-def assemble(head: bytes, body: Iterable[Segment], *, smime: bool = False) -> Rendered:
+def assemble(head: bytes, body: Iterable[Segment], *, smime: SMIMERecord | None = None) -> Rendered:
     """Header fields and content as one Rendered, adjacent literal bytes merged into larger chunks."""
     segments: list[Segment] = [head]
     for segment in body:
-        if isinstance(segment, bytes) and isinstance(segments[-1], bytes):
-            segments[-1] += segment
+        last = segments[-1]
+        if isinstance(segment, bytes) and isinstance(last, bytes) and len(last) + len(segment) <= MERGE_LIMIT:
+            segments[-1] = last + segment
         else:
             segments.append(segment)
     return Rendered(tuple(segments), smime=smime)

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Final
 
-from smail import files, redact
+from smail import eventlog, files, redact
 from smail.cloud import CertStore, Cloud, SignIn
 from smail.converters import (
     ConversionError,
@@ -156,7 +156,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder.")),
     Option(name="CONFIG", group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
            help=N_("Read default options from this INI file (section [smail]).")),
-    Option(name="PROXY", group=_GENERAL, metavar="http://host:port|socks5://host:port|NONE", convert=proxy_value,
+    Option(name="PROXY", group=_GENERAL, metavar="http://...|socks5://...|NONE", convert=proxy_value,
            default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
            help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment.")),
     Option(name="PROXY_PASSWORD", group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
@@ -167,6 +167,11 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Show this help.")),
     Option(name="VERSION", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Show the version.")),
+    Option(name="EVENT_LOG", group=_GENERAL, metavar="NONE|ERRORS|ALL", convert=eventlog.level,
+           default=eventlog.EventLogLevel.NONE,
+           help=N_("Windows: write one entry per run to the Application event log, source SMail: ERRORS for failures, ALL for every run.")),
+    Option(name="REGISTER_EVENT_SOURCE", group=_GENERAL, switch=True, convert=yes_no,
+           help=N_("Windows: register the event source SMail once (needs administrator rights).")),
     Option(name="PROTECT_SECRET", group=_GENERAL, switch=True, convert=yes_no,
            help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI).")),
     Option(name="OUT", group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
@@ -215,6 +220,11 @@ OPTIONS: Final[tuple[Option, ...]] = (
            help=N_("Password of the signing certificate file.")),
     Option(name="SIGN_CERT_PASSWORD_FILE", group=_SMIME, metavar=N_("path"), convert=secret_file, input_file=True,
            secret_file_of="SIGN_CERT_PASSWORD", help=N_("Read the signing certificate's password from this file.")),
+    Option(name="SIGN_CERT_THUMBPRINT", group=_SMIME, metavar="SHA-1", convert=thumbprint,
+           help=N_("Windows: sign with this certificate of the certificate store (My), whose key stays there (non-exportable keys work).")),
+    Option(name="SIGN_CERT_STORE", group=_SMIME, metavar="USER|MACHINE", convert=choice(CertStore),
+           default_text=N_("the user's, then the computer's"),
+           help=N_("Store of /SIGN_CERT_THUMBPRINT: My of the current user, or of the computer.")),
     Option(name="SIGN_ANY_ADDRESS", group=_SMIME, switch=True, convert=yes_no,
            help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn).")),
     Option(name="ENCRYPT_TO", group=_SMIME, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,

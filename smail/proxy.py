@@ -88,6 +88,8 @@ def parse(value: str) -> Proxy:
     """http://[user[:password]@]host[:port] or socks5://...; ValueError saying what is wrong
     (a text without the credentials)."""
     text = value.strip()
+    if "://" not in text:  # `proxy.corp:8080`, as requests and curl read it
+        text = f"http://{text}"
     try:
         parts = urlsplit(text)
         scheme = parts.scheme.lower()

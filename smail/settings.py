@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from smail.cloud import AppCredentials
+from smail.cloud import AppCredentials, CertStore
+from smail.eventlog import EventLogLevel
 from smail.kinds import Priority
 from smail.log import LogSettings
 from smail.network import IPFamily
@@ -57,6 +58,8 @@ class SMIMESettings:
 
     sign_cert: Path | None = None
     sign_password: Secret | None = None
+    sign_thumbprint: str | None = None      # /SIGN_CERT_THUMBPRINT: the Windows store's "My"
+    sign_store: CertStore | None = None     # /SIGN_CERT_STORE; None: the user's, then the computer's
     sign_any_address: bool = False
     encrypt_to: tuple[Path, ...] = ()
     encrypt_self: bool = True
@@ -108,6 +111,7 @@ class Reporting:
     error_file_encoding: str = "utf-8"
     quiet: bool = False
     result_file: Path | None = None
+    event_log: EventLogLevel = EventLogLevel.NONE
 
 
 @dataclass(frozen=True, kw_only=True)

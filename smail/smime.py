@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import logging
 import mmap
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from smail import files
 from smail.addresses import Mailbox
-from smail.errors import ParamError
+from smail.cloud import CertStore
+from smail.errors import AuthError, ParamError, SMailError
 from smail.i18n import _
 from smail.message import Message
-from smail.mime import CRLF, Rendered, Segment, assemble, content, top_headers
+from smail.mime import BLOCK, CRLF, Rendered, Segment, SMIMERecord, assemble, content, top_headers
 from smail.redact import Secret
 from smail.settings import SMIMESettings
 
@@ -48,12 +50,18 @@ EXPIRY_WARNING_DAYS: Final = 30
 
 @dataclass(frozen=True)
 class Signer:
-    """The signing key, its certificate and the rest of the chain found with it."""
+    """The signing key, its certificate and the rest of the chain found with it.
 
-    path: Path
+    A certificate of the Windows store keeps its key there: `sign_digest` has the system sign a
+    SHA-256 digest (RSA, PKCS #1 v1.5), and `key` is a throwaway key of the same size, with
+    which the builder signs only its stand-in (see _signature_of_digest).
+    """
+
+    path: Path | str            # the file, or the store certificate's thumbprint and store
     key: PrivateKeyTypes
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
+    sign_digest: Callable[[bytes], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def _subject(certificate: x509.Certificate) -> str:
         return "?"
 
 
-def check_certificate(certificate: x509.Certificate, path: Path, *, signing: bool,
+def check_certificate(certificate: x509.Certificate, path: Path | str, *, signing: bool,
                       now: datetime.datetime | None = None) -> None:
     """A certificate fit for S/MIME now: within its dates, e-mail protection in its extended
     key usage, the key usage signing or encryption needs; ParamError (exit 2) naming the file."""
@@ -188,6 +196,37 @@ def load_signer(path: Path, password: Secret | None) -> Signer:
                   chain=tuple(c for c in certificates if c is not own[0]))
 
 
+def store_signer(thumbprint: str, store: CertStore | None, *, api: Any = None) -> Signer:
+    """The certificate with this thumbprint in the Windows store "My" (certstore.find), its key
+    left there; ParamError (exit 2) when no store holds it or it cannot sign, AuthError (exit 4)
+    when this account may not use the key. The key is tried now, before anything is sent."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from smail import certstore
+
+    where = f"{thumbprint} ({'MACHINE' if store is CertStore.MACHINE else 'USER'})"
+    try:
+        found = certstore.find(thumbprint, store, **({"api": api} if api is not None else {}))
+    except AuthError:
+        raise ParamError(_("No certificate with the thumbprint {thumbprint} could be found in the store: check /SIGN_CERT_THUMBPRINT and /SIGN_CERT_STORE (certmgr.msc shows the user's, certlm.msc the computer's).").format(
+            thumbprint=thumbprint)) from None
+    certificate = x509.load_der_x509_certificate(found.der)
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ParamError(_("The certificate {thumbprint} has no RSA key: SMail signs with store certificates holding RSA keys only.").format(
+            thumbprint=thumbprint))
+
+    def sign_digest(digest: bytes) -> bytes:
+        try:
+            return found.sign(digest, False)
+        except OSError as exc:
+            raise certstore.key_error(exc, found) from None
+    sign_digest(b"\0" * 32)  # the key is opened (and refused) now, not mid-way
+    stand_in_key = rsa.generate_private_key(public_exponent=65537, key_size=public.key_size)
+    return Signer(path=where, key=stand_in_key, certificate=certificate, chain=(), sign_digest=sign_digest)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -223,7 +262,10 @@ def prepare(settings: SMIMESettings) -> Protection:
     signer = None
     if settings.sign_cert is not None:
         signer = load_signer(settings.sign_cert, settings.sign_password)
-        check_certificate(signer.certificate, settings.sign_cert, signing=True)
+    elif settings.sign_thumbprint is not None:
+        signer = store_signer(settings.sign_thumbprint, settings.sign_store)
+    if signer is not None:
+        check_certificate(signer.certificate, signer.path, signing=True)
     recipients = tuple(_recipient(path, certificate) for path in settings.encrypt_to
                        for certificate in load_certificates(path))
     return Protection(signer=signer, recipients=recipients, any_address=settings.sign_any_address,
@@ -300,7 +342,14 @@ def _b64_lines(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", CRLF)
 
 
-def _signature(signer: Signer, data: memoryview) -> bytes:
+def _b64_blocks(data: bytes) -> list[Segment]:
+    """`data` in base64 lines, block by block: no second copy of a large whole."""
+    view = memoryview(data)
+    return [_b64_lines(bytes(view[start:start + BLOCK])) for start in range(0, len(data), BLOCK)]
+
+
+def _signature(signer: Signer, data: bytes | memoryview) -> bytes:
+    """cryptography's detached SignedData over `data`, DER."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -313,12 +362,105 @@ def _signature(signer: Signer, data: memoryview) -> bytes:
                         [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
 
 
+def _der_length(data: bytes, at: int) -> tuple[int, int]:
+    """A DER length at `at` (X.690 section 8.1.3): (length, where the content starts)."""
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    count = first & 0x7F
+    return int.from_bytes(data[at + 1:at + 1 + count], "big"), at + 1 + count
+
+
+def _key_signs(signer: Signer, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if signer.sign_digest is not None:
+        return signer.sign_digest(hashlib.sha256(data).digest())
+    if isinstance(signer.key, rsa.RSAPrivateKey):
+        return signer.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
+    return signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def _builder_key_verifies(signer: Signer, signature: bytes, data: bytes) -> bool:
+    """Whether the builder's own signature (made with `signer.key`) is over `data`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    public = signer.key.public_key()
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+STAND_IN: Final = b"SMail\r\n"
+
+
+def _signature_of_digest(signer: Signer, digest: bytes) -> bytes | None:
+    """The builder's SignedData for content whose SHA-256 is `digest`, without the content.
+
+    The builder signs only a buffer it is given whole. So it signs a stand-in, and its
+    messageDigest attribute (RFC 5652 section 11.2: 32 bytes, so no length changes) is set to
+    `digest`; the signed attributes (section 5.4: their DER with the SET tag) are then signed
+    again with the same key, and the new signature, of the same length, replaces the old one.
+    The attributes are the [0] before the digest over which the builder's own signature
+    verifies, so nothing else can be taken for them. None when the layout is not that one.
+    """
+    der = _signature(signer, STAND_IN)
+    old = hashlib.sha256(STAND_IN).digest()
+    at = der.find(b"\x04\x20" + old)
+    if at < 0 or der.find(old, at + 3) >= 0:
+        return None
+    for start in range(at - 1, max(at - 512, 0), -1):
+        if der[start] != 0xA0:  # signedAttrs [0] IMPLICIT SET OF Attribute
+            continue
+        length, body = _der_length(der, start + 1)
+        end = body + length
+        if not body <= at < at + 34 <= end < len(der) or der[end] != 0x30:
+            continue
+        algorithm_length, algorithm = _der_length(der, end + 1)  # signatureAlgorithm
+        at_signature = algorithm + algorithm_length
+        if at_signature >= len(der) or der[at_signature] != 0x04:
+            continue
+        signature_length, signature = _der_length(der, at_signature + 1)
+        attributes = b"\x31" + der[start + 1:end]
+        if not _builder_key_verifies(signer, der[signature:signature + signature_length], attributes):
+            continue
+        offset = at + 2 - start
+        attributes = attributes[:offset] + digest + attributes[offset + 32:]
+        for _attempt in range(64):  # an ECDSA signature's length varies; RSA's never does
+            new = _key_signs(signer, attributes)
+            if len(new) == signature_length:
+                return (der[:at + 2] + digest + der[at + 34:signature] + new
+                        + der[signature + signature_length:])
+        return None
+    return None
+
+
 def _signed(message: Message, entity: list[Segment], signer: Signer) -> list[Segment]:
     """multipart/signed (RFC 1847, RFC 8551 section 3.5.3): the entity as it is, then its signature."""
     from smail.mime import boundary
 
-    with _spool(entity) as mapped:
-        signature = _signature(signer, mapped)
+    digest = hashlib.sha256()
+    for chunk in Rendered(tuple(entity)).chunks():  # read once, block by block: memory stays flat
+        digest.update(chunk)
+    signature = _signature_of_digest(signer, digest.digest())
+    if signature is None and signer.sign_digest is not None:
+        raise SMailError(_("The message could not be signed with the certificate {thumbprint}: this version of cryptography lays its signatures out in a way SMail does not know.").format(
+            thumbprint=signer.path))
+    if signature is None:  # the builder changed its layout: let it read the whole content
+        log.debug("S/MIME: the signature is made over a memory map of the whole content.")
+        with _spool(entity) as mapped:
+            signature = _signature(signer, mapped)
     mark = boundary(message.message_id, "signed", [entity])
     head = ("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
             f" micalg=sha-256; boundary=\"{mark}\"\r\n\r\n"
@@ -349,7 +491,7 @@ def _enveloped(entity: list[Segment], certificates: tuple[x509.Certificate, ...]
             b" name=\"smime.p7m\"\r\n"
             b"Content-Transfer-Encoding: base64\r\n"
             b"Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n")
-    return [head, _b64_lines(enveloped)]
+    return [head, *_b64_blocks(enveloped)]
 
 
 def protect(message: Message, plan: Plan) -> Rendered:
@@ -359,4 +501,25 @@ def protect(message: Message, plan: Plan) -> Rendered:
         entity = _signed(message, entity, plan.signer)
     if plan.encrypt_to:
         entity = _enveloped(entity, plan.encrypt_to)
-    return assemble(top_headers(message), entity, smime=True)
+    return assemble(top_headers(message), entity, smime=record(plan))
+
+
+def record(plan: Plan) -> SMIMERecord:
+    """What an outbox entry keeps of the plan: whether to sign, and the public certificates."""
+    from cryptography.hazmat.primitives import serialization
+
+    return SMIMERecord(signed=plan.signer is not None, encrypt_to=tuple(
+        c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in plan.encrypt_to))
+
+
+def replan(kept: SMIMERecord, signer: Signer | None, message: Message, *, any_address: bool) -> Plan:
+    """The plan for a message an outbox entry kept: signed by the flush's signer (ParamError when
+    the flush has none, or one for another address), encrypted to the certificates it kept."""
+    from cryptography import x509
+
+    if kept.signed and signer is None:
+        raise ParamError(_("This message is to be signed: give /SIGN_CERT (or /SIGN_CERT_THUMBPRINT) to /FLUSH. It is never sent unsigned."))
+    certificates = tuple(x509.load_pem_x509_certificate(pem.encode("ascii")) for pem in kept.encrypt_to)
+    checked = plan(Protection(signer=signer if kept.signed else None, recipients=(), any_address=any_address,
+                               encrypt_self=False), message)
+    return Plan(signer=checked.signer, encrypt_to=certificates)

@@ -33,6 +33,37 @@ class TLSSettings:
     verify: bool = True
 
 
+def verifier_failure(exc: BaseException) -> OSError | None:
+    """The error the operating system's certificate verifier itself raised, if it is behind `exc`.
+
+    truststore asks the OS to verify the chain after the handshake; when that call fails (on
+    Windows, CertGetCertificateChain or CertVerifyCertificateChainPolicy returning an error such
+    as E_INVALIDARG), it raises a plain OSError, which urllib3 wraps further. That is a failure
+    to verify the server's certificate, not a connection failure, and is reported as such.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending and len(seen) < 32:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and not isinstance(error, ssl.SSLError) and _raised_in_truststore(error):
+            return error
+        linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return None
+
+
+def _raised_in_truststore(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith("truststore"):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def create_context(settings: TLSSettings) -> ssl.SSLContext:
     """A client context for SMTP and HTTPS alike: TLS 1.2 floor, /CA_FILE added.
 

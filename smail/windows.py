@@ -1,4 +1,5 @@
-"""Windows-only services behind small typed functions: code pages, DPAPI, Credential Manager.
+"""Windows-only services behind small typed functions: code pages, DPAPI, Credential Manager,
+the Event Log, byte-range locks.
 
 Everything goes through ctypes (no pywin32). The module imports on any platform: the DLLs are
 loaded on first use, and each function either takes an injectable hook (so its non-Windows
@@ -25,6 +26,10 @@ CRYPTPROTECT_LOCAL_MACHINE = 0x4
 CRED_TYPE_GENERIC = 1
 CRED_PERSIST_LOCAL_MACHINE = 2
 ERROR_NOT_FOUND = 1168
+ERROR_LOCK_VIOLATION = 33
+ERROR_IO_PENDING = 997
+LOCKFILE_FAIL_IMMEDIATELY = 0x1
+LOCKFILE_EXCLUSIVE_LOCK = 0x2
 
 PROTECTED_MAGIC = b"SMail-DPAPI/1"
 _SCOPES = (b"USER", b"MACHINE")
@@ -64,6 +69,13 @@ class CREDENTIALW(Structure):
         ("TargetAlias", c_wchar_p),
         ("UserName", c_wchar_p),
     ]
+
+
+class OVERLAPPED(Structure):
+    """minwinbase.h OVERLAPPED (the offset of a byte-range lock); 20 bytes on x86, 32 on x64."""
+
+    _fields_ = [("Internal", c_void_p), ("InternalHigh", c_void_p), ("Offset", _DWORD), ("OffsetHigh", _DWORD),
+                ("hEvent", c_void_p)]
 
 
 def _code_page(number: int, default: str) -> str:
@@ -125,6 +137,10 @@ def _kernel32() -> Any:
     _prototype(kernel32.GetACP, ctypes.c_uint)
     _prototype(kernel32.GetOEMCP, ctypes.c_uint)
     _prototype(kernel32.LocalFree, c_void_p, c_void_p)
+    # BOOL LockFileEx(hFile, dwFlags, dwReserved, nNumberOfBytesToLockLow, ...High, lpOverlapped)
+    _prototype(kernel32.LockFileEx, ctypes.c_int, c_void_p, _DWORD, _DWORD, _DWORD, _DWORD, POINTER(OVERLAPPED))
+    # BOOL UnlockFileEx(hFile, dwReserved, nNumberOfBytesToUnlockLow, ...High, lpOverlapped)
+    _prototype(kernel32.UnlockFileEx, ctypes.c_int, c_void_p, _DWORD, _DWORD, _DWORD, POINTER(OVERLAPPED))
     return kernel32
 
 
@@ -146,7 +162,86 @@ def _advapi32() -> Any:
     _prototype(advapi32.CredWriteW, ctypes.c_int, POINTER(CREDENTIALW), _DWORD)
     _prototype(advapi32.CredDeleteW, ctypes.c_int, c_wchar_p, _DWORD, _DWORD)
     _prototype(advapi32.CredFree, None, c_void_p)
+    declare_event_log(advapi32)
     return advapi32
+
+
+# -- the Event Log (winbase.h, winnt.h) ----------------------------------------------------------
+
+EVENTLOG_ERROR_TYPE = 0x0001
+EVENTLOG_WARNING_TYPE = 0x0002
+EVENTLOG_INFORMATION_TYPE = 0x0004
+_WORD = ctypes.c_uint16
+_HANDLE = c_void_p
+# The key that makes a source known to the Application log, and the message file that .NET's
+# EventLog.CreateEventSource and PowerShell's New-EventLog register: its message for every event
+# ID is "%1", so that the entry's description is exactly the text SMail writes.
+EVENT_LOG_KEY = r"SYSTEM\CurrentControlSet\Services\EventLog\Application"
+EVENT_MESSAGE_FILE = r"%SystemRoot%\Microsoft.NET\Framework\v4.0.30319\EventLogMessages.dll"
+REG_EXPAND_SZ = 2
+REG_DWORD = 4
+
+
+def declare_event_log(advapi32: Any) -> None:
+    """The prototypes of the three Event Log functions SMail calls, on `advapi32`."""
+    # HANDLE RegisterEventSourceW(LPCWSTR lpUNCServerName, LPCWSTR lpSourceName)
+    _prototype(advapi32.RegisterEventSourceW, _HANDLE, c_wchar_p, c_wchar_p)
+    # BOOL ReportEventW(HANDLE, WORD wType, WORD wCategory, DWORD dwEventID, PSID lpUserSid,
+    #                   WORD wNumStrings, DWORD dwDataSize, LPCWSTR *lpStrings, LPVOID lpRawData)
+    _prototype(advapi32.ReportEventW, ctypes.c_int, _HANDLE, _WORD, _WORD, _DWORD, c_void_p, _WORD, _DWORD,
+               POINTER(c_wchar_p), c_void_p)
+    # BOOL DeregisterEventSource(HANDLE hEventLog)
+    _prototype(advapi32.DeregisterEventSource, ctypes.c_int, _HANDLE)
+
+
+def event_strings(*texts: str) -> Any:
+    """The LPCWSTR array ReportEventW takes: each text cut to the 31,839 characters one insertion
+    string may hold (ReportEventW's documentation), NUL characters removed."""
+    cleaned = [text.replace("\0", "")[:31839] for text in texts]
+    return (c_wchar_p * len(cleaned))(*cleaned)
+
+
+def report_event(source: str, event_type: int, event_id: int, text: str, *, advapi32: Any = None) -> None:
+    """Write one entry to the Application log under `source` (registered or not); OSError with
+    Windows' reason when it cannot be written."""
+    if advapi32 is None:
+        _require_windows("The Windows Event Log")
+        advapi32 = _advapi32()
+    handle = advapi32.RegisterEventSourceW(None, source)
+    if not handle:
+        raise _last_error(source)
+    try:
+        strings = event_strings(text)
+        if not advapi32.ReportEventW(handle, event_type, 0, event_id, None, len(strings), 0, strings, None):
+            raise _last_error(source)
+    finally:
+        advapi32.DeregisterEventSource(handle)
+
+
+def event_source_values(message_file: str = EVENT_MESSAGE_FILE) -> list[tuple[str, int, str | int]]:
+    """The values of a source's registry key: where its messages are, and the types it writes."""
+    types = EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE
+    return [("EventMessageFile", REG_EXPAND_SZ, message_file), ("TypesSupported", REG_DWORD, types)]
+
+
+def register_event_source(source: str, *, registry: Any = None) -> None:
+    """Create the source's key under the Application log (HKLM: administrators only);
+    PermissionError when not elevated."""
+    if registry is None:
+        _require_windows("The Windows Event Log")
+        import winreg as registry
+    with registry.CreateKeyEx(registry.HKEY_LOCAL_MACHINE, f"{EVENT_LOG_KEY}\\{source}", 0,
+                              registry.KEY_SET_VALUE) as key:
+        for name, kind, value in event_source_values():
+            registry.SetValueEx(key, name, 0, kind, value)
+
+
+def unregister_event_source(source: str, *, registry: Any = None) -> None:
+    """Remove the source's key; FileNotFoundError when there is none."""
+    if registry is None:
+        _require_windows("The Windows Event Log")
+        import winreg as registry
+    registry.DeleteKey(registry.HKEY_LOCAL_MACHINE, f"{EVENT_LOG_KEY}\\{source}")
 
 
 def _dpapi(call: str, data: bytes, flags: int) -> bytes:
@@ -268,6 +363,39 @@ def delete_credential(target: str) -> None:
         raise _last_error(target)
 
 
+def _overlapped(offset: int) -> OVERLAPPED:
+    return OVERLAPPED(Offset=offset & 0xFFFFFFFF, OffsetHigh=offset >> 32)
+
+
+def lock_byte(fd: int, offset: int, *, wait: bool) -> bool:
+    """Lock the byte at `offset` of an open file for this handle alone (LockFileEx, exclusive).
+
+    Without `wait`, False when another handle holds it (ERROR_LOCK_VIOLATION); with it, waits
+    until granted. Any other failure raises OSError with Windows' code and reason: the answer
+    comes from Windows itself, not from the C runtime's errno mapping (msvcrt.locking), which
+    differs between runtimes (Wine's gives errno 0 or ENOENT for a lock held elsewhere)."""
+    _require_windows("Byte-range locking")
+    import msvcrt
+
+    handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined,unused-ignore]
+    flags = LOCKFILE_EXCLUSIVE_LOCK | (0 if wait else LOCKFILE_FAIL_IMMEDIATELY)
+    if _kernel32().LockFileEx(handle, flags, 0, 1, 0, byref(_overlapped(offset))):
+        return True
+    if not wait and ctypes.get_last_error() in (ERROR_LOCK_VIOLATION, ERROR_IO_PENDING):  # type: ignore[attr-defined,unused-ignore]
+        return False
+    raise _last_error()
+
+
+def unlock_byte(fd: int, offset: int) -> None:
+    """Release a lock_byte() lock."""
+    _require_windows("Byte-range locking")
+    import msvcrt
+
+    handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined,unused-ignore]
+    if not _kernel32().UnlockFileEx(handle, 0, 1, 0, byref(_overlapped(offset))):
+        raise _last_error()
+
+
 # --- the certificate store and CNG: a certificate's private key signs where it lives ---------------
 # wincrypt.h / ncrypt.h / bcrypt.h / winerror.h
 
@@ -294,6 +422,7 @@ NTE_BAD_PROVIDER = 0x80090013
 NTE_SILENT_CONTEXT = 0x80090022
 E_ACCESSDENIED = 0x80070005
 ERROR_ACCESS_DENIED = 5
+ERROR_FILE_NOT_FOUND = 2
 
 
 class CERT_CONTEXT(Structure):

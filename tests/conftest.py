@@ -16,12 +16,13 @@ import trustme
 
 from smail import i18n
 from smail.cli import main
+from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler, ScriptedServer, SMTPServer
 
-# aiosmtpd logs whole command lines, AUTH payloads included: keep the server's log out of
-# SMail's, so that the canary tests read only what SMail itself wrote.
-# Nor does it log below warnings: a test server says what a failure needs, not every line of
-# every message (a 4 MB attachment is 55,000 lines).
+# aiosmtpd logs whole command lines, AUTH payloads included. Here it logs warnings only and does
+# not propagate: a test server says what a failure needs, not every line of every message (a
+# 4 MB attachment is 55,000 lines), and SMail's own log (handlers on SMail's loggers only)
+# never holds the server's lines. pytest still shows those warnings in a failing test's report.
 logging.getLogger("mail.log").propagate = False
 logging.getLogger("mail.log").setLevel(logging.WARNING)
 
@@ -109,6 +110,22 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
     pem = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
     return CA(ca, pem, ca.issue_cert("127.0.0.1", "localhost"))
+
+
+@pytest.fixture
+def start_microsoft(tls_ca: CA) -> Iterator[Callable[..., FakeMicrosoft]]:
+    """Start the HTTPS fake of the identity platform and Graph with the application app-id-1:
+    start_microsoft(secret=..., mailboxes={...}); stopped after the test."""
+    started: list[FakeMicrosoft] = []
+
+    def start(*, secret: str, mailboxes: set[str]) -> FakeMicrosoft:
+        fake = FakeMicrosoft(tls_ca.server_context()).start()
+        started.append(fake)
+        fake.register(App("app-id-1", secret=secret, mailboxes=mailboxes))
+        return fake
+    yield start
+    for fake in started:
+        fake.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -42,8 +42,9 @@ class Authority:
         self.pem.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, name: str, address: str, *, email_protection: bool = True, expired: bool = False,
-              in_subject: bool = False) -> Identity:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+              in_subject: bool = False, elliptic: bool = False) -> Identity:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+            ec.generate_private_key(ec.SECP256R1()) if elliptic else rsa.generate_private_key(public_exponent=65537, key_size=2048))
         now = datetime.datetime.now(datetime.UTC)
         start, end = (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)) if expired \
             else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=365))
@@ -53,7 +54,7 @@ class Authority:
         builder = (x509.CertificateBuilder().subject_name(x509.Name(subject)).issuer_name(self.name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(start).not_valid_after(end)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=not elliptic,
                                                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True))
         if not in_subject:

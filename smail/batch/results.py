@@ -22,12 +22,12 @@ from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _, ngettext
 
 RESULT_COLUMNS: Final = ("row", "status", "exit_code", "message_id", "reply_or_error", "key", "time")
-SENDING: Final = "sending"    # the end of the message is going out now
+STATUS_SENDING: Final = "sending"    # the end of the message is going out now
 NOT_SENT: Final = "not-sent"  # never tried: the batch stopped before this row
 RESENT: Final = "resent"      # sent again by /RESEND_UNCERTAIN after a may-have-been-sent
 # What a status means for a later run: a row recorded so was, or may have been, delivered (or
 # waits in the outbox to be); a run without /BATCH_RESUME must not start the file over.
-DELIVERIES: Final = frozenset({"sent", SENDING, "may-have-been-sent", RESENT, "queued"})
+DELIVERIES: Final = frozenset({"sent", STATUS_SENDING, "may-have-been-sent", RESENT, "queued"})
 KNOWN: Final = DELIVERIES | {"refused", "failed", NOT_SENT, "skipped", "dry-run"}
 KEY_LENGTH: Final = 16
 
@@ -93,7 +93,8 @@ def read_results(path: Path) -> dict[int, Recorded]:
                     continue  # the header, or a line that is not SMail's
                 row = int(number)
                 last = (row, recorded.get(row))
-                recorded[row] = Recorded(fields[1].strip(), fields[5].strip(), fields[3].strip())
+                # A status retyped by hand or by a spreadsheet ("Sent", "SENT") still says sent.
+                recorded[row] = Recorded(fields[1].strip().lower(), fields[5].strip(), fields[3].strip())
         except csv.Error as exc:
             raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
                 path=path, reason=exc)) from None
@@ -109,6 +110,10 @@ def read_results(path: Path) -> dict[int, Recorded]:
                 recorded[row] = before
         elif len(key) != KEY_LENGTH:
             recorded[row] = Recorded(status, "", recorded[row].message_id)
+    for row, line in recorded.items():  # a whole line SMail did not write: whether it went out is unknown
+        if line.status not in KNOWN:
+            raise ParamError(_("{path} records row {row} as \"{status}\", which SMail never writes: correct the line (sent, refused, failed…) or remove it, so that the row is neither sent twice nor lost.").format(
+                path=path, row=row, status=redact.shown(line.status[:40])))
     if lines > 1 and not recorded:
         raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
             path=path, reason=_("none of its lines is a row SMail recorded")))

@@ -16,7 +16,7 @@ from smail.batch.columns import Column
 from smail.batch.results import (
     NOT_SENT,
     RESENT,
-    SENDING,
+    STATUS_SENDING,
     Recorded,
     ResultsFile,
     read_results,
@@ -25,10 +25,10 @@ from smail.batch.results import (
 )
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
-from smail.batch.tally import ACCEPTED, ProgressBar, Tally, terminal_of
+from smail.batch.tally import ACCEPTED, ProgressBar, Tally, summary, terminal_of
 from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
-from smail.i18n import _, ngettext
+from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
 from smail.options import OPTIONS, RawOptions
@@ -165,7 +165,7 @@ class Batch:
                 self._note_inputs(message, builder.body_file)
             self._check_saved(last, path)
             for number, recorded in self.recorded.items():
-                if number > last and recorded.status in (Status.SENT.value, SENDING, Status.MAYBE_SENT.value, RESENT):
+                if number > last and recorded.status in (Status.SENT.value, STATUS_SENDING, Status.MAYBE_SENT.value, RESENT):
                     raise ParamError(_("{results} records row {row} as sent, but {path} has no such row: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
                         results=self.settings.results, row=number, path=path))
             self._warn_unused(builder)
@@ -177,7 +177,7 @@ class Batch:
         recorded = self.recorded.get(row.number)
         if recorded is None:
             return None
-        status = {Status.SENT.value: Status.SKIPPED, RESENT: Status.SKIPPED, SENDING: Status.MAYBE_SENT,
+        status = {Status.SENT.value: Status.SKIPPED, RESENT: Status.SKIPPED, STATUS_SENDING: Status.MAYBE_SENT,
                   Status.MAYBE_SENT.value: Status.MAYBE_SENT, Status.QUEUED.value: Status.QUEUED}.get(recorded.status)
         if status is not None and recorded.key and recorded.key != key:
             raise ParamError(_("Row {row} of {path} is not the row {results} records as {status}: the CSV file changed since. Give /BATCH_RESULT a new file to send the rows again.").format(
@@ -230,15 +230,15 @@ class Batch:
             return
         session = self.open_session(self.config.transport)
         try:
-            completed = send_many(session, self._jobs(builder, rows), self.config.retry, on_done=self._done,
+            completed = send_many(session, self._jobs(builder, rows, table), self.config.retry, on_done=self._done,
                                   per_second=self.settings.per_second, workers=self.workers)
         finally:
             session.close()
         self._settle_pending()
         if not completed:
             self._stop(SMailError(_("the connection failed")))
-        if self.stop_error is not None and self.crash is None:
-            try:
+        if self.stop_error is not None and self.crash is None and not table.changed():
+            try:  # (what a changed file holds beyond was never checked: it is not reported)
                 for row in rows:
                     self._not_sent(row, builder)
             except SMailError as err:  # the rest of the file cannot be read any more
@@ -271,13 +271,18 @@ class Batch:
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
 
-    def _jobs(self, builder: RowBuilder, rows: Iterator[Row]) -> Iterator[Job]:
+    def _jobs(self, builder: RowBuilder, rows: Iterator[Row], table: CSVFile) -> Iterator[Job]:
         """The rows to send, each built when the session asks for it (under send_many's lock).
         After a stop, the rows not yet taken stay in `rows` for _send() to report."""
         while self.stop_error is None and self.crash is None:
             try:
                 row = next(rows, None)
                 if row is None:
+                    return
+                if table.changed():  # rows added or rewritten since the check: never sent unchecked
+                    self._stop(FileChangedError(_("{path} changed while SMail was sending its rows: the rows from row {row} on were not sent. Run SMail again with /BATCH_RESUME once the file is complete.").format(
+                        path=table.path, row=row.number)))
+                    self._not_sent(row, builder)
                     return
                 key = row_key(self.columns, row)
                 if self._handled_earlier(row, key):
@@ -307,7 +312,7 @@ class Batch:
         if self.results is None:
             return
         try:
-            self.results.record(pending.row.number, SENDING, message_id=message_id, key=pending.key, sync=True)
+            self.results.record(pending.row.number, STATUS_SENDING, message_id=message_id, key=pending.key, sync=True)
         except OSError as exc:  # unrecorded, the message must not go out: abort it
             error = files.write_failure(self.results.path, exc)
             self._stop(error)
@@ -394,7 +399,7 @@ class Batch:
             # The server is down for every row, not only the one that found out: with /OUTBOX,
             # the rest of the batch waits there for /FLUSH instead of being lost.
             message = builder.message(row)
-            rendered = mime.render(message)
+            rendered = builder.render(row, message)
             failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
             receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
             self._finish(row, key, receipt, write=not recorded)
@@ -411,7 +416,7 @@ class Batch:
         else:
             receipt = Receipt(status=status, exit_code=ExitCode.SEND, error=_(
                 "An earlier run was sending this row when it stopped: it may have been delivered. Check before sending it again."))
-        write = status is Status.MAYBE_SENT and self.recorded[row.number].status == SENDING
+        write = status is Status.MAYBE_SENT and self.recorded[row.number].status == STATUS_SENDING
         self._finish(row, key, receipt, write=write)
 
     def _finish(self, row: Row, key: str, receipt: Receipt, *, not_sent: bool = False, write: bool = True,
@@ -461,30 +466,10 @@ class Batch:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        tally = self.tally
-        code = tally.exit_code()
-        counts = tally.counts_text()
-        results = self.settings.results
-        if self.dry_run:
-            checked = tally.counts[Status.DRY_RUN.value]
-            if self.save_folder is not None:
-                text = ngettext("Dry run: {n} message is valid and saved in {folder}; nothing was sent.",
-                                "Dry run: {n} messages are valid and saved in {folder}; nothing was sent.",
-                                checked).format(n=checked, folder=self.save_folder)
-            else:
-                text = ngettext("Dry run: {n} message is valid; nothing was sent.",
-                                "Dry run: {n} messages are valid; nothing was sent.", checked).format(n=checked)
-        elif not tally.done:
-            text = _("{path} has no rows: nothing was sent.").format(path=self.settings.rows)
-        elif self.stop_error is not None:
-            error = self.stop_error.message
-            text = (_("Batch stopped: {error} ({counts}; see {path}).").format(error=error, counts=counts, path=results)
-                    if results else _("Batch stopped: {error} ({counts}).").format(error=error, counts=counts))
-        else:
-            text = (_("Batch: {counts}; see {path}.").format(counts=counts, path=results) if results
-                    else _("Batch: {counts}.").format(counts=counts))
-        if tally.counts[Status.MAYBE_SENT.value] and not self.settings.resend_uncertain and not self.dry_run:
-            text = " ".join((text, _("Once you have checked that the rows marked may-have-been-sent did not arrive, /BATCH_RESUME /RESEND_UNCERTAIN sends them again.")))
+        code = self.tally.exit_code()
+        text = summary(self.tally, rows=self.settings.rows, results=self.settings.results, dry_run=self.dry_run,
+                       save_folder=self.save_folder, stopped=self.stop_error,
+                       resend_uncertain=self.settings.resend_uncertain)
         if self.stop_error is not None and code is ExitCode.OK:  # only skipped rows were left
             code = self.stop_error.exit_code
         return Outcome(code, text, self.receipts, None if code is ExitCode.OK else SMailError(text))

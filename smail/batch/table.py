@@ -142,6 +142,15 @@ class CSVFile:
                         error=_("a NUL character is not allowed; is this a text file?")))
             yield Row(self._number, tuple(cells))
 
+    def changed(self) -> bool:
+        """Whether the file was written to since it was opened (an export still going on):
+        what is read from it now may not be what was checked."""
+        try:
+            info = os.fstat(self._binary.fileno())
+        except OSError:
+            return True
+        return (info.st_size, info.st_mtime_ns) != self.identity[:2]
+
     def close(self) -> None:
         self._binary.close()
 

@@ -6,10 +6,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, TextIO
 
 from smail.batch.results import NOT_SENT, RESENT
-from smail.errors import ExitCode
+from smail.errors import ExitCode, SMailError
 from smail.i18n import _, ngettext
 from smail.receipt import Status
 
@@ -99,3 +100,30 @@ def terminal_of(stream: TextIO | None) -> TextIO | None:
         return stream if stream is not None and stream.isatty() else None
     except (OSError, ValueError):
         return None
+
+
+def summary(tally: Tally, *, rows: Path, results: Path | None, dry_run: bool, save_folder: Path | None,
+            stopped: SMailError | None, resend_uncertain: bool) -> str:
+    """The line a batch ends with: what was checked or sent, why it stopped, where the results are."""
+    counts = tally.counts_text()
+    if dry_run:
+        checked = tally.counts[Status.DRY_RUN.value]
+        if save_folder is not None:
+            text = ngettext("Dry run: {n} message is valid and saved in {folder}; nothing was sent.",
+                            "Dry run: {n} messages are valid and saved in {folder}; nothing was sent.",
+                            checked).format(n=checked, folder=save_folder)
+        else:
+            text = ngettext("Dry run: {n} message is valid; nothing was sent.",
+                            "Dry run: {n} messages are valid; nothing was sent.", checked).format(n=checked)
+    elif not tally.done:
+        text = _("{path} has no rows: nothing was sent.").format(path=rows)
+    elif stopped is not None:
+        error = stopped.message
+        text = (_("Batch stopped: {error} ({counts}; see {path}).").format(error=error, counts=counts, path=results)
+                if results else _("Batch stopped: {error} ({counts}).").format(error=error, counts=counts))
+    else:
+        text = (_("Batch: {counts}; see {path}.").format(counts=counts, path=results) if results
+                else _("Batch: {counts}.").format(counts=counts))
+    if tally.counts[Status.MAYBE_SENT.value] and not resend_uncertain and not dry_run:
+        text = " ".join((text, _("Once you have checked that the rows marked may-have-been-sent did not arrive, /BATCH_RESUME /RESEND_UNCERTAIN sends them again.")))
+    return text

@@ -19,6 +19,7 @@ from smail.errors import ExitCode, ParamError, reason
 from smail.i18n import _
 from smail.kinds import Priority
 from smail.message import FilePart, Message, check_message, open_part
+from smail.mime import SMIMERecord
 from smail.outbox import disk
 from smail.outbox.layout import (
     COPY_BLOCK,
@@ -145,9 +146,10 @@ def decode_message(data: Any, entry: Path) -> Message:
 
 
 @dataclass(frozen=True)
-class _Loaded:
+class Loaded:
     message: Message
     created: float
+    smime: SMIMERecord | None = None  # signed or encrypted when it goes out (by /FLUSH)
 
 
 # A clock set a little wrong on the machine that kept the entry is not damage.
@@ -181,7 +183,7 @@ def _no_link(entry: Path) -> None:
                     name=item.name if folder == entry else f"{FILES}/{item.name}"))
 
 
-def read_entry(entry: Path, *, now: float | None = None) -> _Loaded:
+def read_entry(entry: Path, *, now: float | None = None) -> Loaded:
     """An entry's message and creation time; Unreadable when it is damaged."""
     _no_link(entry)
     try:
@@ -193,7 +195,18 @@ def read_entry(entry: Path, *, now: float | None = None) -> _Loaded:
         raise Unreadable(_("The outbox entry was written in another format ({format}).").format(
             format=str(document.get("format"))[:20]))
     created = _created(document, time.time() if now is None else now)
-    return _Loaded(decode_message(_field(document, "message", dict), entry), created)
+    return Loaded(decode_message(_field(document, "message", dict), entry), created, _smime(document))
+
+
+def _smime(document: Any) -> SMIMERecord | None:
+    """What S/MIME the entry asks for: whether to sign, and the certificates to encrypt to."""
+    if "smime" not in document:
+        return None
+    record = _field(document, "smime", dict)
+    signed, encrypt_to = _field(record, "sign", bool), _field(record, "encrypt_to", list)
+    if not all(isinstance(pem, str) and pem.startswith("-----BEGIN CERTIFICATE-----") for pem in encrypt_to):
+        raise Unreadable(_("The outbox entry's certificates are damaged."))
+    return SMIMERecord(signed=signed, encrypt_to=tuple(encrypt_to))
 
 
 def origin_of(entry: Path) -> dict[str, Any] | None:
@@ -249,6 +262,8 @@ def write_entry(folder: Path, message: Message, rendered: Rendered, receipt: Rec
                     "message": encode_message(message)}
         if origin is not None:
             document["origin"] = origin
+        if rendered.smime is not None:  # no key: only whether to sign, and public certificates
+            document["smime"] = {"sign": rendered.smime.signed, "encrypt_to": list(rendered.smime.encrypt_to)}
         disk.write_new(temporary / ENTRY, dump(document))
         disk.write_new(temporary / STATUS, dump(status))
         disk.fsync_dir(temporary)

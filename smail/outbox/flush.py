@@ -28,7 +28,7 @@ from smail.outbox.layout import (
     LOCK,
     NEW,
     REASON,
-    SENDING,
+    SENDING_MARK,
     STALE_NEW,
     STATUS,
     UNCERTAIN,
@@ -46,8 +46,10 @@ from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
     from smail.config import Config
+    from smail.mime import Rendered, SMIMERecord
     from smail.output import Console
     from smail.settings import OutboxSettings
+    from smail.smime import Protection
     from smail.transports import Job, Session
 
 log = logging.getLogger("smail")
@@ -130,6 +132,12 @@ def flush(config: Config, console: Console) -> Outcome:
         os.close(fd)
 
 
+class _Unsignable(Exception):
+    def __init__(self, error: ParamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class _Flush:
     """One /FLUSH under the outbox lock: what it sent, kept and moved."""
 
@@ -140,6 +148,7 @@ class _Flush:
         self.receipts: dict[str, Receipt] = {}
         self.stop: SMailError | None = None
         self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
+        self.signing: Protection | None = None  # /SIGN_CERT, loaded for the first signed entry
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -205,7 +214,13 @@ class _Flush:
             loaded = read_entry(entry, now=self.now())
             if self.config.mode is Mode.GRAPH:  # the rule the command line applies in Graph mode
                 _check_for_graph(loaded.message)
-            rendered = mime.render(loaded.message)
+            if loaded.smime is None:
+                rendered = mime.render(loaded.message)
+            else:
+                rendered = self._protect(loaded.message, loaded.smime)
+        except _Unsignable as unsignable:  # waits for a /FLUSH with the signing options
+            self._waiting(name, None, unsignable.error)
+            return None
         except Unreadable as bad:
             self._move(name, FAILED, bad.text, Receipt(status=Status.REFUSED, exit_code=bad.exit_code,
                                                        error=bad.text, source={"entry": name}))
@@ -231,6 +246,21 @@ class _Flush:
         return Job(key=name, message=loaded.message, rendered=rendered,
                    on_commit=(lambda: self._commit(name)) if send else None)
 
+    def _protect(self, message: Message, kept: SMIMERecord) -> Rendered:
+        """The entry's message signed with this flush's certificate, encrypted to the entry's;
+        _Unsignable when this flush cannot sign it (no /SIGN_CERT, or one for another address)."""
+        from smail import smime
+
+        settings = self.config.smime
+        try:
+            if self.signing is None and settings is not None:
+                self.signing = smime.prepare(settings)
+            signer = self.signing.signer if self.signing is not None else None
+            chosen = smime.replan(kept, signer, message, any_address=settings.sign_any_address if settings else False)
+        except ParamError as err:
+            raise _Unsignable(err) from None
+        return smime.protect(message, chosen)
+
     def _expire(self, name: str, message_id: str | None, error: str | None) -> None:
         """Older than /OUTBOX_MAX_AGE: to failed/ with the last error, never sent."""
         limit = _age_text(self.settings.max_age)
@@ -252,7 +282,7 @@ class _Flush:
         so that a flush killed from now on leaves it to uncertain/ instead of sending it again."""
         entry = self.folder / name
         try:
-            disk.write_new(entry / SENDING, dump({"since": iso(self.now()), "pid": os.getpid()}))
+            disk.write_new(entry / SENDING_MARK, dump({"since": iso(self.now()), "pid": os.getpid()}))
             disk.fsync_dir(entry)
         except OSError as exc:
             raise _OutboxError(_("The outbox entry {entry} could not be marked as being sent ({reason}), so it was not sent.").format(
@@ -322,8 +352,8 @@ class _Flush:
         """After a certain non-delivery, the entry is no longer in flight."""
         entry = self.folder / name
         try:
-            if os.path.lexists(entry / SENDING):
-                os.unlink(entry / SENDING)
+            if os.path.lexists(entry / SENDING_MARK):
+                os.unlink(entry / SENDING_MARK)
                 disk.fsync_dir(entry)
         except OSError as exc:
             log.warning(_("The outbox entry {entry} could not be unmarked ({reason}): the next /FLUSH will move it to uncertain.").format(
@@ -375,7 +405,7 @@ class _Flush:
             self.receipts[name] = receipt.with_facts(source={"entry": name}, error=f"{text} {stays}")
             return
         try:  # its job is done; without it, the entry can be moved back to be sent again
-            os.unlink(target / SENDING)
+            os.unlink(target / SENDING_MARK)
         except OSError:
             pass
         log.warning(_("Outbox entry {entry} moved to {folder}: {reason}").format(entry=name, folder=target, reason=text))
@@ -447,7 +477,7 @@ class _Flush:
                     entry=item.name, folder=where, reason=reason(exc)))
                 continue
             try:
-                os.unlink(self.folder / name / SENDING)
+                os.unlink(self.folder / name / SENDING_MARK)
             except FileNotFoundError:
                 pass
             except OSError as exc:  # still marked: the next flush puts it back in uncertain/

@@ -19,7 +19,7 @@ FORMAT: Final = 1
 ENTRY: Final = "entry.json"
 STATUS: Final = "status.json"
 FILES: Final = "files"
-SENDING: Final = "sending"
+SENDING_MARK: Final = "sending"
 REASON: Final = "reason.txt"
 FAILED: Final = "failed"
 UNCERTAIN: Final = "uncertain"
@@ -125,7 +125,7 @@ def marked(entry: Path) -> bool:
     """Whether an entry is marked as in flight; when the OS cannot tell, it is taken as marked,
     so that an entry that may have been sent is never sent again, whatever fails around it."""
     try:
-        os.lstat(entry / SENDING)
+        os.lstat(entry / SENDING_MARK)
     except FileNotFoundError:
         return False
     except OSError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from smail import files
 from smail.errors import ExitCode, reason
 from smail.i18n import _, ngettext
-from smail.outbox.entry import read_entry
+from smail.outbox.entry import Loaded, read_entry
 from smail.outbox.layout import ENTRY_NAME, FAILED, UNCERTAIN, Unreadable, entries, marked
 from smail.receipt import Outcome, Receipt, Status
 
@@ -33,6 +33,18 @@ def _local_time(timestamp: float) -> str:
         return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _readable(entry: Path, folder: Path, console: Console) -> Loaded | None:
+    """The entry as a flush would read it, or None once a line said why it cannot be."""
+    try:
+        return read_entry(entry)
+    except Unreadable as bad:
+        console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
+            entry=entry.name, reason=bad.text, folder=folder / FAILED))
+    except OSError as exc:
+        console.out(_("{entry}: cannot be read now: {reason}").format(entry=entry.name, reason=reason(exc)))
+    return None
+
+
 def dry_run(settings: OutboxSettings, console: Console) -> Outcome:
     """One line per entry (created, recipients, subject); nothing connects, nothing moves."""
     folder = settings.folder
@@ -42,14 +54,8 @@ def dry_run(settings: OutboxSettings, console: Console) -> Outcome:
     receipts: list[Receipt] = []
     for name in names:
         entry = folder / name
-        try:
-            loaded = read_entry(entry)
-        except Unreadable as bad:
-            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
-                entry=name, reason=bad.text, folder=folder / FAILED))
-            continue
-        except OSError as exc:
-            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
+        loaded = _readable(entry, folder, console)
+        if loaded is None:
             continue
         message = loaded.message
         created = _local_time(loaded.created)
@@ -87,15 +93,10 @@ def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
         return []
     receipts = []
     for name in names:
-        try:
-            message = read_entry(where / name).message
-        except Unreadable as bad:
-            console.out(_("{entry}: {reason} It would be moved to {folder}.").format(
-                entry=name, reason=bad.text, folder=folder / FAILED))
+        loaded = _readable(where / name, folder, console)
+        if loaded is None:
             continue
-        except OSError as exc:
-            console.out(_("{entry}: cannot be read now: {reason}").format(entry=name, reason=reason(exc)))
-            continue
+        message = loaded.message
         console.out(_("{entry}: in {folder}, to {recipients}, subject \"{subject}\": it would be sent again (/RESEND_UNCERTAIN).").format(
             entry=name, folder=where, recipients=", ".join(b.address for b in message.recipients),
             subject=message.subject))

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from smail import auth, httpclient, redact
+from smail import auth, httpclient, redact, retry
 from smail.addresses import Mailbox
 from smail.errors import RETRYABLE_HTTP, AuthError, HTTPAnswer, MaybeSentError, SendError, SMailError
 from smail.i18n import _, ngettext
@@ -126,6 +126,9 @@ class _Throttle:
             self.sleep(delay)
 
     def slow_down(self, seconds: float) -> None:
+        # A Retry-After is capped like every retry delay: a server asking for a year would
+        # otherwise hold every request of the run for a year.
+        seconds = min(max(seconds, 0.0), retry.MAX_DELAY)
         with self.lock:
             self.not_before = max(self.not_before, self.clock() + seconds)
 
@@ -214,7 +217,7 @@ class GraphSession:
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, message: Message, rendered: Rendered, *, on_commit: Commit | None = None) -> Receipt:
-        if rendered.smime:
+        if rendered.smime is not None:
             response = self._send_mime(message, rendered, on_commit)
         else:
             parts = _Parts(message.inline, message.attachments)

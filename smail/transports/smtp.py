@@ -11,7 +11,6 @@ dead (or full: a 4xx to MAIL after some messages) is reopened and the message se
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import smtplib
@@ -46,7 +45,6 @@ from smail.transports import Commit, smtp_replies
 from smail.transports.exchange import explain
 from smail.transports.smtp_client import (
     Opener,
-    Transcript,
     close_quietly,
     coalesce,
     ehlo_name,
@@ -54,14 +52,12 @@ from smail.transports.smtp_client import (
     local_address,
     new_client,
     read_reply,
+    sasl_exchange,
     text_of,
     transcript,
 )
 from smail.transports.smtp_replies import (
-    AUTH_CHALLENGE,
     AUTH_REFUSED,
-    AUTH_SUCCEEDED,
-    BAD_SEQUENCE,
     OK,
     READY,
     SERVICE_CLOSING,
@@ -286,7 +282,7 @@ class SMTPSession:
         if connection.tls_version is None and (self.settings.proxy is not None or not is_loopback(client)):
             log.warning(_("Authenticating without TLS: the credentials cross the network unencrypted."))
         try:
-            self._sasl(client, mechanism, responder)
+            sasl_exchange(client, mechanism, responder)
         except smtplib.SMTPAuthenticationError as exc:
             reply = SMTPReply(exc.smtp_code, text_of(exc.smtp_error), "AUTH")
             if reasons:
@@ -307,35 +303,6 @@ class SMTPSession:
             self._token = self.token_source()
             redact.remember(self._token)
         return self._token
-
-    @staticmethod
-    def _sasl(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
-        """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII)."""
-        def b64(data: bytes) -> str:
-            # The encoded answer carries the password or token as it is: a server that echoes
-            # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
-            # error line, the log or the result file.
-            encoded = base64.b64encode(data).decode("ascii")
-            redact.remember(encoded)
-            return encoded
-        initial = responder(None)
-        assert isinstance(client, Transcript)
-        client.masking_auth = True
-        try:
-            command = f"AUTH {mechanism}" + (f" {b64(initial)}" if initial is not None else "")
-            code, reply = client.docmd(command)
-            for _round in range(5):
-                if code != AUTH_CHALLENGE:
-                    break
-                try:
-                    challenge = base64.b64decode(reply, validate=False)
-                except ValueError:
-                    challenge = reply
-                code, reply = client.docmd(b64(responder(challenge) or b""))
-        finally:
-            client.masking_auth = False
-        if code not in (AUTH_SUCCEEDED, BAD_SEQUENCE):
-            raise smtplib.SMTPAuthenticationError(code, reply)
 
     # -- transaction ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ so a server sending continuation lines without end would fill the memory until /
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import smtplib
@@ -30,8 +31,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from smail import redact
+from smail import redact, sasl
 from smail.hosts import ascii_name
+from smail.transports.smtp_replies import AUTH_CHALLENGE, AUTH_SUCCEEDED, BAD_SEQUENCE
 
 transcript = logging.getLogger("smail.smtp")
 
@@ -225,3 +227,33 @@ def coalesce(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
             pending, length = [], 0
     if pending:
         yield b"".join(pending)
+
+
+def sasl_exchange(client: smtplib.SMTP, mechanism: str, responder: sasl.Responder) -> None:
+    """RFC 4954 exchange with UTF-8 credentials (smtplib.auth() only sends ASCII); the
+    transcript masks every line of it. smtplib.SMTPAuthenticationError when refused."""
+    def b64(data: bytes) -> str:
+        # The encoded answer carries the password or token as it is: a server that echoes
+        # it in its reply ("535 ... invalid: AHVzZXI...") must not carry it into the
+        # error line, the log or the result file.
+        encoded = base64.b64encode(data).decode("ascii")
+        redact.remember(encoded)
+        return encoded
+    initial = responder(None)
+    assert isinstance(client, Transcript)
+    client.masking_auth = True
+    try:
+        command = f"AUTH {mechanism}" + (f" {b64(initial)}" if initial is not None else "")
+        code, reply = client.docmd(command)
+        for _round in range(5):
+            if code != AUTH_CHALLENGE:
+                break
+            try:
+                challenge = base64.b64decode(reply, validate=False)
+            except ValueError:
+                challenge = reply
+            code, reply = client.docmd(b64(responder(challenge) or b""))
+    finally:
+        client.masking_auth = False
+    if code not in (AUTH_SUCCEEDED, BAD_SEQUENCE):
+        raise smtplib.SMTPAuthenticationError(code, reply)

@@ -8,6 +8,7 @@ import socket
 import ssl
 from typing import Final
 
+from smail import tls
 from smail.errors import (
     AuthError,
     ConnectError,
@@ -55,6 +56,9 @@ def network_error(exc: BaseException, *, where: str, server: str, timeout: float
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TLSError(_("The certificate of {where} could not be verified: {reason}. Use /CA_FILE to trust its CA.").format(
             where=where, reason=exc.verify_message or exc.reason))
+    if (failure := tls.verifier_failure(exc)) is not None:
+        return TLSError(_("The certificate of {where} could not be verified: the system's certificate verifier failed: {reason}.").format(
+            where=where, reason=str(reason(failure)).rstrip(".")))
     if isinstance(exc, ssl.SSLError):
         return TLSError(_("The TLS handshake with {where} failed: {reason}").format(
             where=where, reason=exc.reason or exc))

@@ -6,6 +6,7 @@ import email
 import email.policy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -226,6 +227,61 @@ def test_batch_row_without_a_certificate_for_its_recipient_stops_everything(run_
     assert server.handler.received == []
 
 
-def test_outbox_with_signing_is_refused(run_smail, pki, tmp_path):
-    result = run_smail("/SMTP_SERVER=127.0.0.1", *SIGN, *_sign_options(pki), f"/OUTBOX={tmp_path / 'out'}")
-    assert result.exit_code == ExitCode.PARAM
+@needs_openssl
+def test_outbox_keeps_the_message_before_signing_and_flush_signs_it(run_smail, smtpd, pki, tmp_path):
+    from tests.smtpd import free_port
+
+    outbox = tmp_path / "outbox"
+    down = ("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={free_port()}")
+    kept = run_smail(*down, *SIGN, *_sign_options(pki), f"/ENCRYPT_TO={pki.bob.pem}", f"/OUTBOX={outbox}")
+    assert kept.exit_code == ExitCode.QUEUED, kept.stderr
+    stored = b"".join(p.read_bytes() for p in outbox.rglob("*") if p.is_file())
+    assert b"PRIVATE KEY" not in stored and PASSWORD.encode() not in stored
+    assert b"BEGIN CERTIFICATE" in stored  # the recipients' certificates, public
+    server = smtpd()
+    unsigned = run_smail(*server.options, "/FLUSH", f"/OUTBOX={outbox}")
+    assert unsigned.exit_code != ExitCode.OK and "never sent unsigned" in unsigned.stderr + unsigned.log
+    assert server.handler.received == []
+    flushed = run_smail(*server.options, "/FLUSH", f"/OUTBOX={outbox}", *_sign_options(pki))
+    assert flushed.exit_code == ExitCode.OK, flushed.stderr
+    data = server.handler.received[0].data
+    for who in (pki.bob, pki.alice):
+        decrypted = decrypt(data, who, tmp_path)
+        assert decrypted.returncode == 0, decrypted.stderr.decode()
+        assert b"Bonjour" in verify(decrypted.stdout, pki, tmp_path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store exists there")
+def test_off_windows_the_store_options_exit_2(run_smail):
+    result = run_smail("/SMTP_SERVER=127.0.0.1", *SIGN, "/SIGN_CERT_THUMBPRINT=" + "3B" * 20, "/DRY_RUN")
+    assert result.exit_code == ExitCode.PARAM and "exists only on Windows" in result.stderr
+
+
+POWERSHELL = shutil.which("powershell") or shutil.which("pwsh")
+
+
+@pytest.mark.skipif(sys.platform != "win32" or POWERSHELL is None or OPENSSL is None,
+                    reason="needs Windows, PowerShell and openssl")
+def test_a_non_exportable_store_key_signs_a_message_openssl_verifies(run_smail, smtpd, tmp_path):
+    server = smtpd()
+    cer = tmp_path / "signer.cer"
+    create = (
+        "$ErrorActionPreference = 'Stop'; "
+        "$c = New-SelfSignedCertificate -Subject 'CN=SMail S/MIME test' -CertStoreLocation Cert:\\CurrentUser\\My "
+        "-KeyExportPolicy NonExportable -KeyAlgorithm RSA -KeyLength 2048 -KeyUsage DigitalSignature "
+        "-Provider 'Microsoft Software Key Storage Provider' -NotAfter (Get-Date).AddDays(60) "
+        "-TextExtension @('2.5.29.37={text}1.3.6.1.5.5.7.3.4', '2.5.29.17={text}email=alice@demo.test'); "
+        f"Export-Certificate -Cert $c -FilePath '{cer}' | Out-Null; $c.Thumbprint")
+    made = subprocess.run([POWERSHELL, "-NoProfile", "-Command", create], capture_output=True, text=True,
+                          timeout=120, check=True)
+    thumbprint = made.stdout.strip().splitlines()[-1]
+    try:
+        result = run_smail(*server.options, *SIGN, f"/SIGN_CERT_THUMBPRINT={thumbprint}", "/SIGN_CERT_STORE=USER")
+        assert result.exit_code == ExitCode.OK, result.stderr
+        data = server.handler.received[0].data
+        verified = _openssl("smime", "-verify", "-noverify", "-out", tmp_path / "out.eml", data=data)
+        assert verified.returncode == 0, verified.stderr.decode()
+    finally:
+        subprocess.run([POWERSHELL, "-NoProfile", "-Command",
+                        f"Remove-Item -Path Cert:\\CurrentUser\\My\\{thumbprint} -DeleteKey"],
+                       capture_output=True, timeout=120)

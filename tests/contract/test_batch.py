@@ -26,7 +26,7 @@ import pytest
 
 from smail import files
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.fakes.microsoft import FakeMicrosoft
 from tests.smtpd import RecordingHandler, free_port, read_line, read_message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -581,12 +581,8 @@ def test_two_processes_on_one_results_file_never_both_send(smtpd, tmp_path):
 # -- Microsoft Graph ---------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context())
-    fake.start()
-    fake.register(App("app-id-1", secret=SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=SECRET, mailboxes={SENDER})
 
 
 def graph_options(microsoft: FakeMicrosoft, ca: Path) -> list[str]:

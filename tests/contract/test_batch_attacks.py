@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from smail.errors import ExitCode
-from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler
 
 COMMON = ("/FROM_ADDR=factures@demo.test", "/SUBJECT=Facture {{ number }}", "/BODY=Bonjour {{ customer }}")
@@ -26,7 +25,7 @@ GRAPH_ENV = {"LANG": "C", "NO_PROXY": "127.0.0.1,localhost"}
 def three_rows(folder: Path) -> Path:
     path = folder / "rows.csv"
     lines = ["TO,customer,number"] + [f"c{n}@test.test,C{n},{n}" for n in (1, 2, 3)]
-    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())  # as is: write_text makes \r\r\n on Windows
     return path
 
 
@@ -52,7 +51,7 @@ def test_a_results_line_whose_row_is_an_odd_digit_is_no_crash(smtpd, run_smail, 
     rows = three_rows(tmp_path)
     results = tmp_path / "results.csv"
     results.write_text("row,status,exit_code,message_id,reply_or_error,key,time\r\n"
-                       f"{number},sent,0,,,,\r\n", encoding="utf-8")
+                       f"{number},sent,0,,,,\r\n", encoding="utf-8", newline="")
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
     assert result.exit_code != ExitCode.INTERNAL, result.log[-2000:]
     assert "Traceback" not in result.output
@@ -90,7 +89,7 @@ def test_a_truncated_last_line_of_a_sending_row_is_never_resent_blindly(smtpd, r
     rows = three_rows(tmp_path)
     results = tmp_path / "results.csv"
     results.write_text("row,status,exit_code,message_id,reply_or_error,key,time\r\n"
-                       "2,sending,,<x@demo.test>,,0123", encoding="utf-8")
+                       "2,sending,,<x@demo.test>,,0123", encoding="utf-8", newline="")
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
     assert "c1@test.test" not in [r for m in handler.received for r in m.rcpt_tos]
     assert result.exit_code in (ExitCode.PARAM, ExitCode.PARTIAL), result.stderr
@@ -113,7 +112,8 @@ def test_an_output_naming_a_file_a_row_reads_is_refused(smtpd, run_smail, tmp_pa
     (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4 precious invoice\n%%EOF\n")
     (tmp_path / "body.txt").write_text("Hello {{ customer }}\n", encoding="utf-8")
     rows = tmp_path / "rows.csv"
-    rows.write_text("TO,customer,number,ATTACH,BODY_FILE\r\nc1@test.test,C1,1,a.pdf,body.txt\r\n", encoding="utf-8")
+    rows.write_text("TO,customer,number,ATTACH,BODY_FILE\r\nc1@test.test,C1,1,a.pdf,body.txt\r\n", encoding="utf-8",
+                    newline="")
     before = (tmp_path / victim).read_bytes()
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"{option}={tmp_path / victim}")
     assert (tmp_path / victim).read_bytes() == before, f"{victim} overwritten (exit {result.exit_code})"
@@ -131,7 +131,7 @@ def test_excel_sep_line_names_the_separator(smtpd, run_smail, tmp_path):
     handler = RecordingHandler()
     server = smtpd(handler)
     rows = tmp_path / "rows.csv"
-    rows.write_text("sep=;\r\nTO;customer;number\r\nc1@test.test;C1;1\r\n", encoding="utf-8")
+    rows.write_text("sep=;\r\nTO;customer;number\r\nc1@test.test;C1;1\r\n", encoding="utf-8", newline="")
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}")
     assert result.exit_code == ExitCode.OK, result.stderr
     assert [m.rcpt_tos for m in handler.received] == [["c1@test.test"]]
@@ -195,7 +195,7 @@ def test_one_recipient_of_three_busy_on_every_row_goes_to_the_outbox_and_never_h
     server = smtpd(handler)
     rows = tmp_path / "rows.csv"
     rows.write_text("TO,customer,number\r\n" + "".join(
-        f'"a{n}@t.test,b{n}@t.test,c{n}@t.test",C{n},{n}\r\n' for n in range(3)), encoding="utf-8")
+        f'"a{n}@t.test,b{n}@t.test,c{n}@t.test",C{n},{n}\r\n' for n in range(3)), encoding="utf-8", newline="")
     results = tmp_path / "results.csv"
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/RETRY=2",
                        "/RETRY_DELAY=0.1", f"/OUTBOX={tmp_path / 'box'}")
@@ -207,12 +207,8 @@ def test_one_recipient_of_three_busy_on_every_row_goes_to_the_outbox_and_never_h
 # -- Graph -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context())
-    fake.start()
-    fake.register(App("app-id-1", secret=GRAPH_SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_SECRET, mailboxes={SENDER})
 
 
 def test_graph_504_on_send_is_maybe_sent_and_never_resent(microsoft, tls_ca, run_smail, tmp_path):

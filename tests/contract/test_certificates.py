@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from smail import assertion, auth, certstore
+from smail import assertion, auth, certstore, i18n
 from smail.cloud import AppCredentials, CertStore
 from smail.errors import AuthError, ExitCode
 from smail.tls import TLSSettings
@@ -28,6 +28,12 @@ from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.unit.test_certstore import FakeStoreAPI, make_certificate, sha1_hex, software_sign
 
 SENDER = "erp@contoso.test"
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """These tests call SMail's functions directly: the messages in English, whatever ran before."""
+    i18n.activate("en")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from smail.errors import ExitCode
 from tests.cli.test_smime import OPENSSL, decrypt, verify
-from tests.fakes.microsoft import App, FakeMicrosoft
+from tests.fakes.microsoft import App
 from tests.smime_certs import PASSWORD
 from tests.smtpd import RecordingHandler
 
@@ -31,11 +31,8 @@ SECRET = "Sjp~Q8a.secret-value-1234567890"
 
 
 @pytest.fixture
-def microsoft(tls_ca):
-    fake = FakeMicrosoft(tls_ca.server_context()).start()
-    fake.register(App("app-id-1", secret=SECRET, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=SECRET, mailboxes={SENDER})
 
 
 @pytest.fixture

@@ -184,3 +184,13 @@ def test_dry_run_with_a_managed_identity_needs_no_tenant_nor_application(run_sma
     result = run_smail("/MODE=GRAPH", "/O365_AUTH=MANAGED_IDENTITY", f"/GRAPH_SENDER={SENDER}",
                        "/TO=a@test.test", "/BODY=x", "/DRY_RUN")
     assert result.exit_code == ExitCode.OK, result.stderr
+
+
+@pytest.mark.parametrize("lang, words", [("EN", "this machine's identity"), ("FR", "l'identité de cette machine")])
+def test_help_lists_the_new_sign_in_options_in_both_languages(run_smail, lang, words):
+    result = run_smail("/?", f"/LANG={lang}")
+    assert result.exit_code == ExitCode.OK
+    for name in ("/O365_AUTH=APP|MANAGED_IDENTITY", "/O365_MANAGED_IDENTITY=", "/O365_CERT_THUMBPRINT=",
+                 "/O365_CERT_STORE=USER|MACHINE"):
+        assert name in result.stdout
+    assert words in result.stdout

@@ -22,7 +22,6 @@ import pytest
 from smail import files as smail_files
 from smail.errors import ExitCode
 from tests.contract.test_outbox import GRAPH_CANARY, GRAPH_ENV, SENDER, graph_options
-from tests.fakes.microsoft import App, FakeMicrosoft
 from tests.smtpd import RecordingHandler, free_port, read_line
 
 FROM = "/FROM_ADDR=albert@demo.test"
@@ -474,11 +473,8 @@ def test_resend_uncertain_is_in_the_help_in_both_languages(run_smail):
 # -- an entry kept in SMTP mode, flushed through Microsoft Graph ----------------------------------
 
 @pytest.fixture
-def microsoft(tls_ca: Any) -> Any:
-    fake = FakeMicrosoft(tls_ca.server_context()).start()
-    fake.register(App("app-id-1", secret=GRAPH_CANARY, mailboxes={SENDER}))
-    yield fake
-    fake.stop()
+def microsoft(start_microsoft):
+    return start_microsoft(secret=GRAPH_CANARY, mailboxes={SENDER})
 
 
 @pytest.mark.parametrize("headers", [("/HEADER=Keywords: facture",),

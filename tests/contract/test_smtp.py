@@ -102,6 +102,26 @@ def test_certificate_for_another_host_name_exits_3(smtpd, run_smail, tls_ca):
     assert handler.received == []
 
 
+def test_a_failure_of_the_os_verifier_itself_is_a_certificate_error(smtpd, run_smail, tls_ca, monkeypatch):
+    """On Windows the verifier's own call may fail (Wine 8: E_INVALIDARG): exit 3, said as a TLS
+    certificate failure, never as "Cannot connect"; nothing is sent."""
+    import importlib
+
+    api = importlib.import_module("truststore._api")  # truststore's own name is its SSLContext
+
+    namespace = {"__name__": "truststore._windows"}
+    exec("def verify(sock, server_hostname):\n    raise OSError(22, 'Invalid parameter.', None, -2147024809)",
+         namespace)
+    monkeypatch.setattr(api, "_verify_peercerts", namespace["verify"])
+    handler = RecordingHandler()
+    server = smtpd(handler, tls_context=tls_ca.server_context(), require_starttls=True)
+    result = run_smail(*server.options, *BASIC, "/SSL_VERSION=TLSV1_2", f"/CA_FILE={tls_ca.pem}")
+    assert result.exit_code == ExitCode.CONNECT
+    assert "could not be verified: the system's certificate verifier failed: Invalid parameter" in result.stderr
+    assert "Cannot connect" not in result.stderr
+    assert handler.received == []
+
+
 def test_unknown_ca_exits_3_and_ssl_no_verify_accepts_it_with_a_warning(smtpd, run_smail, tls_ca):
     handler = RecordingHandler()
     server = smtpd(handler, tls_context=tls_ca.server_context())

@@ -18,12 +18,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
-from smail import assertion, certstore, windows
+from smail import assertion, certstore, i18n, windows
 from smail.cloud import CertStore
 from smail.converters import thumbprint
 from smail.errors import AuthError
 
 POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """These tests call SMail's functions directly: the messages in English, whatever ran before."""
+    i18n.activate("en")
 
 
 def make_certificate(days: float = 365, name: str = "smail-store") -> tuple[rsa.RSAPrivateKey, bytes]:
@@ -188,6 +194,11 @@ def test_a_key_that_cannot_sign_says_why_and_which_right_to_grant(code, words, m
         assert "svc-erp" in caught.value.message
 
 
+def test_a_store_that_was_never_created_holds_no_certificate():
+    with pytest.raises(AuthError, match="No certificate with the thumbprint"):
+        certstore.find("AB" * 20, None, api=FakeStoreAPI({}, open_error=windows.ERROR_FILE_NOT_FOUND))
+
+
 def test_a_store_that_cannot_be_opened_exits_4():
     with pytest.raises(AuthError, match="could not be opened: Access is denied"):
         certstore.find("AB" * 20, CertStore.MACHINE, api=FakeStoreAPI({}, open_error=5))
@@ -261,9 +272,116 @@ def test_the_real_dlls_take_the_prototypes():
 
 @on_windows
 def test_the_real_users_store_opens_and_a_missing_thumbprint_is_none():
-    store = windows.open_store(machine=False)
+    try:
+        store = windows.open_store(machine=False)
+    except OSError as exc:  # a fresh profile (a new Wine prefix) may have no My store yet
+        assert certstore.windows_code(exc) == windows.ERROR_FILE_NOT_FOUND, exc
+        with pytest.raises(AuthError, match="No certificate with the thumbprint"):
+            certstore.find("00" * 20, CertStore.USER)
+        return
     try:
         assert windows.find_certificate(store, b"\x00" * 20) is None
     finally:
         windows.close_store(store)
 
+
+
+# --- the ctypes plumbing against stand-ins that follow the Windows calling contract (every OS) ------
+
+class FakeCNG:
+    """crypt32's store functions and ncrypt's NCryptSignHash/NCryptFreeObject, called as Windows does."""
+
+    def __init__(self, der: bytes, key: rsa.RSAPrivateKey, *, acquire_status: int = 0) -> None:
+        self.der = ctypes.create_string_buffer(der, len(der))
+        self.context = windows.CERT_CONTEXT(windows.X509_ASN_ENCODING, ctypes.cast(self.der, ctypes.POINTER(ctypes.c_char)),
+                                            len(der), None, None)
+        self.sha1 = hashlib.sha1(der).digest()  # noqa: S324
+        self.key = key
+        self.acquire_status = acquire_status
+        self.calls: list[tuple] = []
+
+    def CertOpenStore(self, provider, encoding, prov, flags, name):  # noqa: N802
+        self.calls.append(("open", provider, flags, name))
+        return 1234
+
+    def CertCloseStore(self, store, flags):  # noqa: N802
+        self.calls.append(("close", store))
+        return 1
+
+    def CertFindCertificateInStore(self, store, encoding, find_flags, find_type, blob, previous):  # noqa: N802
+        wanted = ctypes.string_at(blob._obj.pbData, blob._obj.cbData)
+        self.calls.append(("find", find_type, wanted == self.sha1))
+        return ctypes.pointer(self.context) if wanted == self.sha1 else ctypes.POINTER(windows.CERT_CONTEXT)()
+
+    def CertFreeCertificateContext(self, context):  # noqa: N802
+        self.calls.append(("free cert",))
+        return 1
+
+    def CryptAcquireCertificatePrivateKey(self, context, flags, reserved, key, spec, caller_frees):  # noqa: N802
+        self.calls.append(("acquire", flags))
+        if self.acquire_status:
+            return 0
+        key._obj.value, spec._obj.value, caller_frees._obj.value = 77, 0xFFFFFFFF, 1
+        return 1
+
+    def NCryptSignHash(self, key, padding_info, digest, size, signature, capacity, result, flags):  # noqa: N802
+        assert key == 77
+        pss = bool(flags & windows.BCRYPT_PAD_PSS)
+        self.calls.append(("sign", pss, capacity))
+        scheme = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32) if pss else padding.PKCS1v15()
+        value = self.key.sign(digest[:size], scheme, utils.Prehashed(hashes.SHA256()))
+        result._obj.value = len(value)
+        if signature:
+            ctypes.memmove(signature, value, len(value))
+        return 0
+
+    def NCryptFreeObject(self, handle):  # noqa: N802
+        self.calls.append(("free key", handle))
+        return 0
+
+
+@pytest.fixture
+def fake_cng(monkeypatch):
+    def install(**kwargs) -> FakeCNG:
+        key, der = make_certificate()
+        fake = FakeCNG(der, key, **kwargs)
+        monkeypatch.setattr(windows, "_require_windows", lambda feature: None)
+        monkeypatch.setattr(windows, "_crypt32_store", lambda: fake)
+        monkeypatch.setattr(windows, "_ncrypt", lambda: fake)
+        monkeypatch.setattr(ctypes, "get_last_error", lambda: fake.acquire_status or windows.CRYPT_E_NOT_FOUND,
+                            raising=False)
+        monkeypatch.setattr(ctypes, "FormatError", lambda code: f"Windows says {code:#x}.", raising=False)
+        return fake
+    return install
+
+
+@pytest.mark.parametrize("pss", [True, False])
+def test_store_plumbing_signs_with_the_key_and_gives_every_handle_back(fake_cng, pss):
+    fake = fake_cng()
+    found = certstore.open_signer(sha1_hex(bytes(fake.der.raw)), CertStore.MACHINE)
+    assert found.der == bytes(fake.der.raw)
+    digest = hashlib.sha256(b"signing input").digest()
+    signature = found.sign(digest, pss)
+    scheme = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32) if pss else padding.PKCS1v15()
+    fake.key.public_key().verify(signature, digest, scheme, utils.Prehashed(hashes.SHA256()))
+    assert ("open", windows.CERT_STORE_PROV_SYSTEM_W, windows.CERT_SYSTEM_STORE_LOCAL_MACHINE
+            | windows.CERT_STORE_OPEN_EXISTING_FLAG | windows.CERT_STORE_READONLY_FLAG, "MY") in fake.calls
+    assert ("acquire", windows.CRYPT_ACQUIRE_ONLY_NCRYPT_KEY_FLAG | windows.CRYPT_ACQUIRE_SILENT_FLAG) in fake.calls
+    kinds = [call[0] for call in fake.calls]
+    assert kinds.count("open") == kinds.count("close") and kinds.count("acquire") == kinds.count("free key")
+    assert [c for c in fake.calls if c[0] == "sign"][-2:] == [("sign", pss, 0), ("sign", pss, 256)]
+
+
+def test_store_plumbing_a_missing_certificate_is_none(fake_cng):
+    fake_cng()
+    store = windows.open_store(machine=False)
+    assert windows.find_certificate(store, b"\x01" * 20) is None
+
+
+def test_store_plumbing_a_key_the_account_may_not_read(fake_cng, monkeypatch):
+    monkeypatch.setenv("USERNAME", "svc-erp")
+    fake = fake_cng(acquire_status=windows.NTE_PERM)
+    with pytest.raises(AuthError) as caught:
+        certstore.open_signer(sha1_hex(bytes(fake.der.raw)), CertStore.USER)
+    assert "svc-erp may not use the private key" in caught.value.message
+    assert "Manage Private Keys" in caught.value.message and f"{windows.NTE_PERM:#x}" in caught.value.message

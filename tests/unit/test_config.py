@@ -9,6 +9,7 @@ import pytest
 from smail.cloud import Cloud
 from smail.config import validate
 from smail.errors import FileMissingError, InvalidModeError, ParamError
+from smail.kinds import RunKind
 from smail.reader import parse
 from smail.sasl import AuthType
 from smail.tls import TLSMode
@@ -29,6 +30,16 @@ def test_minimal_smtp_defaults(tmp_path):
     assert config.transport.auth is AuthType.NONE
     assert config.retry.attempts == 1 and config.retry.delay == 5
     assert config.transport.timeout == 60
+
+
+def test_the_run_kind_is_one_field(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO\nc@d.test\n", encoding="utf-8")
+    single = check(smtp_args(tmp_path))
+    batch = check(smtp_args(tmp_path, f"/BATCH={rows}"))
+    flush = check(["/SMTP_SERVER=smtp.test", "/FLUSH", f"/OUTBOX={tmp_path / 'box'}"])
+    assert (single.kind, batch.kind, flush.kind) == (RunKind.SINGLE, RunKind.BATCH, RunKind.FLUSH)
+    assert single.message is not None and batch.message is None and flush.message is None
 
 
 @pytest.mark.parametrize("extra, port, mode", [

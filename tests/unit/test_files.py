@@ -3,11 +3,9 @@ that never block and never remove what SMail did not write."""
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
-import types
 from pathlib import Path
 
 import pytest
@@ -118,7 +116,7 @@ def test_decode_text_utf8_then_ansi():
 
 
 def test_lock_file_is_exclusive_between_opens_and_released_on_close(tmp_path):
-    """The same test runs on Windows (msvcrt.locking) and elsewhere (fcntl.flock)."""
+    """The same test runs on Windows (LockFileEx, whose lock is the handle's) and elsewhere (fcntl.flock)."""
     path = tmp_path / ".lock"
     first = os.open(path, os.O_RDWR | os.O_CREAT)
     second = os.open(path, os.O_RDWR | os.O_CREAT)
@@ -134,34 +132,47 @@ def test_lock_file_is_exclusive_between_opens_and_released_on_close(tmp_path):
                 os.close(fd)
 
 
-def test_lock_file_windows_branch_locks_a_byte_past_the_end_and_keeps_the_position(monkeypatch, tmp_path):
-    calls = []
+class FakeByteLocks:
+    """windows.lock_byte/unlock_byte as the Windows branches call them, recorded."""
 
-    def locking(fd, mode, size):
-        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, size))
-        if len(calls) > 1:
-            raise OSError(errno.EACCES, "Permission denied")
+    def __init__(self, answers=()):
+        self.calls = []
+        self.answers = list(answers)
+
+    def lock_byte(self, fd, offset, *, wait):
+        self.calls.append(("lock", offset, wait, os.lseek(fd, 0, os.SEEK_CUR)))
+        return self.answers.pop(0) if self.answers else True
+
+    def unlock_byte(self, fd, offset):
+        self.calls.append(("unlock", offset, None, os.lseek(fd, 0, os.SEEK_CUR)))
+
+
+def test_lock_file_windows_branch_locks_a_byte_past_the_end_and_keeps_the_position(monkeypatch, tmp_path):
+    from smail import windows
+
+    fake = FakeByteLocks(answers=[True, False])
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_NBLCK=2, locking=locking))
+    monkeypatch.setattr(windows, "lock_byte", fake.lock_byte)
     fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
     try:
         os.write(fd, b"xyz")
         assert files.lock_file(fd) is True
-        assert files.lock_file(fd) is False
+        assert files.lock_file(fd) is False  # held by another handle: Windows' own answer, no errno guessing
         assert os.lseek(fd, 0, os.SEEK_CUR) == 3  # readers and appenders keep their place
     finally:
         os.close(fd)
-    assert calls == [(1 << 40, 2, 1), (1 << 40, 2, 1)]
+    assert fake.calls == [("lock", 1 << 40, False, 3), ("lock", 1 << 40, False, 3)]
 
 
 def test_append_on_windows_locks_around_the_seek_and_the_write(monkeypatch, tmp_path):
-    calls = []
+    from smail import windows
 
-    def locking(fd, mode, size):
-        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, size))
+    fake = FakeByteLocks()
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_LOCK=1, LK_UNLCK=0, locking=locking))
-    fd = os.open(tmp_path / "shared.log", os.O_RDWR | os.O_CREAT)
+    monkeypatch.setattr(windows, "lock_byte", fake.lock_byte)
+    monkeypatch.setattr(windows, "unlock_byte", fake.unlock_byte)
+    # O_BINARY: on Windows a file opened without it turns each \n written into \r\n.
+    fd = os.open(tmp_path / "shared.log", os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0))
     try:
         os.write(fd, b"first\n")
         os.lseek(fd, 0, os.SEEK_SET)
@@ -169,7 +180,7 @@ def test_append_on_windows_locks_around_the_seek_and_the_write(monkeypatch, tmp_
     finally:
         os.close(fd)
     assert (tmp_path / "shared.log").read_bytes() == b"first\nsecond\n"
-    assert calls == [((1 << 40) + 1, 1, 1), ((1 << 40) + 1, 0, 1)]
+    assert fake.calls == [("lock", (1 << 40) + 1, True, 0), ("unlock", (1 << 40) + 1, None, 13)]
 
 
 def test_rename_is_retried_on_windows_while_a_scanner_holds_the_file(monkeypatch, tmp_path):

@@ -27,7 +27,7 @@ STAGES = {
 SUPPORT_MODULES = frozenset({
     "smail", "smail.addresses", "smail.assertion", "smail.auth", "smail.certificate", "smail.certstore",
     "smail.cloud", "smail.errors", "smail.files",
-    "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
+    "smail.eventlog", "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
     "smail.output", "smail.proxy", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
     "smail.tls", "smail.windows",
 })

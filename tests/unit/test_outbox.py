@@ -90,7 +90,7 @@ def test_an_entry_renders_the_very_same_bytes_from_its_own_copies(message, tmp_p
 def test_undecodable_names_round_trip_but_such_a_message_is_never_sent(tmp_path):
     message = load_message(MessageSettings(from_addr="a@b.test", to=("c@d.test",), subject="caf\udce9",
                                            body_text="x"))
-    name = outbox.write_entry(tmp_path, message, types.SimpleNamespace(size=0))  # storage only
+    name = outbox.write_entry(tmp_path, message, types.SimpleNamespace(size=0, smime=None))  # storage only
     assert layout.load(tmp_path / name / layout.ENTRY)["message"]["subject"] == "caf\udce9"
     with pytest.raises(layout.Unreadable, match="not valid Unicode"):  # no message can carry it
         outbox.read_entry(tmp_path / name)

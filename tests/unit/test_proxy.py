@@ -19,6 +19,7 @@ from smail.redact import Secret
     ("http://proxy.corp", ProxyKind.HTTP, "proxy.corp", 80, None, None),
     ("socks5://[2001:db8::1]:1080", ProxyKind.SOCKS5, "2001:db8::1", 1080, None, None),
     ("socks5h://user@10.0.0.1", ProxyKind.SOCKS5, "10.0.0.1", 1080, "user", None),
+    ("proxy.corp:8080", ProxyKind.HTTP, "proxy.corp", 8080, None, None),  # no scheme: HTTP, as requests reads it
 ])
 def test_parse(value, kind, host, port, user, password):
     parsed = proxy.parse(value)
@@ -26,7 +27,7 @@ def test_parse(value, kind, host, port, user, password):
     assert (parsed.password.reveal() if parsed.password else None) == password
 
 
-@pytest.mark.parametrize("value", ["ftp://p:21", "https://p:3128", "http://", "http://p:3128/path", "p:3128",
+@pytest.mark.parametrize("value", ["ftp://p:21", "https://p:3128", "http://", "http://p:3128/path", "p:3128/x",
                                    "http://p:99999", "socks4://p:1080"])
 def test_parse_refuses(value):
     with pytest.raises(ValueError):
@@ -72,6 +73,7 @@ def test_from_environment_prefers_https_then_all():
     assert proxy.from_environment({"ALL_PROXY": "socks5://s:1080"}, "smtp.example.com", 587) == "socks5://s:1080"
     assert proxy.from_environment({"HTTP_PROXY": "http://x:1"}, "smtp.example.com", 587) is None
     assert proxy.from_environment({**env, "NO_PROXY": "example.com"}, "smtp.example.com", 587) is None
+    assert proxy.from_environment({"HTTPS_PROXY": "proxy.corp:8080"}, "smtp.example.com", 587) == "proxy.corp:8080"
 
 
 def test_connect_request_with_basic_credentials():

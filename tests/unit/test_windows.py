@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import codecs
 import ctypes
+import os
+import re
+import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -322,6 +326,7 @@ def test_credential_round_trip(credential_store):
 
 
 @on_windows
+@pytest.mark.skipif(shutil.which("cmdkey") is None, reason="no cmdkey.exe here (Wine has none)")
 def test_a_credential_stored_by_cmdkey_is_read(credential_store):
     target = f"SMail-test-{uuid.uuid4()}"
     subprocess.run(["cmdkey", f"/generic:{target}", "/user:smail", "/pass:abcd1234"], check=True,
@@ -337,3 +342,91 @@ def test_a_missing_credential_raises_with_the_windows_reason(credential_store):
     with pytest.raises(OSError) as caught:
         windows.read_credential(f"SMail-test-missing-{uuid.uuid4()}")
     assert caught.value.winerror == windows.ERROR_NOT_FOUND and caught.value.strerror
+
+
+# Every ctypes prototype smail/windows.py declares (found in its source, so that a new one is
+# covered without editing this test), resolved in the real DLLs with its declared types.
+PROTOTYPES = re.findall(r"_prototype\((\w+)\.(\w+),", (Path(windows.__file__)).read_text(encoding="utf-8"))
+
+
+def test_the_prototypes_are_found():
+    assert ("kernel32", "GetACP") in PROTOTYPES and ("advapi32", "CredReadW") in PROTOTYPES
+    assert ("kernel32", "LockFileEx") in PROTOTYPES and len(PROTOTYPES) >= 11
+
+
+LOADERS = [getattr(windows, name) for name in dir(windows)
+           if name.startswith("_") and hasattr(getattr(windows, name), "cache_info")]  # the cached DLL loaders
+
+
+def under_wine() -> bool:
+    return sys.platform == "win32" and hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
+@on_windows
+@pytest.mark.parametrize("dll, name", PROTOTYPES)
+def test_every_declared_prototype_exists_in_the_real_dll(dll, name):
+    declared = []
+    for loader in (loader for loader in LOADERS if dll in loader.__name__):
+        try:
+            declared.append(getattr(loader(), name).argtypes is not None)
+        except AttributeError:
+            if under_wine():
+                pytest.skip(f"Wine lacks {dll}.{name}")
+            raise
+    assert any(declared), f"{dll}.{name} has no declared argument types"
+
+
+@on_windows
+def test_the_ui_language_comes_from_the_real_kernel32():
+    from smail import i18n
+
+    language = ctypes.windll.kernel32.GetUserDefaultUILanguage()
+    assert 0 < language < 0x10000
+    expected = {0x0C: "fr", 0x09: "en"}.get(language & 0x3FF)
+    assert i18n.windows_ui_language() == expected
+
+
+@on_windows
+def test_the_code_pages_are_windows_own_and_their_text_survives():
+    kernel32 = ctypes.WinDLL("kernel32")
+    assert windows.ansi_code_page() in (f"cp{kernel32.GetACP()}", "utf-8", "mbcs")
+    assert windows.oem_code_page() in (f"cp{kernel32.GetOEMCP()}", "utf-8", "oem")
+    for page in (windows.ansi_code_page(), windows.oem_code_page()):
+        assert "Facture".encode(page).decode(page) == "Facture"
+
+
+@on_windows
+def test_console_output_in_the_code_page_a_cmd_pipe_reads(tmp_path):
+    """A child SMail writes to a pipe in the ANSI code page, as cmd.exe and .bat files read it."""
+    result = subprocess.run([sys.executable, "-m", "smail", "/LANG=FR", "/?"], capture_output=True, timeout=120,
+                            env={**os.environ, "PYTHONIOENCODING": ""})
+    assert result.returncode == 0
+    text = result.stdout.decode(windows.ansi_code_page())
+    assert "Options générales" in text
+
+
+@on_windows
+def test_byte_locks_are_the_handles_and_released(tmp_path):
+    path = tmp_path / "locked"
+    path.write_bytes(b"data")
+    first = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    second = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        assert windows.lock_byte(first, 1 << 40, wait=False) is True
+        assert windows.lock_byte(second, 1 << 40, wait=False) is False
+        assert windows.lock_byte(second, (1 << 40) + 1, wait=True) is True  # another byte: free
+        windows.unlock_byte(first, 1 << 40)
+        assert windows.lock_byte(second, 1 << 40, wait=False) is True
+        assert os.read(first, 4) == b"data"  # the locked bytes are past the end: readers read on
+    finally:
+        os.close(first)
+        os.close(second)
+    with pytest.raises(OSError) as caught:
+        windows.unlock_byte(os.open(path, os.O_RDONLY), 5)  # never locked: Windows' own error
+    assert caught.value.winerror
+
+
+def test_overlapped_has_the_windows_layout_of_this_bitness():
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    assert ctypes.sizeof(windows.OVERLAPPED) == {4: 20, 8: 32}[pointer]
+    assert windows.OVERLAPPED.Offset.offset == 2 * pointer
