@@ -175,7 +175,9 @@ class _Field:
         """Text as encoded words in unstructured text, filling each line up to 76 characters:
         readers drop the space between two encoded words there (RFC 2047 section 6.2)."""
         first = _word_room(FOLD - len(self.lines[-1]) - 1)
-        if not self.empty and first < len(text[:1].encode("utf-8")):
+        if first < len(text[:1].encode("utf-8")):
+            if self.empty:  # a long field name: on a new line, even right after the colon (FWS)
+                self.lines.append("")
             first = WORD_BYTES
         for piece in _pieces(text, WORD_BYTES, first or WORD_BYTES):
             self.add(encoded_word(piece))

@@ -15,7 +15,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smail import __version__, mime
@@ -411,10 +411,13 @@ header_names = st.text(st.sampled_from("abcXYZ-_019!#"), min_size=1, max_size=74
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(name=header_names, value=st.one_of(unicode_text, words_and_spaces, st.text("ab ", max_size=3000)))
+@example(name="X-" + "0" * 57, value="\x1b")  # no room for an encoded word beside a long name
 def test_header_values_parse_back_identically(name, value):
     data = render(make(headers=(f"{name}: {value}",)))
     assert limits_ok(data)
-    assert parsed(data)[name] == value.strip()
+    # Beside a name too long for an encoded word, the value starts on the next line: Python's
+    # parser then keeps that line's leading space, which no reader shows.
+    assert parsed(data)[name].lstrip(" ") == value.strip()
 
 
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
