@@ -114,12 +114,15 @@ class Values:
         return direct
 
 
+def _required(name: str, mode: Mode) -> ParamError:
+    return ParamError(_("Option /{name} is required in {mode} mode.").format(name=name, mode=mode.value))
+
+
 def _require(values: Values, mode: Mode) -> None:
     """Every option the OPTIONS table marks as required in `mode`, in table order."""
     for option in OPTIONS:
         if mode in option.required_in and values.text(option.name) is None:
-            raise ParamError(_("Option /{name} is required in {mode} mode.").format(
-                name=option.name, mode=mode.value))
+            raise _required(option.name, mode)
 
 
 def _app_credentials(values: Values) -> AppCredentials | None:
@@ -164,11 +167,9 @@ def _check_app(app: AppCredentials | None, mode: Mode) -> AppCredentials:
     if app is not None and app.sign_in is SignIn.MANAGED_IDENTITY:
         return app  # no tenant, application or secret: the identity endpoint knows the machine
     if app is None or not app.tenant_id:
-        raise ParamError(_("Option /{name} is required in {mode} mode.").format(
-            name="O365_TENANT_ID", mode=mode.value))
+        raise _required("O365_TENANT_ID", mode)
     if not app.app_id:
-        raise ParamError(_("Option /{name} is required in {mode} mode.").format(
-            name="O365_APP_ID", mode=mode.value))
+        raise _required("O365_APP_ID", mode)
     given = [c for c in (app.secret, app.cert_file, app.cert_thumbprint) if c is not None]
     if not given:
         raise ParamError(_("Give a client secret (/O365_SECRET or /O365_SECRET_FILE) or a certificate (/O365_CERT_FILE or /O365_CERT_THUMBPRINT)."))

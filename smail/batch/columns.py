@@ -9,6 +9,13 @@ from smail.errors import ParamError
 from smail.i18n import _
 from smail.options import BY_NAME, OPTIONS, Option
 
+
+def nul_in(*, row: int, column: str) -> ParamError:
+    """A cell (or a header name) holding a NUL: the file is most likely not text (exit 2)."""
+    return ParamError(_("Row {row}, column {column}: {error}").format(
+        row=row, column=column, error=_("a NUL character is not allowed; is this a text file?")))
+
+
 # Options a row may set, and those message_settings() reads besides them (default sender).
 ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o.name in ("SMTP_USERNAME", "GRAPH_SENDER"))
 FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE", "ENCRYPT_TO"})
@@ -31,8 +38,7 @@ def classify(names: list[str]) -> tuple[Column, ...]:
         if not name:
             continue  # an unnamed column (a trailing separator) is ignored
         if "\0" in name:
-            raise ParamError(_("Row {row}, column {column}: {error}").format(
-                row=1, column=index + 1, error=_("a NUL character is not allowed; is this a text file?")))
+            raise nul_in(row=1, column=str(index + 1))
         key = name.upper().replace("-", "_")
         option = BY_NAME.get(key)
         if option is not None and key != option.name and len(key) <= 2 and not option.per_row:

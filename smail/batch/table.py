@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
 from smail import files
-from smail.batch.columns import classify
+from smail.batch.columns import classify, nul_in
 from smail.converters import file_items
 from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _
@@ -137,9 +137,7 @@ class CSVFile:
                     row=self._number, path=self.path, count=len(cells), columns=self.header_width))
             for column in self.columns:
                 if "\0" in cells[column.index]:
-                    raise ParamError(_("Row {row}, column {column}: {error}").format(
-                        row=self._number, column=column.name,
-                        error=_("a NUL character is not allowed; is this a text file?")))
+                    raise nul_in(row=self._number, column=column.name)
             yield Row(self._number, tuple(cells))
 
     def changed(self) -> bool:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from smail.errors import ExitCode
+from tests.smime_certs import PASSWORD
 
 pytestmark = pytest.mark.interop
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -148,3 +151,26 @@ def test_unknown_recipient_domain_is_refused_and_nothing_sent(postfix, run_smail
                        "/TO=client@smail.test", "/BODY=x")
     assert result.exit_code == ExitCode.SEND
     assert "client@smail.test: 554 5.7.1" in result.stderr
+
+
+def test_signed_and_encrypted_message_as_postfix_delivered_it(postfix, delivered, subject, run_smail, pki, tmp_path):
+    sender = pki.ca.issue("albert", "albert@demo.test")
+    client = pki.ca.issue("client-smail", "client@smail.test")
+    result = run_smail("/SMTP_SERVER=127.0.0.1", f"/SMTP_PORT={postfix.smtp_port}", "/FROM_ADDR=albert@demo.test",
+                       "/TO=client@smail.test", f"/SUBJECT={subject}", "/BODY=Bulletin de paie, été.",
+                       f"/SIGN_CERT={sender.pfx}", f"/SIGN_CERT_PASSWORD={PASSWORD}", f"/ENCRYPT_TO={client.pem}")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    [message] = delivered()
+    assert parse(message).get_content_type() == "application/pkcs7-mime"
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return
+    stored = tmp_path / "delivered.eml"
+    stored.write_bytes(as_sent(message).replace(b"\n", b"\r\n"))  # Postfix stores LF line ends
+    decrypted = tmp_path / "decrypted.eml"
+    subprocess.run([openssl, "cms", "-decrypt", "-in", stored, "-recip", client.pem, "-inkey", client.key,
+                    "-out", decrypted], check=True, capture_output=True, timeout=60)
+    verified = subprocess.run([openssl, "cms", "-verify", "-in", decrypted, "-CAfile", pki.ca.pem, "-purpose",
+                               "smimesign"], capture_output=True, timeout=60)
+    assert verified.returncode == 0, verified.stderr.decode()
+    assert "Bulletin de paie" in parse(verified.stdout).get_content()
