@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -117,6 +118,22 @@ def _never_connected(exc: requests.RequestException) -> bool:
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
 
 
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a TLS failure is a refused certificate, which proves the handshake failed and
+    nothing was sent (any other TLS error after a request went out may follow its delivery)."""
+    seen: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(seen) < 16:
+        cause = pending.pop()
+        if not isinstance(cause, BaseException) or any(cause is s for s in seen):
+            continue
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.append(cause)
+        pending.extend((*cause.args, getattr(cause, "reason", None), cause.__cause__, cause.__context__))
+    return False
+
+
 def lost(exc: requests.RequestException) -> bool:
     """Whether an established connection was lost (closed or reset by the other end), not
     refused, timed out or failed while connecting."""
@@ -133,6 +150,9 @@ def network_error(exc: requests.RequestException, where: str, *, sent: bool = Fa
         return TLSError(_("The certificate of {where} could not be verified: the system's certificate verifier failed: {reason}.").format(
             where=where, reason=redact.redact(failure.strerror or str(failure)).rstrip(".")))
     if isinstance(exc, requests.exceptions.SSLError):
+        if sent and not _certificate_refused(exc):  # the TLS layer's way of saying the line was lost
+            return MaybeSentError(_("The connection to {where} was lost after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
+                where=where))
         return TLSError(_("The TLS connection to {where} failed: {reason}. Use /CA_FILE to trust its CA.").format(
             where=where, reason=reason))
     if isinstance(exc, requests.exceptions.ProxyError):

@@ -419,6 +419,21 @@ def test_a_504_to_the_drafts_send_keeps_the_draft_and_is_not_retried(graph, micr
     assert microsoft.deleted == []  # the draft may have become the sent message: never deleted
 
 
+def test_a_connection_lost_after_the_drafts_send_request_may_have_been_sent(graph, microsoft, tmp_path):
+    # The draft's send has no body: once its request went out over the open TLS connection, a
+    # close without an answer (which the TLS layer may report as an SSL error) may have sent it.
+    big = big_file(tmp_path / "archive.zip", 5 * 1024 * 1024)
+    microsoft.drop(r"/messages/[^/]+/send$", 0)
+    result_file = tmp_path / "result.json"
+    result = graph(f"/ATTACH={big}", "/RETRY=3", "/RETRY_DELAY=0.01", f"/RESULT_FILE={result_file}")
+    assert result.exit_code == ExitCode.SEND, result.stderr
+    assert "it may have been sent" in result.stderr
+    assert sum(1 for m, p, _h in microsoft.requests if m == "POST" and p.endswith("/send")) == 1
+    assert microsoft.deleted == []
+    [receipt] = json.loads(result_file.read_text(encoding="utf-8"))["messages"]
+    assert receipt["status"] == "may-have-been-sent"
+
+
 def test_503_to_the_send_request_proves_it_was_not_sent_and_is_retried(graph, microsoft):
     microsoft.fail(r"/sendMail$", 503, headers={"Retry-After": "0"})
     result = graph("/RETRY=2", "/RETRY_DELAY=0.01")

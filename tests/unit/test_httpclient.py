@@ -29,6 +29,22 @@ def test_network_errors():
     assert isinstance(httpclient.network_error(dropped, where, sent=True), MaybeSentError)
 
 
+def test_a_tls_error_after_the_request_went_out_may_have_been_sent():
+    import ssl
+
+    from urllib3.exceptions import MaxRetryError
+    from urllib3.exceptions import SSLError as Urllib3SSLError
+
+    def wrapped(cause: Exception) -> requests.exceptions.SSLError:
+        return requests.exceptions.SSLError(MaxRetryError(None, "/send", Urllib3SSLError(cause)))
+
+    eof = wrapped(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    assert isinstance(httpclient.network_error(eof, "graph.example", sent=True), MaybeSentError)
+    assert isinstance(httpclient.network_error(eof, "graph.example"), TLSError)
+    refused = wrapped(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    assert isinstance(httpclient.network_error(refused, "graph.example", sent=True), TLSError)
+
+
 def test_a_connection_never_made_is_not_maybe_sent():
     from urllib3.exceptions import MaxRetryError, NewConnectionError
 
