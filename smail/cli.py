@@ -19,6 +19,7 @@ from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.eventlog import EventLogLevel
 from smail.i18n import _, ngettext
 from smail.kinds import RunKind
+from smail.options import Opt
 from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
@@ -126,12 +127,12 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
     from smail.options import SecretScope
 
     values = Values(raw)
-    out = values.get("OUT", Path)
+    out = values.get(Opt.OUT, Path)
     if out is None:
         raise ParamError(_("/PROTECT_SECRET needs /OUT=file: where to write the encrypted secret."))
     if sys.platform != "win32":
         raise ParamError(_("/PROTECT_SECRET encrypts with Windows DPAPI, which exists only on Windows."))
-    machine = values.get("SCOPE", SecretScope) is SecretScope.MACHINE
+    machine = values.get(Opt.SCOPE, SecretScope) is SecretScope.MACHINE
     try:
         if sys.stdin is not None and sys.stdin.isatty():
             secret = getpass.getpass(_("Secret to protect (not shown): "))
@@ -166,9 +167,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     raw = reader.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
-    if raw.flag("PROTECT_SECRET"):
+    if raw.flag(Opt.PROTECT_SECRET):
         return _protect_secret(raw, console)
-    if raw.flag("REGISTER_EVENT_SOURCE"):
+    if raw.flag(Opt.REGISTER_EVENT_SOURCE):
         from smail import eventlog
         return Outcome(ExitCode.OK, eventlog.register())
     config = validate(raw)
@@ -196,11 +197,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
     early = reader.parse(argv, environ, tolerant=True)
-    i18n.activate(i18n.choose_language(early.get("LANG"), environ))
-    if early.flag("HELP"):
+    i18n.activate(i18n.choose_language(early.get(Opt.LANG), environ))
+    if early.flag(Opt.HELP):
         console.out(helptext.help_text(__version__))
         return ExitCode.OK
-    if early.flag("VERSION"):
+    if early.flag(Opt.VERSION):
         console.out(version_line())
         return ExitCode.OK
     from smail.config import raw_secrets, reporting
