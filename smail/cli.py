@@ -18,13 +18,12 @@ from smail import __version__, files, helptext, i18n, log, reader, redact, versi
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.eventlog import EventLogLevel
 from smail.i18n import _, ngettext
-from smail.kinds import RunKind
 from smail.options import Opt
 from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import SingleRun
     from smail.options import RawOptions
     from smail.settings import Reporting
     from smail.transports import Progress
@@ -70,12 +69,11 @@ def _progress_bar(stream: TextIO | None) -> Progress | None:
     return show
 
 
-def _send_one(config: Config, console: Console) -> Outcome:
+def _send_one(config: SingleRun, console: Console) -> Outcome:
     """Build, save, and send one message (or only check it with /DRY_RUN)."""
     from smail import mime, transports
     from smail.message import load_message
 
-    assert config.message is not None
     message = load_message(config.message)
     if config.smime is not None:
         from smail import smime  # cryptography: only for signed or encrypted messages
@@ -160,7 +158,7 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
 
 def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> Outcome:
     """The strict parse, validation, then the run itself."""
-    from smail.config import raw_secrets, validate
+    from smail.config import BatchRun, FlushRun, raw_secrets, validate
 
     if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
         raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
@@ -177,10 +175,10 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     for warning in config.warnings:
         logger.warning(warning)
         console.err(warning)
-    if config.kind is RunKind.FLUSH:
+    if isinstance(config, FlushRun):
         from smail import outbox
         return outbox.flush(config, console)
-    if config.kind is RunKind.BATCH:
+    if isinstance(config, BatchRun):
         from smail import batch
         return batch.run(config, raw, console)
     return _send_one(config, console)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from smail import cloud, files, proxy
 from smail.addresses import parse_header
@@ -45,18 +45,45 @@ GRAPH_MAX_HEADERS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config:
+class Run:
+    """What every kind of run has; each kind adds, non-optional, what it needs."""
+
+    kind: ClassVar[RunKind]
     mode: Mode
-    kind: RunKind
-    message: MessageSettings | None  # None for /FLUSH, which sends what the outbox holds
     transport: SMTPSettings | GraphSettings
     retry: RetryPolicy
     output: OutputSettings
-    batch: BatchSettings | None = None
-    outbox: OutboxSettings | None = None
+    outbox: OutboxSettings | None = None  # where a transient failure is kept (/OUTBOX)
     smime: SMIMESettings | None = None  # /SIGN_CERT, /ENCRYPT_TO
     secrets: tuple[Secret, ...] = field(default=())
     warnings: tuple[str, ...] = ()  # said on stderr and in the log before anything is sent
+
+
+@dataclass(frozen=True, kw_only=True)
+class SingleRun(Run):
+    """One message, described by the options."""
+
+    kind: ClassVar[RunKind] = RunKind.SINGLE
+    message: MessageSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRun(Run):
+    """One message per row of /BATCH; each row's message is validated by the batch."""
+
+    kind: ClassVar[RunKind] = RunKind.BATCH
+    batch: BatchSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlushRun(Run):
+    """/FLUSH: sends what the outbox holds, so it has no message of its own."""
+
+    kind: ClassVar[RunKind] = RunKind.FLUSH
+    outbox: OutboxSettings
+
+
+Config = SingleRun | BatchRun | FlushRun
 
 
 class Values:
@@ -469,9 +496,8 @@ def validate(raw: RawOptions) -> Config:
     if outbox is not None and outbox.flush and batch is not None:
         raise ParamError(_("Give /FLUSH or /BATCH, not both."))
     # /FLUSH sends what the outbox holds; /BATCH validates each row's message itself.
-    kind = RunKind.FLUSH if outbox is not None and outbox.flush else RunKind.BATCH if batch is not None \
-        else RunKind.SINGLE
-    message = message_settings(values, mode) if kind is RunKind.SINGLE else None
+    flush = outbox if outbox is not None and outbox.flush else None
+    message = message_settings(values, mode) if batch is None and flush is None else None
     smime = smime_settings(values)
     app = transport.app
     smtp_proxy = transport.proxy if isinstance(transport, SMTPSettings) else _given_proxy(values)
@@ -481,11 +507,18 @@ def validate(raw: RawOptions) -> Config:
         smtp_proxy.password if smtp_proxy else None,
         app.secret if app else None, app.cert_password if app else None,
         smime.sign_password if smime else None) if s is not None)
-    return Config(
-        mode=mode, kind=kind, message=message, transport=transport,
-        retry=RetryPolicy(attempts=values.require(Opt.RETRY, int), delay=values.require(Opt.RETRY_DELAY, float)),
-        output=OutputSettings(dry_run=values.flag(Opt.DRY_RUN), save_eml=values.get(Opt.SAVE_EML, Path)),
-        batch=batch, outbox=outbox, smime=smime, secrets=secrets, warnings=credential_warnings(app))
+    retry = RetryPolicy(attempts=values.require(Opt.RETRY, int), delay=values.require(Opt.RETRY_DELAY, float))
+    output = OutputSettings(dry_run=values.flag(Opt.DRY_RUN), save_eml=values.get(Opt.SAVE_EML, Path))
+    warnings = credential_warnings(app)
+    if flush is not None:
+        return FlushRun(mode=mode, transport=transport, retry=retry, output=output, outbox=flush, smime=smime,
+                        secrets=secrets, warnings=warnings)
+    if batch is not None:
+        return BatchRun(mode=mode, transport=transport, retry=retry, output=output, outbox=outbox, smime=smime,
+                        secrets=secrets, warnings=warnings, batch=batch)
+    assert message is not None  # neither /FLUSH nor /BATCH: message_settings() gave one or raised
+    return SingleRun(mode=mode, transport=transport, retry=retry, output=output, outbox=outbox, smime=smime,
+                     secrets=secrets, warnings=warnings, message=message)
 
 
 def raw_secrets(raw: RawOptions) -> list[str]:

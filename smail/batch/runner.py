@@ -37,7 +37,7 @@ from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import BatchRun
     from smail.output import Console
     from smail.settings import TransportSettings
     from smail.smime import Protection
@@ -60,9 +60,8 @@ class _Pending:
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: Config, raw: RawOptions, console: Console, *, workers: int | None = None,
+    def __init__(self, config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None,
                  open_session: Callable[[TransportSettings], Session] = open_session) -> None:
-        assert config.batch is not None
         self.config, self.raw, self.console = config, raw, console
         self.open_session = open_session
         self.settings = config.batch
@@ -483,6 +482,6 @@ def _local(receipt: Receipt) -> Receipt:
     return receipt
 
 
-def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     return Batch(config, raw, console, workers=workers).run()
