@@ -1,10 +1,10 @@
 """SMail: send e-mail from the command line through SMTP or Microsoft Graph."""
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 
 def version_line() -> str:
-    """`SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64)`: what a support request needs."""
+    """`SMail 1.2.0 (Python 3.x.y, OpenSSL 3.y.z, x64)`: what a support request needs."""
     import ssl
     import struct
     import sys

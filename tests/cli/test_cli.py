@@ -57,7 +57,7 @@ def test_windows_ignores_lang_and_follows_its_ui_language(run_smail):
 def test_version(run_smail):
     result = run_smail("/VERSION", log=False)
     assert result.exit_code == ExitCode.OK
-    # SMail 1.1.0 (Python 3.x.y, OpenSSL 3.y.z, x64): what a support request needs to know
+    # SMail 1.2.0 (Python 3.x.y, OpenSSL 3.y.z, x64): what a support request needs to know
     windows = ", Windows 10 / Server 2016 or later" if sys.platform == "win32" else ""
     assert re.fullmatch(rf"SMail {re.escape(__version__)} \(Python 3\.\d+\.\d+, OpenSSL [^,]+, x(64|86)"
                         rf"{re.escape(windows)}\)\n", result.stdout), result.stdout
