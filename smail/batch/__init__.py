@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import BatchRun
     from smail.options import RawOptions
     from smail.output import Console
     from smail.receipt import Outcome
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
-def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     # The run is imported here, so that reading the CSV (table) does not load the transports.
     from smail.batch.runner import run as run_batch

@@ -7,7 +7,7 @@ from typing import Final
 
 from smail.errors import ParamError
 from smail.i18n import _
-from smail.options import BY_NAME, OPTIONS, Option
+from smail.options import BY_NAME, OPTIONS, Opt, Option
 
 
 def nul_in(*, row: int, column: str) -> ParamError:
@@ -17,9 +17,9 @@ def nul_in(*, row: int, column: str) -> ParamError:
 
 
 # Options a row may set, and those message_settings() reads besides them (default sender).
-ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o.name in ("SMTP_USERNAME", "GRAPH_SENDER"))
-FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE", "ENCRYPT_TO"})
-ADDRESS_COLUMNS: Final = frozenset({"TO", "CC", "BCC", "REPLY_TO"})
+ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o in (Opt.SMTP_USERNAME, Opt.GRAPH_SENDER))
+FILE_COLUMNS: Final = frozenset(o.name for o in (Opt.ATTACH, Opt.INLINE, Opt.ENCRYPT_TO))
+ADDRESS_COLUMNS: Final = frozenset(o.name for o in (Opt.TO, Opt.CC, Opt.BCC, Opt.REPLY_TO))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from smail.message import (
     finish_message,
 )
 from smail.mime import Rendered, render
-from smail.options import BY_NAME, RawOptions, convert
+from smail.options import Opt, RawOptions, convert
 from smail.settings import MessageSettings, is_html
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class RowBuilder:
         self.used: set[str] = set()  # variables the templates read, in lower case
         self.protection = protection  # /SIGN_CERT, /ENCRYPT_TO: each row signed, encrypted
         self.body_file: Path | None = None  # the body file of the last row built
-        self.encrypt_column = next((c for c in columns if c.option is not None and c.option.name == "ENCRYPT_TO"), None)
+        self.encrypt_column = next((c for c in columns if c.option is not None and c.option is Opt.ENCRYPT_TO), None)
 
     def _plan(self, row: Row, message: Message) -> Plan | None:
         protection = self.protection
@@ -96,7 +96,7 @@ class RowBuilder:
                              proxy_environment=dict(self.raw.proxy_environment))
         chosen_files: dict[str, tuple[Path, ...]] = {}
         bodies = [c.name for c in self.columns
-                  if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
+                  if c.option is not None and c.option in (Opt.BODY, Opt.BODY_FILE) and row.cells[c.index].strip()]
         if len(bodies) > 1:
             raise ParamError(_("Row {row}: columns {first} and {second} both give the body; leave one of the two cells empty.").format(
                 row=row.number, first=bodies[0], second=bodies[1]))
@@ -109,20 +109,20 @@ class RowBuilder:
                     chosen_files[option.name] = file_list(cell, base=self.folder)
                     row_raw.values[option.name] = []
                     continue
-                if option.name == "BODY_FILE":
+                if option is Opt.BODY_FILE:
                     path = Path(cell.strip().strip('"'))
                     cell = str(path if path.is_absolute() else self.folder / path)
                 convert(option, cell)
                 if option.name in ADDRESS_COLUMNS:
                     parse_mailboxes([cell])
-                elif option.name == "FROM_ADDR":
+                elif option is Opt.FROM_ADDR:
                     parse_mailbox(cell)
-                elif option.name == "HEADER":
+                elif option is Opt.HEADER:
                     parse_header(cell)
             except SMailError as err:
                 raise in_row(err, row.number, column.name) from None
             row_raw.values[option.name] = [cell] if option.repeat else cell
-            other = {"BODY": "BODY_FILE", "BODY_FILE": "BODY"}.get(option.name)
+            other = {Opt.BODY.name: Opt.BODY_FILE.name, Opt.BODY_FILE.name: Opt.BODY.name}.get(option.name)
             if other is not None:  # a row's body replaces the command line's, whatever its kind
                 row_raw.values.pop(other, None)
         try:
@@ -130,11 +130,11 @@ class RowBuilder:
         except SMailError as err:
             raise in_row(err, row.number) from None
         if chosen_files:
-            settings = replace(settings, attachments=chosen_files.get("ATTACH", settings.attachments),
-                               inline=chosen_files.get("INLINE", settings.inline))
+            settings = replace(settings, attachments=chosen_files.get(Opt.ATTACH.name, settings.attachments),
+                               inline=chosen_files.get(Opt.INLINE.name, settings.inline))
             if settings.inline and not is_html(settings.body_file):
                 raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
-                              row.number, "INLINE")
+                              row.number, Opt.INLINE.name)
         return settings
 
     def variables(self, row: Row) -> dict[str, str]:
@@ -148,7 +148,7 @@ class RowBuilder:
         subject = render_template(settings.subject, html=False, variables=variables, row=row.number,
                                   template="/SUBJECT", used=self.used)
         try:
-            convert(BY_NAME["SUBJECT"], subject)  # no line break may come in through a variable
+            convert(Opt.SUBJECT, subject)  # no line break may come in through a variable
             draft = draft_message(replace(settings, subject=subject))
         except SMailError as err:
             raise in_row(err, row.number) from None

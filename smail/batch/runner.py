@@ -31,13 +31,13 @@ from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
-from smail.options import OPTIONS, RawOptions
+from smail.options import OPTIONS, Opt, RawOptions
 from smail.receipt import Outcome, Receipt, Status
 from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import BatchRun
     from smail.output import Console
     from smail.settings import TransportSettings
     from smail.smime import Protection
@@ -64,16 +64,15 @@ class _Pending:
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: Config, raw: RawOptions, console: Console, *, workers: int | None = None,
+    def __init__(self, config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None,
                  open_session: Callable[[TransportSettings], Session] = open_session) -> None:
-        assert config.batch is not None
         self.config, self.raw, self.console = config, raw, console
         self.open_session = open_session
         self.settings = config.batch
         self.workers = workers or (GRAPH_WORKERS if config.mode is Mode.GRAPH else 1)
         self.dry_run = config.output.dry_run
         self.save_folder = config.output.save_eml
-        self.keep_receipts = raw.given("RESULT_FILE")
+        self.keep_receipts = raw.given(Opt.RESULT_FILE)
         self.receipts: list[Receipt] = []
         self.tally = Tally()
         self.recorded: dict[int, Recorded] = {}
@@ -146,7 +145,7 @@ class Batch:
     def _builder(self, path: Path, columns: tuple[Column, ...]) -> RowBuilder:
         """The rows' builder, with the signing key and certificates loaded once for the run."""
         if self.protection is None and (self.config.smime is not None or any(
-                c.option is not None and c.option.name == "ENCRYPT_TO" for c in columns)):
+                c.option is not None and c.option is Opt.ENCRYPT_TO for c in columns)):
             from smail import smime  # cryptography: only for signed or encrypted rows
 
             self.protection = smime.prepare(self.config.smime or SMIMESettings())
@@ -203,7 +202,7 @@ class Batch:
         (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
         if self.save_folder is None:
             return
-        others = [rows, *(path_of(self.raw.get(name)) for name in ("BATCH_RESULT", "RESULT_FILE", "LOG", "ERROR_FILE"))]
+        others = [rows, *(path_of(self.raw.get(option)) for option in (Opt.BATCH_RESULT, Opt.RESULT_FILE, Opt.LOG, Opt.ERROR_FILE))]
         for other in others:
             if other is not None and files.exists(other):
                 self.inputs.setdefault(files.identity(other), other)
@@ -488,6 +487,6 @@ def _local(receipt: Receipt) -> Receipt:
     return receipt
 
 
-def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     return Batch(config, raw, console, workers=workers).run()
