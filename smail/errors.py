@@ -188,7 +188,7 @@ def retryable_status(status: int) -> bool:
 
     Retryable does not mean "not carried out": a send to Graph answered with a 5xx other than
     503 may still have been delivered, and the Graph session reports it as may-have-been-sent
-    instead of retrying it (graph.NOT_SENT_STATUS)."""
+    instead of retrying it (graph_http.NOT_SENT_STATUS)."""
     return status == 429 or status >= 500
 
 
