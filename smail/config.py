@@ -4,7 +4,7 @@ that involve several options and the checks each mode needs before anything is s
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -343,35 +343,50 @@ def check_graph_headers(headers: tuple[str, ...]) -> None:
             limit=GRAPH_MAX_HEADERS, count=len(names)))
 
 
-def message_settings(values: Values, mode: Mode) -> MessageSettings:
-    """The message options, with the rules that involve several of them."""
-    from_addr = values.text("FROM_ADDR")
+def given_message(values: Values) -> MessageSettings:
+    """The message options as given, converted, with the table's defaults, before the rules
+    that involve several of them (settle_message); `from_addr` is empty when not given."""
+    return MessageSettings(
+        subject=values.get("SUBJECT", str) or "", from_name=values.text("FROM_NAME"),
+        from_addr=values.text("FROM_ADDR") or "", to=values.items("TO", str), cc=values.items("CC", str),
+        bcc=values.items("BCC", str), reply_to=values.text("REPLY_TO"),
+        body_file=values.get("BODY_FILE", Path), body_text=values.get("BODY", str),
+        body_charset=values.text("BODY_CHARSET"), attachments=values.items("ATTACH", Path),
+        inline=values.items("INLINE", Path), priority=values.get("PRIORITY", Priority),
+        read_ack=values.flag("READ_ACK"), reception_ack=values.flag("RECEPTION_ACK"),
+        headers=values.items("HEADER", str))
+
+
+def default_sender(values: Values, mode: Mode) -> str | None:
+    """What /FROM_ADDR defaults to: the mode's account, when it is an address."""
+    return values.text("SMTP_USERNAME") if mode is Mode.SMTP else values.text("GRAPH_SENDER")
+
+
+def settle_message(given: MessageSettings, mode: Mode, *, default_sender: str | None) -> MessageSettings:
+    """The message options with the rules that involve several of them (exit 2 otherwise)."""
+    from_addr = given.from_addr
     if not from_addr:
-        username = values.text("SMTP_USERNAME") if mode is Mode.SMTP else values.text("GRAPH_SENDER")
+        username = default_sender
         if username and "@" in username:
             from_addr = username
     if not from_addr:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
-    to, cc, bcc = values.items("TO", str), values.items("CC", str), values.items("BCC", str)
-    if not any(item.strip(" ,;") for item in (*to, *cc, *bcc)):
+    if not any(item.strip(" ,;") for item in (*given.to, *given.cc, *given.bcc)):
         raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
-    body_file, body_text = values.get("BODY_FILE", Path), values.get("BODY", str)
-    if body_file is not None and body_text is not None:
+    if given.body_file is not None and given.body_text is not None:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
-    if body_file is None and body_text is None:
+    if given.body_file is None and given.body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
-    inline = values.items("INLINE", Path)
-    if inline and not is_html(body_file):
+    if given.inline and not is_html(given.body_file):
         raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
-    headers = values.items("HEADER", str)
     if mode is Mode.GRAPH:
-        check_graph_headers(headers)
-    return MessageSettings(
-        subject=values.get("SUBJECT", str) or "", from_name=values.text("FROM_NAME"),
-        from_addr=from_addr, to=to, cc=cc, bcc=bcc, reply_to=values.text("REPLY_TO"),
-        body_file=body_file, body_text=body_text, body_charset=values.text("BODY_CHARSET"),
-        attachments=values.items("ATTACH", Path), inline=inline, priority=values.get("PRIORITY", Priority),
-        read_ack=values.flag("READ_ACK"), reception_ack=values.flag("RECEPTION_ACK"), headers=headers)
+        check_graph_headers(given.headers)
+    return replace(given, from_addr=from_addr)
+
+
+def message_settings(values: Values, mode: Mode) -> MessageSettings:
+    """The message options, with the rules that involve several of them."""
+    return settle_message(given_message(values), mode, default_sender=default_sender(values, mode))
 
 
 def reporting(raw: RawOptions) -> Reporting:
@@ -393,7 +408,7 @@ def reporting(raw: RawOptions) -> Reporting:
                      event_log=tolerant("EVENT_LOG", EventLogLevel))
 
 
-def _batch(values: Values) -> BatchSettings | None:
+def _batch(values: Values, mode: Mode) -> BatchSettings | None:
     rows = values.get("BATCH", Path)
     results = values.get("BATCH_RESULT", Path)
     if rows is None:
@@ -403,8 +418,11 @@ def _batch(values: Values) -> BatchSettings | None:
         return None
     if values.flag("BATCH_RESUME") and results is None:
         raise ParamError(_("/BATCH_RESUME needs /BATCH_RESULT: the file that tells which rows were sent."))
+    written = (path_of(values.raw.get(name)) for name in ("RESULT_FILE", "LOG", "ERROR_FILE"))
     return BatchSettings(rows=rows, results=results, resume=values.flag("BATCH_RESUME"),
-                         resend_uncertain=values.flag("RESEND_UNCERTAIN"), per_second=values.get("RATE", float))
+                         resend_uncertain=values.flag("RESEND_UNCERTAIN"), per_second=values.get("RATE", float),
+                         message=given_message(values), default_sender=default_sender(values, mode), receipts=values.raw.given("RESULT_FILE"),
+                         outputs=tuple(path for path in written if path is not None))
 
 
 def _outbox(values: Values) -> OutboxSettings | None:
@@ -453,7 +471,7 @@ def validate(raw: RawOptions) -> Config:
     mode = values.require("MODE", Mode)
     _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
-    batch, outbox = _batch(values), _outbox(values)
+    batch, outbox = _batch(values, mode), _outbox(values)
     if values.flag("RESEND_UNCERTAIN") and raw.sources.get("RESEND_UNCERTAIN", Source.COMMAND_LINE) \
             is not Source.COMMAND_LINE:
         # Kept in SMAIL_* or the INI file that a scheduled flush reads, it would send the same

@@ -7,7 +7,7 @@ from typing import Final
 
 from smail.errors import ParamError
 from smail.i18n import _
-from smail.options import BY_NAME, OPTIONS, Option
+from smail.options import BY_NAME, Option
 
 
 def nul_in(*, row: int, column: str) -> ParamError:
@@ -16,8 +16,15 @@ def nul_in(*, row: int, column: str) -> ParamError:
         row=row, column=column, error=_("a NUL character is not allowed; is this a text file?")))
 
 
-# Options a row may set, and those message_settings() reads besides them (default sender).
-ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o.name in ("SMTP_USERNAME", "GRAPH_SENDER"))
+# The field of MessageSettings each option a row may set gives (/ENCRYPT_TO is the signing's).
+FIELD_OF: Final = {
+    "SUBJECT": "subject", "FROM_NAME": "from_name", "FROM_ADDR": "from_addr", "TO": "to", "CC": "cc",
+    "BCC": "bcc", "REPLY_TO": "reply_to", "BODY_FILE": "body_file", "BODY": "body_text",
+    "BODY_CHARSET": "body_charset", "ATTACH": "attachments", "INLINE": "inline", "PRIORITY": "priority",
+    "READ_ACK": "read_ack", "RECEPTION_ACK": "reception_ack", "HEADER": "headers",
+}
+# Options whose value is trimmed (what the command line's validation does).
+TRIMMED: Final = frozenset({"FROM_NAME", "FROM_ADDR", "REPLY_TO", "BODY_CHARSET"})
 FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE", "ENCRYPT_TO"})
 ADDRESS_COLUMNS: Final = frozenset({"TO", "CC", "BCC", "REPLY_TO"})
 

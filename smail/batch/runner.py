@@ -26,12 +26,11 @@ from smail.batch.results import (
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, summary, terminal_of
-from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
-from smail.options import OPTIONS, RawOptions
+from smail.options import OPTIONS
 from smail.receipt import Outcome, Receipt, Status
 from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
@@ -60,16 +59,16 @@ class _Pending:
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: Config, raw: RawOptions, console: Console, *, workers: int | None = None,
+    def __init__(self, config: Config, console: Console, *, workers: int | None = None,
                  open_session: Callable[[TransportSettings], Session] = open_session) -> None:
         assert config.batch is not None
-        self.config, self.raw, self.console = config, raw, console
+        self.config, self.console = config, console
         self.open_session = open_session
         self.settings = config.batch
         self.workers = workers or (GRAPH_WORKERS if config.mode is Mode.GRAPH else 1)
         self.dry_run = config.output.dry_run
         self.save_folder = config.output.save_eml
-        self.keep_receipts = raw.given("RESULT_FILE")
+        self.keep_receipts = self.settings.receipts
         self.receipts: list[Receipt] = []
         self.tally = Tally()
         self.recorded: dict[int, Recorded] = {}
@@ -146,7 +145,8 @@ class Batch:
             from smail import smime  # cryptography: only for signed or encrypted rows
 
             self.protection = smime.prepare(self.config.smime or SMIMESettings())
-        return RowBuilder(self.raw, self.config.mode, path, columns, protection=self.protection)
+        return RowBuilder(self.settings.message, self.config.mode, path, columns,
+                          default_sender=self.settings.default_sender, protection=self.protection)
 
     def _validate(self, path: Path) -> tuple[int, int, int, int]:
         """Build and render every row's message; the first bad row stops the run (exit 2 or 8)."""
@@ -159,8 +159,9 @@ class Batch:
                 last = row.number
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
-                message = builder.message(row)
-                builder.check(row, message)
+                values = builder.values(row)
+                message = builder.message(values)
+                builder.check(values, message)
                 mime.render(message)
                 self._note_inputs(message, builder.body_file)
             self._check_saved(last, path)
@@ -199,7 +200,7 @@ class Batch:
         (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
         if self.save_folder is None:
             return
-        others = [rows, *(path_of(self.raw.get(name)) for name in ("BATCH_RESULT", "RESULT_FILE", "LOG", "ERROR_FILE"))]
+        others = [rows, self.settings.results, *self.settings.outputs]
         for other in others:
             if other is not None and files.exists(other):
                 self.inputs.setdefault(files.identity(other), other)
@@ -265,8 +266,9 @@ class Batch:
         key = row_key(self.columns, row)
         if self._handled_earlier(row, key):
             return
-        message = builder.message(row)
-        rendered = builder.render(row, message)
+        values = builder.values(row)
+        message = builder.message(values)
+        rendered = builder.render(values, message)
         self._save(row, rendered)
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
@@ -288,8 +290,9 @@ class Batch:
                 if self._handled_earlier(row, key):
                     continue
                 try:
-                    message = builder.message(row)
-                    rendered = builder.render(row, message)
+                    values = builder.values(row)
+                    message = builder.message(values)
+                    rendered = builder.render(values, message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)
@@ -398,8 +401,9 @@ class Batch:
         if self.config.outbox is not None and Receipt.from_error(self.stop_error).status is Status.FAILED:
             # The server is down for every row, not only the one that found out: with /OUTBOX,
             # the rest of the batch waits there for /FLUSH instead of being lost.
-            message = builder.message(row)
-            rendered = builder.render(row, message)
+            values = builder.values(row)
+            message = builder.message(values)
+            rendered = builder.render(values, message)
             failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
             receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
             self._finish(row, key, receipt, write=not recorded)
@@ -483,6 +487,6 @@ def _local(receipt: Receipt) -> Receipt:
     return receipt
 
 
-def run(config: Config, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: Config, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
-    return Batch(config, raw, console, workers=workers).run()
+    return Batch(config, console, workers=workers).run()
