@@ -22,7 +22,14 @@ import requests
 
 from smail import assertion, certificate, certstore, cloud, httpclient, redact
 from smail.cloud import MICROSOFT_IDENTITY_HOSTS, AppCredentials, CertStore, SignIn
-from smail.errors import AuthError, FileMissingError, HTTPAnswer, IdentityUnavailableError, SMailError
+from smail.errors import (
+    AuthError,
+    FileMissingError,
+    HTTPAnswer,
+    IdentityUnavailableError,
+    SMailError,
+    retryable_status,
+)
 from smail.i18n import _
 from smail.redact import Secret
 from smail.tls import TLSSettings
@@ -78,7 +85,7 @@ def refusal(result: dict[str, Any], app: AppCredentials, *, status: int = 0,
     description = redact.redact(str(result.get("error_description", "")).splitlines()[0]
                                 if result.get("error_description") else "")
     answer = HTTPAnswer(status, error)
-    if codes & _TRANSIENT_CODES or error == "temporarily_unavailable" or status == 429 or status >= 500:
+    if codes & _TRANSIENT_CODES or error == "temporarily_unavailable" or retryable_status(status):
         return IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
             description=description or error), retry_after=retry_after, answer=answer)
     for known, key in _CAUSES:
@@ -191,7 +198,7 @@ IMDS_HOST: Final = "http://169.254.169.254"
 # IMDS answers 404 while it is updating, 410 while it starts, 429 and 5xx when busy (Microsoft's
 # page "How to use managed identities for Azure resources on an Azure VM to acquire an access
 # token", error handling): worth another attempt.
-_IDENTITY_TRANSIENT: Final = frozenset({404, 410, 429, 500, 502, 503, 504})
+_IDENTITY_STARTING: Final = frozenset({404, 410})
 
 
 def identity_source() -> tuple[str, str]:
@@ -217,7 +224,7 @@ def _identity_refusal(result: dict[str, Any], what: str, status: int,
     error = str(result.get("error", "?"))
     description = redact.redact(" ".join(str(result.get("error_description", "")).split()))[:300]
     answer = HTTPAnswer(status, error)
-    if status in _IDENTITY_TRANSIENT:
+    if status in _IDENTITY_STARTING or retryable_status(status):
         return IdentityUnavailableError(_("The managed identity endpoint ({source}) is temporarily unavailable (HTTP {status}): {description}").format(
             source=what, status=status, description=description or error), retry_after=retry_after, answer=answer)
     return AuthError(_("The managed identity endpoint ({source}) refused to give a token (HTTP {status}): {error}: {description}. Check that this machine has a managed identity and, with /O365_MANAGED_IDENTITY, that this identity is assigned to it.").format(

@@ -18,12 +18,12 @@ from smail import __version__, files, helptext, i18n, log, reader, redact, versi
 from smail.errors import ExitCode, InternalError, ParamError, SMailError, reason
 from smail.eventlog import EventLogLevel
 from smail.i18n import _, ngettext
-from smail.kinds import RunKind
+from smail.options import Opt
 from smail.output import Console, ErrorFile
 from smail.receipt import Outcome, Receipt, Status, run_result, running_result, write_result
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import SingleRun
     from smail.options import RawOptions
     from smail.settings import Reporting
     from smail.transports import Progress
@@ -69,12 +69,11 @@ def _progress_bar(stream: TextIO | None) -> Progress | None:
     return show
 
 
-def _send_one(config: Config, console: Console) -> Outcome:
+def _send_one(config: SingleRun, console: Console) -> Outcome:
     """Build, save, and send one message (or only check it with /DRY_RUN)."""
     from smail import mime, transports
     from smail.message import load_message
 
-    assert config.message is not None
     message = load_message(config.message)
     if config.smime is not None:
         from smail import smime  # cryptography: only for signed or encrypted messages
@@ -126,12 +125,12 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
     from smail.options import SecretScope
 
     values = Values(raw)
-    out = values.get("OUT", Path)
+    out = values.get(Opt.OUT, Path)
     if out is None:
         raise ParamError(_("/PROTECT_SECRET needs /OUT=file: where to write the encrypted secret."))
     if sys.platform != "win32":
         raise ParamError(_("/PROTECT_SECRET encrypts with Windows DPAPI, which exists only on Windows."))
-    machine = values.get("SCOPE", SecretScope) is SecretScope.MACHINE
+    machine = values.get(Opt.SCOPE, SecretScope) is SecretScope.MACHINE
     try:
         if sys.stdin is not None and sys.stdin.isatty():
             secret = getpass.getpass(_("Secret to protect (not shown): "))
@@ -159,16 +158,16 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
 
 def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> Outcome:
     """The strict parse, validation, then the run itself."""
-    from smail.config import raw_secrets, validate
+    from smail.config import BatchRun, FlushRun, raw_secrets, validate
 
     if not argv and not any(name.upper().startswith("SMAIL_") for name in environ):
         raise ParamError(_("SMail sends e-mail from the command line; no option was given. Run SMail /? for every option, with examples."))
     raw = reader.parse(argv, environ)
     redact.remember(*raw_secrets(raw))
     logger.info(_("SMail {version} started.").format(version=__version__))
-    if raw.flag("PROTECT_SECRET"):
+    if raw.flag(Opt.PROTECT_SECRET):
         return _protect_secret(raw, console)
-    if raw.flag("REGISTER_EVENT_SOURCE"):
+    if raw.flag(Opt.REGISTER_EVENT_SOURCE):
         from smail import eventlog
         return Outcome(ExitCode.OK, eventlog.register())
     config = validate(raw)
@@ -176,10 +175,10 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
     for warning in config.warnings:
         logger.warning(warning)
         console.err(warning)
-    if config.kind is RunKind.FLUSH:
+    if isinstance(config, FlushRun):
         from smail import outbox
         return outbox.flush(config, console)
-    if config.kind is RunKind.BATCH:
+    if isinstance(config, BatchRun):
         from smail import batch
         return batch.run(config, console)
     return _send_one(config, console)
@@ -196,11 +195,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # One tolerant first pass over everything the options come from (argv with its @files,
     # SMAIL_*, /CONFIG): the language, /?, /LOG and /ERROR_FILE work wherever they are written.
     early = reader.parse(argv, environ, tolerant=True)
-    i18n.activate(i18n.choose_language(early.get("LANG"), environ))
-    if early.flag("HELP"):
+    i18n.activate(i18n.choose_language(early.get(Opt.LANG), environ))
+    if early.flag(Opt.HELP):
         console.out(helptext.help_text(__version__))
         return ExitCode.OK
-    if early.flag("VERSION"):
+    if early.flag(Opt.VERSION):
         console.out(version_line())
         return ExitCode.OK
     from smail.config import raw_secrets, reporting

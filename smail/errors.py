@@ -183,10 +183,13 @@ class IdentityUnavailableError(AuthError):
         return True
 
 
-# HTTP statuses after which another attempt may succeed. Only 429 and 503 also prove that a
-# request was not carried out: a send to Graph answered 500, 502 or 504 may still have been
-# delivered, and the Graph session reports it as may-have-been-sent instead of retrying it.
-RETRYABLE_HTTP: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+def retryable_status(status: int) -> bool:
+    """Whether another attempt may succeed after this HTTP status (SPEC.md: 429 and 5xx).
+
+    Retryable does not mean "not carried out": a send to Graph answered with a 5xx other than
+    503 may still have been delivered, and the Graph session reports it as may-have-been-sent
+    instead of retrying it (graph.NOT_SENT_STATUS)."""
+    return status == 429 or status >= 500
 
 
 class SendError(SMailError):
@@ -198,7 +201,7 @@ class SendError(SMailError):
     def transient(self) -> bool:
         if self.reply is not None:
             return self.reply.temporary
-        return self.answer is not None and self.answer.status in RETRYABLE_HTTP
+        return self.answer is not None and retryable_status(self.answer.status)
 
 
 class RecipientsRefusedError(SendError):

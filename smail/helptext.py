@@ -6,7 +6,7 @@ from typing import Final
 
 from smail.errors import ExitCode
 from smail.i18n import N_, _
-from smail.options import OPTIONS, Group
+from smail.options import OPTIONS, Group, Opt
 
 # Exit codes for the help screen, in SPEC.md's order.
 EXIT_CODE_HELP: Final = (
@@ -59,7 +59,7 @@ def help_text(version: str) -> str:
             # A placeholder is translated (/LOG=chemin); a list of values (SMTP|GRAPH) is not,
             # and the catalog does not hold it.
             usage = f"/{option.name}" + (f"={_(option.metavar)}" if option.metavar else "")
-            if option.aliases and option.name != "HELP":
+            if option.aliases and option is not Opt.HELP:
                 usage += "".join(f", /{alias}" for alias in option.aliases)
             description, default = _(option.help), option.default_shown()
             if default is not None:

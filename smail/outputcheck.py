@@ -17,7 +17,7 @@ from smail.batch.table import files_named
 from smail.converters import file_items, path_of
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
-from smail.options import OPTIONS, RawOptions
+from smail.options import OPTIONS, Opt, RawOptions
 
 
 def check_outputs(raw: RawOptions) -> None:
@@ -32,7 +32,7 @@ def check_outputs(raw: RawOptions) -> None:
         if option.input_file and raw.given(option.name):
             given = raw.get_list(option.name) if option.repeat else [raw.get(option.name) or ""]
             named += [(option.repeat, value) for value in given]
-    batch = path_of(raw.get("BATCH"))
+    batch = path_of(raw.get(Opt.BATCH))
     if batch is not None:
         named += [(True, item) for item in files_named(batch)]
     for is_list, value in named:
@@ -74,13 +74,13 @@ _SAVED_NAME = re.compile(r"row-\d{4,}\.eml", re.IGNORECASE)
 def _check_saved_messages(raw: RawOptions, inputs: dict[tuple[str, object], Path]) -> None:
     """A batch's /SAVE_EML is a folder of row-0002.eml files, one per row: none of them may be
     a file the run reads or one of its other outputs."""
-    folder = path_of(raw.get("SAVE_EML"))
+    folder = path_of(raw.get(Opt.SAVE_EML))
     if folder is None or not files.is_dir(folder):
         return  # created by the run: nothing in it yet
     place = files.identity(folder)
     named = [(_("a file SMail reads"), path) for path in inputs.values()]
     named += [(f"/{option.name}", output) for option in OPTIONS
-              if option.output_file and option.name != "SAVE_EML"
+              if option.output_file and option is not Opt.SAVE_EML
               for output in [path_of(raw.get(option.name))] if output is not None]
     for what, path in named:
         if _SAVED_NAME.fullmatch(path.name) and files.identity(path.parent) == place:

@@ -236,15 +236,11 @@ def _http_tunnel(proxy: Proxy, host: str, port: int, *, timeout: float, connect:
         try:
             sock.sendall(connect_request(proxy, host, port, user_agent=f"SMail/{__version__}"))
             head = _read_head(sock, deadline)
-        except TimeoutError:
-            raise ProxyError(_("The proxy {proxy} did not answer the request for {where} within {seconds:g} s.").format(
-                proxy=proxy, where=where, seconds=timeout), temporary=True) from None
         except ValueError:
             raise ProxyError(_("The proxy {proxy} answered the request for {where} with something other than HTTP.").format(
                 proxy=proxy, where=where), temporary=False) from None
         except OSError as exc:
-            raise ProxyError(_("The connection to the proxy {proxy} was lost: {reason}").format(
-                proxy=proxy, reason=exc.strerror or exc), temporary=True) from None
+            raise _unreachable(proxy, exc, timeout=timeout, where=where) from None
         status, answer = parse_answer(head)
         if status == 200:
             sock.settimeout(timeout)
@@ -275,12 +271,22 @@ def _connect_to_proxy(proxy: Proxy, timeout: float, connect: Connector) -> socke
     except socket.gaierror as exc:
         raise ProxyError(_("The proxy's name {host} could not be resolved: {reason}").format(
             host=proxy.host, reason=exc.strerror), temporary=exc.errno == socket.EAI_AGAIN) from None
-    except TimeoutError:
-        raise ProxyError(_("The proxy {proxy} did not answer within {seconds:g} s.").format(
-            proxy=proxy, seconds=timeout), temporary=True) from None
     except OSError as exc:
-        raise ProxyError(_("Cannot connect to the proxy {proxy}: {reason}").format(
-            proxy=proxy, reason=exc.strerror or exc), temporary=True) from None
+        raise _unreachable(proxy, exc, timeout=timeout) from None
+
+
+def _unreachable(proxy: Proxy, exc: OSError, *, timeout: float, where: str | None = None) -> ProxyError:
+    """A proxy that did not answer in time or whose connection failed (temporary): while SMail
+    connected to it (`where` None), or once asked for the tunnel to `where`."""
+    if isinstance(exc, TimeoutError):
+        text = _("The proxy {proxy} did not answer within {seconds:g} s.") if where is None \
+            else _("The proxy {proxy} did not answer the request for {where} within {seconds:g} s.")
+    elif where is None:
+        text = _("Cannot connect to the proxy {proxy}: {reason}")
+    else:
+        text = _("The connection to the proxy {proxy} was lost: {reason}")
+    return ProxyError(text.format(proxy=proxy, where=where, seconds=timeout, reason=exc.strerror or exc),
+                      temporary=True)
 
 
 # RFC 1928 section 6: the failure codes of a SOCKS5 reply, and whether another attempt may help.

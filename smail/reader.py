@@ -12,7 +12,7 @@ from smail import files
 from smail.converters import ConversionError, existing_file, unquote
 from smail.errors import FileMissingError, ParamError, SMailError
 from smail.i18n import _
-from smail.options import BY_NAME, OPTIONS, Option, RawOptions, Source, echoed, find
+from smail.options import BY_NAME, OPTIONS, Opt, Option, RawOptions, Source, echoed, find
 
 
 @dataclass
@@ -185,7 +185,7 @@ class _Reader:
                 continue  # the strict pass names it; no message to build here
             try:
                 option = find(key, suggest=not self.tolerant)
-                if option.name == "CONFIG":
+                if option is Opt.CONFIG:
                     raise ParamError(_("a configuration file cannot name another one."))
             except ParamError as exc:
                 self._fail(ParamError(_("In the configuration file {path}: {problem}").format(
@@ -202,7 +202,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, tolerant: bool = F
     reader = _Reader(tolerant)
     layers = [(Source.COMMAND_LINE, reader.argv_layer(argv)),
               (Source.ENVIRONMENT, reader.environ_layer(environ))]
-    config = next((layer.values["CONFIG"] for _s, layer in layers if "CONFIG" in layer.values), None)
+    config = next((layer.values[Opt.CONFIG.name] for _s, layer in layers if Opt.CONFIG.name in layer.values), None)
     if isinstance(config, str):
         layers.append((Source.CONFIG_FILE, reader.config_layer(config)))
     from smail import proxy

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from smail.errors import ParamError
 from smail.i18n import _
-from smail.options import BY_NAME, Option
+from smail.options import BY_NAME, Opt, Option
 
 
 def nul_in(*, row: int, column: str) -> ParamError:
@@ -17,16 +18,16 @@ def nul_in(*, row: int, column: str) -> ParamError:
 
 
 # The field of MessageSettings each option a row may set gives (/ENCRYPT_TO is the signing's).
-FIELD_OF: Final = {
-    "SUBJECT": "subject", "FROM_NAME": "from_name", "FROM_ADDR": "from_addr", "TO": "to", "CC": "cc",
-    "BCC": "bcc", "REPLY_TO": "reply_to", "BODY_FILE": "body_file", "BODY": "body_text",
-    "BODY_CHARSET": "body_charset", "ATTACH": "attachments", "INLINE": "inline", "PRIORITY": "priority",
-    "READ_ACK": "read_ack", "RECEPTION_ACK": "reception_ack", "HEADER": "headers",
+FIELD_OF: Final[Mapping[Option, str]] = {
+    Opt.SUBJECT: "subject", Opt.FROM_NAME: "from_name", Opt.FROM_ADDR: "from_addr", Opt.TO: "to", Opt.CC: "cc",
+    Opt.BCC: "bcc", Opt.REPLY_TO: "reply_to", Opt.BODY_FILE: "body_file", Opt.BODY: "body_text",
+    Opt.BODY_CHARSET: "body_charset", Opt.ATTACH: "attachments", Opt.INLINE: "inline", Opt.PRIORITY: "priority",
+    Opt.READ_ACK: "read_ack", Opt.RECEPTION_ACK: "reception_ack", Opt.HEADER: "headers",
 }
 # Options whose value is trimmed (what the command line's validation does).
-TRIMMED: Final = frozenset({"FROM_NAME", "FROM_ADDR", "REPLY_TO", "BODY_CHARSET"})
-FILE_COLUMNS: Final = frozenset({"ATTACH", "INLINE", "ENCRYPT_TO"})
-ADDRESS_COLUMNS: Final = frozenset({"TO", "CC", "BCC", "REPLY_TO"})
+TRIMMED: Final = frozenset({Opt.FROM_NAME, Opt.FROM_ADDR, Opt.REPLY_TO, Opt.BODY_CHARSET})
+FILE_COLUMNS: Final = frozenset(o.name for o in (Opt.ATTACH, Opt.INLINE, Opt.ENCRYPT_TO))
+ADDRESS_COLUMNS: Final = frozenset(o.name for o in (Opt.TO, Opt.CC, Opt.BCC, Opt.REPLY_TO))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from smail.message import (
     finish_message,
 )
 from smail.mime import Rendered, render
-from smail.options import BY_NAME, Option, convert
+from smail.options import Opt, Option, convert
 from smail.settings import MessageSettings, is_html
 
 if TYPE_CHECKING:
@@ -66,17 +66,17 @@ def _cell_value(option: Option, cell: str, folder: Path) -> object:
     """A non-empty cell as the field of `option` holds it; ParamError or FileMissingError."""
     if option.name in FILE_COLUMNS:
         return file_list(cell, base=folder)
-    if option.name == "BODY_FILE":
+    if option is Opt.BODY_FILE:
         path = Path(cell.strip().strip('"'))
         cell = str(path if path.is_absolute() else folder / path)
     value = convert(option, cell)
     if option.name in ADDRESS_COLUMNS:
         parse_mailboxes([cell])
-    elif option.name == "FROM_ADDR":
+    elif option is Opt.FROM_ADDR:
         parse_mailbox(cell)
-    elif option.name == "HEADER":
+    elif option is Opt.HEADER:
         parse_header(cell)
-    if option.name in TRIMMED and isinstance(value, str):
+    if option in TRIMMED and isinstance(value, str):
         return value.strip()
     return (value,) if option.repeat else value
 
@@ -84,25 +84,25 @@ def _cell_value(option: Option, cell: str, folder: Path) -> object:
 def read_row(row: Row, columns: tuple[Column, ...], defaults: MessageSettings, folder: Path) -> RowValues:
     """The row's values over `defaults`; an empty cell leaves the command line's value."""
     bodies = [c.name for c in columns
-              if c.option is not None and c.option.name in ("BODY", "BODY_FILE") and row.cells[c.index].strip()]
+              if c.option in (Opt.BODY, Opt.BODY_FILE) and row.cells[c.index].strip()]
     if len(bodies) > 1:
         raise ParamError(_("Row {row}: columns {first} and {second} both give the body; leave one of the two cells empty.").format(
             row=row.number, first=bodies[0], second=bodies[1]))
-    changes: dict[str, object] = {}
+    changes: dict[Option, object] = {}
     for column in columns:
         option, cell = column.option, row.cells[column.index]
         if option is None or not cell.strip():
             continue
         try:
-            changes[option.name] = _cell_value(option, cell, folder)
+            changes[option] = _cell_value(option, cell, folder)
         except SMailError as err:
             raise in_row(err, row.number, column.name) from None
     # Any: each option's converter gives the type its field holds (the option table's contract).
-    fields: dict[str, Any] = {FIELD_OF[name]: value for name, value in changes.items() if name in FIELD_OF}
-    if "BODY" in changes or "BODY_FILE" in changes:  # a row's body replaces the command line's, whatever its kind
+    fields: dict[str, Any] = {FIELD_OF[option]: value for option, value in changes.items() if option in FIELD_OF}
+    if Opt.BODY in changes or Opt.BODY_FILE in changes:  # a row's body replaces the command line's, whatever its kind
         fields.setdefault("body_text", None)
         fields.setdefault("body_file", None)
-    inline, encrypt_to = changes.get("INLINE"), changes.get("ENCRYPT_TO")
+    inline, encrypt_to = changes.get(Opt.INLINE), changes.get(Opt.ENCRYPT_TO)
     return RowValues(number=row.number, message=replace(defaults, **fields),
                      inline=inline if isinstance(inline, tuple) else None,
                      encrypt_to=encrypt_to if isinstance(encrypt_to, tuple) else None,
@@ -121,7 +121,7 @@ class RowBuilder:
         self.used: set[str] = set()  # variables the templates read, in lower case
         self.protection = protection  # /SIGN_CERT, /ENCRYPT_TO: each row signed, encrypted
         self.body_file: Path | None = None  # the body file of the last row built
-        self.encrypt_column = next((c for c in columns if c.option is not None and c.option.name == "ENCRYPT_TO"), None)
+        self.encrypt_column = next((c for c in columns if c.option is not None and c.option is Opt.ENCRYPT_TO), None)
 
     def values(self, row: Row) -> RowValues:
         """The row's cells, converted and checked (exit 2 or 8 naming the row and the column)."""
@@ -165,7 +165,7 @@ class RowBuilder:
             settings = replace(settings, inline=values.inline)
             if settings.inline and not is_html(settings.body_file):
                 raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
-                              values.number, "INLINE")
+                              values.number, Opt.INLINE.name)
         return settings
 
     def message(self, values: RowValues) -> Message:
@@ -175,7 +175,7 @@ class RowBuilder:
         subject = render_template(settings.subject, html=False, variables=values.variables, row=values.number,
                                   template="/SUBJECT", used=self.used)
         try:
-            convert(BY_NAME["SUBJECT"], subject)  # no line break may come in through a variable
+            convert(Opt.SUBJECT, subject)  # no line break may come in through a variable
             draft = draft_message(replace(settings, subject=subject))
         except SMailError as err:
             raise in_row(err, values.number) from None

@@ -30,13 +30,13 @@ from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
-from smail.options import OPTIONS
+from smail.options import OPTIONS, Opt
 from smail.receipt import Outcome, Receipt, Status
 from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import BatchRun
     from smail.output import Console
     from smail.settings import TransportSettings
     from smail.smime import Protection
@@ -59,9 +59,8 @@ class _Pending:
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: Config, console: Console, *, workers: int | None = None,
+    def __init__(self, config: BatchRun, console: Console, *, workers: int | None = None,
                  open_session: Callable[[TransportSettings], Session] = open_session) -> None:
-        assert config.batch is not None
         self.config, self.console = config, console
         self.open_session = open_session
         self.settings = config.batch
@@ -141,7 +140,7 @@ class Batch:
     def _builder(self, path: Path, columns: tuple[Column, ...]) -> RowBuilder:
         """The rows' builder, with the signing key and certificates loaded once for the run."""
         if self.protection is None and (self.config.smime is not None or any(
-                c.option is not None and c.option.name == "ENCRYPT_TO" for c in columns)):
+                c.option is not None and c.option is Opt.ENCRYPT_TO for c in columns)):
             from smail import smime  # cryptography: only for signed or encrypted rows
 
             self.protection = smime.prepare(self.config.smime or SMIMESettings())
@@ -487,6 +486,6 @@ def _local(receipt: Receipt) -> Receipt:
     return receipt
 
 
-def run(config: Config, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     return Batch(config, console, workers=workers).run()

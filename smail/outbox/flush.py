@@ -48,7 +48,7 @@ from smail.outbox.preview import dry_run, empty
 from smail.receipt import Outcome, Receipt, Status
 
 if TYPE_CHECKING:
-    from smail.config import Config
+    from smail.config import FlushRun
     from smail.mime import Rendered, SMIMERecord
     from smail.output import Console
     from smail.settings import OutboxSettings
@@ -105,10 +105,9 @@ def _recorded_in(results: Path) -> Kept:
     return kept
 
 
-def flush(config: Config, console: Console) -> Outcome:
+def flush(config: FlushRun, console: Console) -> Outcome:
     """/FLUSH: send the waiting entries oldest first over one session, each at most once."""
     settings = config.outbox
-    assert settings is not None
     folder = settings.folder
     if config.output.dry_run:
         return dry_run(settings, console)
@@ -144,7 +143,7 @@ class _Unsignable(Exception):
 class _Flush:
     """One /FLUSH under the outbox lock: what it sent, kept and moved."""
 
-    def __init__(self, config: Config, settings: OutboxSettings, *, lock: int | None = None,
+    def __init__(self, config: FlushRun, settings: OutboxSettings, *, lock: int | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.config, self.settings, self.now, self.lock = config, settings, now, lock
         self.folder = settings.folder

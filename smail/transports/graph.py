@@ -6,7 +6,7 @@ so larger messages go through POST /messages, /attachments (small ones), createU
 + PUT chunks (large ones), then POST /messages/{id}/send.
 
 Never twice: Graph has no idempotency key, so once the send request is out, a timeout, a lost
-connection or a 500/502/504 answer means the message may have been sent (MaybeSentError).
+connection or a 5xx answer other than 503 means the message may have been sent (MaybeSentError).
 One session serves several threads (a batch keeps up to 4 requests in flight per mailbox):
 the token is shared, and a 429 slows every thread down, not only the one that got it.
 """
@@ -28,7 +28,6 @@ import requests
 from smail import auth, httpclient, redact, retry
 from smail.addresses import Mailbox
 from smail.errors import (
-    RETRYABLE_HTTP,
     AuthError,
     ConnectError,
     DroppedError,
@@ -36,6 +35,7 @@ from smail.errors import (
     MaybeSentError,
     SendError,
     SMailError,
+    retryable_status,
 )
 from smail.i18n import _, ngettext
 from smail.kinds import Priority
@@ -52,7 +52,8 @@ REQUEST_LIMIT: Final = 4_000_000          # Graph refuses larger requests (413)
 UPLOAD_MINIMUM: Final = 3 * 1024 * 1024   # createUploadSession refuses smaller attachments
 UPLOAD_MAXIMUM: Final = 150 * 1024 * 1024
 CHUNK: Final = 12 * 320 * 1024            # 3,932,160 B: < 4 MiB, and a multiple of 320 KiB
-# Answers to the send request that prove it was not carried out (Graph SDK retry handler).
+# Answers to the send request that prove it was not carried out (Graph SDK retry handler);
+# any other 5xx answer to it may follow its delivery: may-have-been-sent, never retried.
 NOT_SENT_STATUS: Final = frozenset({429, 503})
 IMPORTANCE: Final = {Priority.HIGHEST: "high", Priority.HIGH: "high", Priority.NORMAL: "normal",
                      Priority.LOW: "low", Priority.LOWEST: "low"}
@@ -265,7 +266,7 @@ class GraphSession:
         if commits and status >= 500 and status not in NOT_SENT_STATUS:
             return MaybeSentError(_("Microsoft Graph answered {status} {code} after the message was handed over: it may have been sent. SMail does not resend it, to avoid a duplicate; check the Sent Items folder.").format(
                 status=status, code=code), answer=answer)
-        if answer.status in RETRYABLE_HTTP:
+        if retryable_status(status):
             return SendError(_("Microsoft Graph is busy or unavailable while {what} ({status} {code}: {text}).").format(
                 what=what, status=status, code=code, text=text), retry_after=retry_after, answer=answer)
         return SendError(_("Microsoft Graph refused the message while {what} ({status} {code}: {text}).").format(

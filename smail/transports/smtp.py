@@ -69,7 +69,6 @@ from smail.transports.smtp_replies import (
 
 log = logging.getLogger("smail")
 
-_QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
 WRITE_SIZE: Final = 256 * 1024
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
 

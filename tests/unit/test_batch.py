@@ -457,8 +457,8 @@ def test_every_option_a_row_may_set_names_a_field_of_the_message_settings():
     from smail.settings import MessageSettings
 
     names = {f.name for f in fields(MessageSettings)}
-    assert sorted(o.name for o in OPTIONS if o.per_row and o.name not in FIELD_OF) == ["ENCRYPT_TO"]
-    assert set(FIELD_OF) <= {o.name for o in OPTIONS if o.per_row}
+    assert sorted(o.name for o in OPTIONS if o.per_row and o not in FIELD_OF) == ["ENCRYPT_TO"]
+    assert all(o.per_row for o in FIELD_OF)
     assert set(FIELD_OF.values()) <= names
 
 

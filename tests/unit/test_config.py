@@ -39,7 +39,10 @@ def test_the_run_kind_is_one_field(tmp_path):
     batch = check(smtp_args(tmp_path, f"/BATCH={rows}"))
     flush = check(["/SMTP_SERVER=smtp.test", "/FLUSH", f"/OUTBOX={tmp_path / 'box'}"])
     assert (single.kind, batch.kind, flush.kind) == (RunKind.SINGLE, RunKind.BATCH, RunKind.FLUSH)
-    assert single.message is not None and batch.message is None and flush.message is None
+    # Only a single run has a message of its own (a batch's come from its rows, a flush's from
+    # the outbox), and it is not optional there.
+    assert single.message is not None and not hasattr(batch, "message") and not hasattr(flush, "message")
+    assert batch.batch is not None and flush.outbox is not None and flush.outbox.flush
 
 
 @pytest.mark.parametrize("extra, port, mode", [
