@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from smail import cloud, files, proxy
-from smail.addresses import parse_header
+from smail.addresses import no_recipient, parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
@@ -373,6 +373,10 @@ def check_graph_headers(headers: tuple[str, ...]) -> None:
             limit=GRAPH_MAX_HEADERS, count=len(names)))
 
 
+def inline_without_html() -> ParamError:
+    return ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+
+
 def message_settings(values: Values, mode: Mode) -> MessageSettings:
     """The message options, with the rules that involve several of them."""
     from_addr = values.text(Opt.FROM_ADDR)
@@ -384,7 +388,7 @@ def message_settings(values: Values, mode: Mode) -> MessageSettings:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
     to, cc, bcc = values.items(Opt.TO, str), values.items(Opt.CC, str), values.items(Opt.BCC, str)
     if not any(item.strip(" ,;") for item in (*to, *cc, *bcc)):
-        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+        raise no_recipient()
     body_file, body_text = values.get(Opt.BODY_FILE, Path), values.get(Opt.BODY, str)
     if body_file is not None and body_text is not None:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
@@ -392,7 +396,7 @@ def message_settings(values: Values, mode: Mode) -> MessageSettings:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
     inline = values.items(Opt.INLINE, Path)
     if inline and not is_html(body_file):
-        raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+        raise inline_without_html()
     headers = values.items(Opt.HEADER, str)
     if mode is Mode.GRAPH:
         check_graph_headers(headers)
@@ -450,6 +454,10 @@ def _outbox(values: Values) -> OutboxSettings | None:
                           max_age=values.require(Opt.OUTBOX_MAX_AGE, float), per_second=values.get(Opt.RATE, float))
 
 
+def _needs_sign_cert(option: Option) -> ParamError:
+    return ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
+
+
 def smime_settings(values: Values) -> SMIMESettings | None:
     """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
     sign_cert = values.get(Opt.SIGN_CERT, Path)
@@ -465,9 +473,9 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     if sign_cert is None:
         for option in (Opt.SIGN_CERT_PASSWORD, Opt.SIGN_CERT_PASSWORD_FILE):
             if values.given(option):
-                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
+                raise _needs_sign_cert(option)
     if sign_cert is None and thumbprint is None and values.given(Opt.SIGN_ANY_ADDRESS):
-        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=Opt.SIGN_ANY_ADDRESS.name))
+        raise _needs_sign_cert(Opt.SIGN_ANY_ADDRESS)
     if not encrypt_to and values.given(Opt.ENCRYPT_NO_SELF) and values.get(Opt.BATCH, Path) is None:
         raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name=Opt.ENCRYPT_NO_SELF.name))
     if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag(Opt.ENCRYPT_NO_SELF):

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
-from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Column
+from smail.batch.columns import ADDRESS_COLUMNS, FILE_COLUMNS, ROW_OPTIONS, Column, in_row_text
 from smail.batch.table import Row
 from smail.batch.templates import render_template
-from smail.config import Values, message_settings
+from smail.config import Values, inline_without_html, message_settings
 from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
@@ -44,9 +44,7 @@ def _at(err: SMailError, text: str) -> SMailError:
 
 def in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
     """The error, its message prefixed with the row (and the column) it comes from."""
-    if column is None:
-        return _at(err, _("Row {row}: {error}").format(row=row, error=err.message))
-    return _at(err, _("Row {row}, column {column}: {error}").format(row=row, column=column, error=err.message))
+    return _at(err, in_row_text(err.message, row, column))
 
 
 
@@ -133,8 +131,7 @@ class RowBuilder:
             settings = replace(settings, attachments=chosen_files.get(Opt.ATTACH.name, settings.attachments),
                                inline=chosen_files.get(Opt.INLINE.name, settings.inline))
             if settings.inline and not is_html(settings.body_file):
-                raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
-                              row.number, Opt.INLINE.name)
+                raise in_row(inline_without_html(), row.number, Opt.INLINE.name)
         return settings
 
     def variables(self, row: Row) -> dict[str, str]:

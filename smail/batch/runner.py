@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from smail import files, mime
-from smail.batch.columns import Column
+from smail.batch.columns import Column, in_row_text
 from smail.batch.results import (
     NOT_SENT,
     RESENT,
@@ -433,7 +433,7 @@ class Batch:
         elif receipt.status in ACCEPTED:
             log.info(_("Row {row}: {summary}").format(row=row.number, summary=receipt.summary))
         else:
-            log.warning(_("Row {row}: {error}").format(row=row.number, error=receipt.error))
+            log.warning(in_row_text(str(receipt.error), row.number))
         if write and self.results is not None:
             status = NOT_SENT if not_sent else RESENT if resent else receipt.status.value
             text = receipt.reply if receipt.status is Status.SENT else receipt.error
