@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from smail import cloud, files, proxy
-from smail.addresses import parse_header
+from smail.addresses import no_recipient, parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
@@ -373,6 +373,10 @@ def check_graph_headers(headers: tuple[str, ...]) -> None:
             limit=GRAPH_MAX_HEADERS, count=len(names)))
 
 
+def inline_without_html() -> ParamError:
+    return ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+
+
 def given_message(values: Values) -> MessageSettings:
     """The message options as given, converted, with the table's defaults, before the rules
     that involve several of them (settle_message); `from_addr` is empty when not given."""
@@ -402,13 +406,13 @@ def settle_message(given: MessageSettings, mode: Mode, *, default_sender: str | 
     if not from_addr:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
     if not any(item.strip(" ,;") for item in (*given.to, *given.cc, *given.bcc)):
-        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+        raise no_recipient()
     if given.body_file is not None and given.body_text is not None:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
     if given.body_file is None and given.body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
     if given.inline and not is_html(given.body_file):
-        raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+        raise inline_without_html()
     if mode is Mode.GRAPH:
         check_graph_headers(given.headers)
     return replace(given, from_addr=from_addr)
@@ -469,6 +473,10 @@ def _outbox(values: Values) -> OutboxSettings | None:
                           max_age=values.require(Opt.OUTBOX_MAX_AGE, float), per_second=values.get(Opt.RATE, float))
 
 
+def _needs_sign_cert(option: Option) -> ParamError:
+    return ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
+
+
 def smime_settings(values: Values) -> SMIMESettings | None:
     """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
     sign_cert = values.get(Opt.SIGN_CERT, Path)
@@ -484,9 +492,9 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     if sign_cert is None:
         for option in (Opt.SIGN_CERT_PASSWORD, Opt.SIGN_CERT_PASSWORD_FILE):
             if values.given(option):
-                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
+                raise _needs_sign_cert(option)
     if sign_cert is None and thumbprint is None and values.given(Opt.SIGN_ANY_ADDRESS):
-        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=Opt.SIGN_ANY_ADDRESS.name))
+        raise _needs_sign_cert(Opt.SIGN_ANY_ADDRESS)
     if not encrypt_to and values.given(Opt.ENCRYPT_NO_SELF) and values.get(Opt.BATCH, Path) is None:
         raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name=Opt.ENCRYPT_NO_SELF.name))
     if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag(Opt.ENCRYPT_NO_SELF):

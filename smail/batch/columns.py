@@ -11,10 +11,16 @@ from smail.i18n import _
 from smail.options import BY_NAME, Opt, Option
 
 
+def in_row_text(text: str, row: int, column: str | None = None) -> str:
+    """`text` prefixed with the row (and the column) it is about."""
+    if column is None:
+        return _("Row {row}: {error}").format(row=row, error=text)
+    return _("Row {row}, column {column}: {error}").format(row=row, column=column, error=text)
+
+
 def nul_in(*, row: int, column: str) -> ParamError:
     """A cell (or a header name) holding a NUL: the file is most likely not text (exit 2)."""
-    return ParamError(_("Row {row}, column {column}: {error}").format(
-        row=row, column=column, error=_("a NUL character is not allowed; is this a text file?")))
+    return ParamError(in_row_text(_("a NUL character is not allowed; is this a text file?"), row, column))
 
 
 # The field of MessageSettings each option a row may set gives (/ENCRYPT_TO is the signing's).

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
-from smail.batch.columns import ADDRESS_COLUMNS, FIELD_OF, FILE_COLUMNS, TRIMMED, Column
+from smail.batch.columns import ADDRESS_COLUMNS, FIELD_OF, FILE_COLUMNS, TRIMMED, Column, in_row_text
 from smail.batch.table import Row
 from smail.batch.templates import render_template
-from smail.config import settle_message
+from smail.config import inline_without_html, settle_message
 from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
@@ -45,9 +45,7 @@ def _at(err: SMailError, text: str) -> SMailError:
 
 def in_row(err: SMailError, row: int, column: str | None = None) -> SMailError:
     """The error, its message prefixed with the row (and the column) it comes from."""
-    if column is None:
-        return _at(err, _("Row {row}: {error}").format(row=row, error=err.message))
-    return _at(err, _("Row {row}, column {column}: {error}").format(row=row, column=column, error=err.message))
+    return _at(err, in_row_text(err.message, row, column))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,8 +162,7 @@ class RowBuilder:
         if values.inline is not None:
             settings = replace(settings, inline=values.inline)
             if settings.inline and not is_html(settings.body_file):
-                raise in_row(ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html).")),
-                              values.number, Opt.INLINE.name)
+                raise in_row(inline_without_html(), values.number, Opt.INLINE.name)
         return settings
 
     def message(self, values: RowValues) -> Message:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from smail import files, mime
-from smail.batch.columns import Column
+from smail.batch.columns import Column, in_row_text
 from smail.batch.results import (
     NOT_SENT,
     RESENT,
@@ -54,6 +54,10 @@ class _Pending:
     key: str
     committed: bool = False
     resend: bool = False  # /RESEND_UNCERTAIN: an earlier run left it may-have-been-sent
+    failure: SMailError | None = None  # why it was not sent: the batch's reason if it stops there
+
+    def failed(self, err: SMailError) -> None:
+        self.failure = err
 
 
 class Batch:
@@ -300,7 +304,8 @@ class Batch:
                     continue
                 self.pending[row.number] = pending = _Pending(row, key, resend=row.number in self.resending)
                 yield Job(key=pending, message=message, rendered=rendered,
-                          on_commit=functools.partial(self._commit, pending, message.message_id))
+                          on_commit=functools.partial(self._commit, pending, message.message_id),
+                          on_failure=pending.failed)
             except SMailError as err:
                 self._stop(err)
                 return
@@ -326,14 +331,14 @@ class Batch:
         assert isinstance(pending, _Pending)
         self.pending.pop(pending.row.number, None)
         try:
-            local = receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR
+            local = receipt.exit_code is ExitCode.ERROR
             receipt = _local(receipt)
             recorded = False
             if receipt.status is Status.FAILED and self.config.outbox is not None and not local:
                 receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
             self._finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
             if ends_session(receipt):
-                self._stop(receipt.failure or SMailError(receipt.error or ""))
+                self._stop(pending.failure or SMailError(receipt.error or ""))
         except Exception as exc:
             self._crash(exc)
 
@@ -403,7 +408,7 @@ class Batch:
             values = builder.values(row)
             message = builder.message(values)
             rendered = builder.render(values, message)
-            failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
+            failed = failed.with_facts(message_id=message.message_id)
             receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
             self._finish(row, key, receipt, write=not recorded)
             return
@@ -437,7 +442,7 @@ class Batch:
         elif receipt.status in ACCEPTED:
             log.info(_("Row {row}: {summary}").format(row=row.number, summary=receipt.summary))
         else:
-            log.warning(_("Row {row}: {error}").format(row=row.number, error=receipt.error))
+            log.warning(in_row_text(str(receipt.error), row.number))
         if write and self.results is not None:
             status = NOT_SENT if not_sent else RESENT if resent else receipt.status.value
             text = receipt.reply if receipt.status is Status.SENT else receipt.error
@@ -447,7 +452,7 @@ class Batch:
             except OSError as exc:
                 self._stop(files.write_failure(self.results.path, exc))
         if self.keep_receipts:
-            self.receipts.append(receipt.with_facts(failure=None))
+            self.receipts.append(receipt)
         if self.progress is not None:
             self.progress.update(self.tally.done)
 
@@ -481,7 +486,7 @@ class Batch:
 def _local(receipt: Receipt) -> Receipt:
     """A row stopped by SMail's own side (a full disk, an output it cannot write) was not
     refused by the server: it failed, and says why."""
-    if receipt.status is Status.REFUSED and receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR:
+    if receipt.status is Status.REFUSED and receipt.exit_code is ExitCode.ERROR:
         return replace(receipt, status=Status.FAILED)
     return receipt
 

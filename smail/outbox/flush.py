@@ -151,6 +151,7 @@ class _Flush:
         self.stop: SMailError | None = None
         self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
         self.committed: set[str] = set()  # entries this run marked as in flight
+        self.failure: SMailError | None = None  # the error of the entry being sent (one at a time)
         self.signing: Protection | None = None  # /SIGN_CERT, loaded for the first signed entry
 
     # -- the run -------------------------------------------------------------------------------
@@ -249,7 +250,10 @@ class _Flush:
             self._expire(name, loaded.message.message_id, None)
             return None
         return Job(key=name, message=loaded.message, rendered=rendered,
-                   on_commit=(lambda: self._commit(name)) if send else None)
+                   on_commit=(lambda: self._commit(name)) if send else None, on_failure=self._failed)
+
+    def _failed(self, err: SMailError) -> None:
+        self.failure = err
 
     def _protect(self, message: Message, kept: SMIMERecord) -> Rendered:
         """The entry's message signed with this flush's certificate, encrypted to the entry's;
@@ -301,7 +305,7 @@ class _Flush:
 
         name = str(job.key)
         receipt = receipt.with_facts(source={"entry": name}, resend=self._resend(name))
-        failure = receipt.failure
+        failure, self.failure = self.failure, None
         if receipt.status is Status.SENT:
             self.receipts[name] = receipt
             if receipt.resend:
@@ -628,9 +632,7 @@ class _Flush:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _outcome(self) -> Outcome:
-        # The receipts leave the flush as plain values: the live error stays here (its text is
-        # already in each receipt and in the outcome).
-        receipts = [r.with_facts(failure=None) for r in self.receipts.values()]
+        receipts = list(self.receipts.values())
         if not receipts:
             return empty(self.folder)
         sent = sum(r.status is Status.SENT for r in receipts)
