@@ -480,3 +480,17 @@ def test_a_row_sets_its_cells_over_the_command_line_and_keeps_it_where_a_cell_is
     assert values.message.cc == ("c@t.test",) and values.message.from_addr == "me@t.test"
     assert (values.message.body_file, values.message.body_text) == (tmp_path / "a.html", None)
     assert values.variables["from_name"] == "  Ann  "
+
+
+def test_the_run_state_keeps_the_first_reason_to_stop_and_the_first_bug():
+    from smail.batch.state import RunState
+
+    state = RunState()
+    assert state.going and state.error is None and state.crash is None
+    first, later = ConnectError("the server is gone"), SMailError("a later failure")
+    state.stop(first)
+    state.stop(later)
+    bug = ValueError("a bug")
+    state.crashed(bug)
+    state.crashed(KeyError("another"))
+    assert (state.error, state.crash, state.going) == (first, bug, False)
