@@ -108,7 +108,7 @@ class Batch:
     def _send(self, table: CSVFile, columns: tuple[Column, ...]) -> None:
         feed = JobFeed(self.state, self.report, self.earlier, self._builder(table.path, table.columns), columns,
                        saved=self.saved, outbox=self.config.outbox)
-        sender = RowSender(feed, outbox=self.config.outbox, per_second=self.settings.per_second, workers=self.workers)
+        sender = RowSender(feed, per_second=self.settings.per_second, workers=self.workers)
         if self.dry_run:
             sender.dry_run(table)
         else:

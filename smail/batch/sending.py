@@ -15,7 +15,7 @@ from smail.errors import ExitCode, SMailError
 from smail.i18n import _
 from smail.receipt import Receipt, Status
 from smail.retry import RetryPolicy
-from smail.settings import OutboxSettings, TransportSettings
+from smail.settings import TransportSettings
 from smail.transports import Job, Session, ends_session, send_many
 
 log = logging.getLogger("smail")
@@ -24,9 +24,8 @@ log = logging.getLogger("smail")
 class RowSender:
     """The send pass over the rows of `feed`: one session, `workers` messages in flight."""
 
-    def __init__(self, feed: JobFeed, *, outbox: OutboxSettings | None, per_second: float | None,
-                 workers: int) -> None:
-        self.feed, self.outbox, self.per_second, self.workers = feed, outbox, per_second, workers
+    def __init__(self, feed: JobFeed, *, per_second: float | None, workers: int) -> None:
+        self.feed, self.per_second, self.workers = feed, per_second, workers
         self.state, self.report = feed.state, feed.report
 
     def dry_run(self, table: CSVFile) -> None:
@@ -68,8 +67,8 @@ class RowSender:
             local = receipt.exit_code is ExitCode.ERROR
             receipt = local_failure(receipt)
             recorded = False
-            if receipt.status is Status.FAILED and self.outbox is not None and not local:
-                receipt, recorded = keep_row(self.outbox, self.report.results, pending.row, pending.key,
+            if receipt.status is Status.FAILED and self.feed.outbox is not None and not local:
+                receipt, recorded = keep_row(self.feed.outbox, self.report.results, pending.row, pending.key,
                                              message=job.message, rendered=job.rendered, receipt=receipt)
             self.report.finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
             if ends_session(receipt):
