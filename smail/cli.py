@@ -180,7 +180,7 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
         return outbox.flush(config, console)
     if isinstance(config, BatchRun):
         from smail import batch
-        return batch.run(config, raw, console)
+        return batch.run(config, console)
     return _send_one(config, console)
 
 

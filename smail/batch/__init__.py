@@ -12,10 +12,18 @@ for appending, so that a run killed at any point leaves an exact record for /BAT
     table      the CSV file: encoding, separator, rows
     columns    the header: options a row may set, template variables
     templates  the Jinja2 sandbox
-    rows       one row -> its message
+    rows       one row -> its values (each cell converted once) -> its message
     results    /BATCH_RESULT and what it records for /BATCH_RESUME
+    earlier    what earlier runs did with each row: the one "handled before" check
+    state      why the run stopped, and a bug found on the way, under one lock
+    report     each row's outcome: tally, log line, results line, receipt, progress
+    saved      /SAVE_EML: row-NNNN.eml, never over a file the batch reads or writes
+    check      the first pass: every row built and rendered before anything is sent
+    feed       the send pass's jobs, each row recorded as being sent before it goes out
+    keeping    /OUTBOX: a transiently failed row handed over to the outbox
+    sending    the send pass over one session (or /DRY_RUN)
     tally      the counts, the exit code, the progress line
-    runner     the run itself
+    runner     the run itself: the passes in order, the outcome
 """
 
 from __future__ import annotations
@@ -24,16 +32,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from smail.config import BatchRun
-    from smail.options import RawOptions
     from smail.output import Console
     from smail.receipt import Outcome
 
 __all__ = ["run"]
 
 
-def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     # The run is imported here, so that reading the CSV (table) does not load the transports.
     from smail.batch.runner import run as run_batch
 
-    return run_batch(config, raw, console, workers=workers)
+    return run_batch(config, console, workers=workers)
