@@ -139,7 +139,7 @@ class Opt:
 
     MODE = Option(group=_GENERAL, metavar="SMTP|GRAPH", convert=mode, default=Mode.SMTP,
         help=N_("Transport: SMTP or GRAPH."))
-    LANG = Option(group=_GENERAL, metavar="FR|EN", convert=choice(Language),
+    LANG = Option(group=_GENERAL, metavar="|".join(language.value for language in Language), convert=choice(Language),
         default_text=N_("the system's language"),
         help=N_("Language of messages, help and log."))
     RETRY = Option(group=_GENERAL, metavar="N", convert=integer(1, 100), default=1,
