@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: smail is beside build/
+from smail.i18n import DOMAIN, LANGUAGES  # noqa: E402  (the one list of languages)
+
 PACKAGE = ROOT / "smail"
 LOCALES = ROOT / "locales"
-DOMAIN = "smail"
-LANGUAGES = ("en", "fr")
 HEADERS = {
     "en": "Plural-Forms: nplurals=2; plural=(n != 1);",
     "fr": "Plural-Forms: nplurals=2; plural=(n > 1);",

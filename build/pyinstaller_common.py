@@ -14,8 +14,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # smail, beside build/
+from smail.i18n import LANGUAGES  # noqa: E402  (the one list of languages; the catalogs bundled)
+
 ARCH_BITS = {"x86": 32, "x64": 64}
-LANGUAGES = ("en", "fr")
 # The OpenSSL 3 libraries the frozen ssl module needs, by platform (as PyInstaller names them).
 OPENSSL = {
     "win32": ("libssl-3*.dll", "libcrypto-3*.dll"),

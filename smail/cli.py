@@ -108,9 +108,9 @@ def _send_one(config: SingleRun, console: Console) -> Outcome:
             kept = outbox.keep(config.outbox, message, rendered, receipt)
             text = kept.error or ""
             # The result file keeps the failure's own code and line; the run's says kept.
-            shown = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
+            recorded = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
                 if kept.status is Status.QUEUED else receipt
-            return Outcome(kept.exit_code, text, [shown], SMailError(text))
+            return Outcome(kept.exit_code, text, [recorded], SMailError(text))
         return Outcome(receipt.exit_code, receipt.error or "", [receipt], SMailError(receipt.error or ""))
     return Outcome(ExitCode.OK, receipt.summary, [receipt])
 

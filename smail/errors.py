@@ -29,6 +29,12 @@ class ExitCode(IntEnum):
     QUEUED = 10
     PARTIAL = 11
 
+    @property
+    def label(self) -> str:
+        """The name SPEC.md's table gives it (EXIT_OK, EXIT_PARAM...): the result file and the
+        Event Log say it, the README's table is tested against it."""
+        return f"EXIT_{self.name}"
+
 
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 

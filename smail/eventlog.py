@@ -50,7 +50,7 @@ def entry(level: EventLogLevel, code: ExitCode, message: str) -> Entry | None:
     if level is EventLogLevel.NONE or (level is EventLogLevel.ERRORS and not failed):
         return None
     text = _("SMail exit code {code} ({name}): {message}").format(
-        code=int(code), name=f"EXIT_{code.name}", message=redact.redact(message))
+        code=int(code), name=code.label, message=redact.redact(message))
     return Entry(EVENTLOG_ERROR_TYPE if failed else EVENTLOG_INFORMATION_TYPE, event_id(code), text)
 
 

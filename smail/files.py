@@ -117,17 +117,35 @@ def decode_windows_1252(data: bytes) -> str:
     return data.decode("cp1252", WINDOWS_1252)
 
 
-def decode_text(data: bytes) -> str:
-    """How Notepad and PowerShell save: a BOM (UTF-8, UTF-16 LE/BE: "Unicode", and what
-    PowerShell 5's `>` writes), else UTF-8, else Windows-1252 ("ANSI")."""
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                       (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors="replace")
+def text_encoding(stream: BinaryIO) -> tuple[str, str]:
+    """(codec, error handler) of a text file as Notepad and PowerShell save it: a BOM (UTF-8,
+    UTF-16 LE/BE: "Unicode", and what PowerShell 5's `>` writes; the codec drops it), else
+    UTF-8, else Windows-1252 ("ANSI"). Reads the stream through in blocks and rewinds it; the
+    one rule for body, option, configuration, secret and CSV files."""
+    head = stream.read(4)
+    stream.seek(0)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", "replace"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", "replace"
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
-        return data.decode("utf-8")
+        while block := stream.read(1 << 20):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+        encoding = "utf-8", "strict"
     except UnicodeDecodeError:
-        return decode_windows_1252(data)
+        encoding = "cp1252", WINDOWS_1252
+    stream.seek(0)
+    return encoding
+
+
+def decode_text(data: bytes) -> str:
+    """`data` decoded as text_encoding() finds it saved."""
+    import io
+
+    codec, errors = text_encoding(io.BytesIO(data))
+    return data.decode(codec, errors)
 
 
 def read_text_file(path: Path, limit: int = TEXT_LIMIT) -> str:

@@ -12,16 +12,21 @@ import sys
 from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Final
 
 DOMAIN = "smail"
-LANGUAGES = ("en", "fr")
 CATALOG_DIR = Path(__file__).resolve().parent / "_locales"
 
 
-
 class Language(Enum):
+    """The languages SMail speaks (/LANG): the one list, which the catalogs and the build follow."""
+
     FR = "FR"
     EN = "EN"
+
+
+# Their catalog codes (locales/<code>/LC_MESSAGES), as the build and gettext name them.
+LANGUAGES: Final = tuple(sorted(language.value.lower() for language in Language))
 
 
 _translation: gettext.NullTranslations = gettext.NullTranslations()

@@ -189,7 +189,7 @@ class _Field:
 _ATEXT: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$")  # RFC 5322 section 3.2.3
 
 
-def _printable(word: str) -> bool:
+def _literal_word(word: str) -> bool:
     """ASCII a reader can take literally: printable and no "=?" that could start an encoded
     word (RFC 2047 section 6.1)."""
     return word.isascii() and word.isprintable() and "=?" not in word and len(word) <= PLAIN_WORD
@@ -218,7 +218,7 @@ def unstructured(name: str, value: str) -> str:
     if value:
         words = value.split(" ")
         simple = value == value.strip() and "  " not in value and all(words)
-        plain = [simple and _printable(word) for word in words]
+        plain = [simple and _literal_word(word) for word in words]
         if not simple or not any(plain):
             field.add_text_run(value)
         else:
@@ -240,7 +240,7 @@ def _add_name(field: _Field, name: str) -> None:
     hold the text: readers differ on the space between them (RFC 2047 section 6.2 drops it,
     Python 3.11's email keeps it)."""
     words = name.split(" ")
-    plain = [_printable(word) for word in words]
+    plain = [_literal_word(word) for word in words]
     chunks = list(_runs(name, plain))
     index = 0
     while index < len(chunks):
@@ -301,7 +301,7 @@ def _rfc2231(parameter: str, value: str) -> list[str]:
 
 
 def _plain_parameter(value: str) -> bool:
-    return _printable(value) and value == value.strip() and len(value) + 12 <= PLAIN_LINE
+    return _literal_word(value) and value == value.strip() and len(value) + 12 <= PLAIN_LINE
 
 
 def _name_parameter(filename: str) -> str:

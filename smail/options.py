@@ -139,7 +139,7 @@ class Opt:
 
     MODE = Option(group=_GENERAL, metavar="SMTP|GRAPH", convert=mode, default=Mode.SMTP,
         help=N_("Transport: SMTP or GRAPH."))
-    LANG = Option(group=_GENERAL, metavar="FR|EN", convert=choice(Language),
+    LANG = Option(group=_GENERAL, metavar="|".join(language.value for language in Language), convert=choice(Language),
         default_text=N_("the system's language"),
         help=N_("Language of messages, help and log."))
     RETRY = Option(group=_GENERAL, metavar="N", convert=integer(1, 100), default=1,
@@ -341,7 +341,7 @@ BY_NAME: Final[Mapping[str, Option]] = {
     key: option for option in OPTIONS for key in (option.name, *option.aliases)}
 
 
-def readable(value: str) -> str:
+def recover_text(value: str) -> str:
     """A text value whose bytes were not UTF-8 (lone surrogates, as Python passes them from argv
     and the environment) read as Windows-1252, like a Notepad "ANSI" file; a lone surrogate of
     invalid UTF-16 (Windows) becomes "?". File names keep their bytes: they name real files."""
@@ -356,7 +356,7 @@ def readable(value: str) -> str:
 def convert(option: Option, value: str) -> object:
     """The typed value of `option`; ParamError naming the option (masked if secret)."""
     if not option.names_a_file:
-        value = readable(value)
+        value = recover_text(value)
     try:
         return option.convert(value)
     except ConversionError as exc:
@@ -370,8 +370,8 @@ def echoed(token: str) -> str:
     misspelt option may carry a password. The name is enough to tell what is wrong."""
     match = re.match(r"([^=:\s]*)([=:\s])", token)
     if match and token[match.end():].strip():
-        return redact.shown(readable(match.group(1) + match.group(2))) + "****"
-    return redact.shown(readable(token))
+        return redact.shown(recover_text(match.group(1) + match.group(2))) + "****"
+    return redact.shown(recover_text(token))
 
 
 def find(name: str, *, suggest: bool = True) -> Option:

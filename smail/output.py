@@ -20,8 +20,9 @@ class ErrorFileOnSuccess(Enum):
     EMPTY = "EMPTY"
 
 
-def printable(text: str) -> str:
-    """`text` with the undecodable bytes of a file name or argument shown as U+FFFD."""
+def encodable(text: str) -> str:
+    """`text` as any stream can encode it: the undecodable bytes of a file name or argument
+    (PEP 383 surrogates) become U+FFFD, a lone surrogate of invalid UTF-16 (Windows) "?"."""
     try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a lone surrogate from invalid UTF-16 (Windows)
@@ -38,7 +39,7 @@ class Console:
     def _write(stream: TextIO | None, text: str) -> bool:
         if stream is None:
             return False
-        text = printable(redact.redact(text))
+        text = encodable(redact.redact(text))
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
             text = text.encode(encoding, errors="replace").decode(encoding, errors="replace")
@@ -67,7 +68,7 @@ class ErrorFile:
     def failure(self, text: str, console: Console) -> None:
         if self.path is None:
             return
-        data = (printable(redact.redact(text)) + "\n").encode(self.encoding, errors="replace")
+        data = (encodable(redact.redact(text)) + "\n").encode(self.encoding, errors="replace")
         try:
             with files.open_output(self.path) as stream:
                 stream.write(data)

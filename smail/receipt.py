@@ -88,7 +88,7 @@ class Receipt:
         data["source"] = dict(self.source)
         data["status"] = self.status.value
         data["exit_code"] = int(self.exit_code)
-        data["exit_name"] = f"EXIT_{self.exit_code.name}"
+        data["exit_name"] = self.exit_code.label
         data["refused"] = [{"address": a, "reply": r} for a, r in self.refused]
         data["accepted"] = list(self.accepted)
         if self.status is Status.DRY_RUN:  # nobody accepted anything: who it would go to
@@ -103,7 +103,7 @@ _NOT_IN_JSON: Final = frozenset({"summary", "ends_session", "dropped"})  # the c
 
 def run_result(exit_code: ExitCode, text: str, receipts: Sequence[Receipt]) -> dict[str, Any]:
     """The /RESULT_FILE document of one run."""
-    return {"status": "finished", "exit_code": int(exit_code), "exit_name": f"EXIT_{exit_code.name}",
+    return {"status": "finished", "exit_code": int(exit_code), "exit_name": exit_code.label,
             "message": text, "messages": [r.as_json() for r in receipts]}
 
 

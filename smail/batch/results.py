@@ -173,9 +173,9 @@ class ResultsFile:
         """One line; OSError when it could not be written whole. `sync`: on disk when this
         returns (the `sending` line, which guards the row against a second send)."""
         # Masked before CSV quoting, and before blanks are folded (a secret may hold two spaces).
-        shown = " ".join(redact.redact(text or "").split())
+        one_line = " ".join(redact.redact(text or "").split())
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self._write(_csv_line((str(row), status, str(exit_code), message_id or "", shown, key, stamp)))
+        self._write(_csv_line((str(row), status, str(exit_code), message_id or "", one_line, key, stamp)))
         if sync:
             os.fsync(self.fd)
 

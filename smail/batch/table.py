@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
@@ -10,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final, TextIO
+from typing import Final, TextIO
 
 from smail import files
 from smail.batch.columns import classify, nul_in
@@ -23,27 +22,6 @@ CELL_LIMIT: Final = 1024 * 1024
 SEPARATORS: Final = (";", ",", "\t")
 # The header line, and Excel's sep= line before it, are read no further than this.
 HEADER_LIMIT: Final = 1024 * 1024
-
-
-def detect_encoding(stream: BinaryIO) -> tuple[str, str]:
-    """(codec, error handler) like body files: a BOM (UTF-8, UTF-16 LE/BE), else valid UTF-8,
-    else Windows-1252. Reads the stream through in blocks and rewinds it."""
-    head = stream.read(4)
-    stream.seek(0)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig", "replace"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", "replace"
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    try:
-        while block := stream.read(1 << 20):
-            decoder.decode(block)
-        decoder.decode(b"", final=True)
-        encoding = "utf-8", "strict"
-    except UnicodeDecodeError:
-        encoding = "cp1252", files.WINDOWS_1252
-    stream.seek(0)
-    return encoding
 
 
 def detect_separator(header: str) -> str:
@@ -75,7 +53,7 @@ class CSVFile:
         try:
             info = os.fstat(self._binary.fileno())
             self.identity = (info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino)
-            self.encoding, errors = detect_encoding(self._binary)
+            self.encoding, errors = files.text_encoding(self._binary)
             self._text: TextIO = io.TextIOWrapper(self._binary, encoding=self.encoding, errors=errors, newline="")
             first = self._first_line()
             # Excel's "sep=;" line names the separator; Excel does not show it, so the header

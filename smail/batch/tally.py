@@ -71,13 +71,13 @@ class ProgressBar:
     def __init__(self, stream: TextIO, total: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream, self.total, self.clock = stream, total, clock
         self.started = clock()
-        self.shown = 0.0
+        self.drawn_at = 0.0
 
     def update(self, done: int, *, final: bool = False) -> None:
         now = self.clock()
-        if not final and now - self.shown < 0.2 and done < self.total:
+        if not final and now - self.drawn_at < 0.2 and done < self.total:
             return
-        self.shown = now
+        self.drawn_at = now
         elapsed = max(now - self.started, 1e-6)
         rate = done / elapsed
         left = int((self.total - done) / rate) if rate > 0 else 0

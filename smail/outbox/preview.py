@@ -33,7 +33,7 @@ def _local_time(timestamp: float) -> str:
         return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _readable(entry: Path, folder: Path, console: Console) -> Loaded | None:
+def _load_entry(entry: Path, folder: Path, console: Console) -> Loaded | None:
     """The entry as a flush would read it, or None once a line said why it cannot be."""
     try:
         return read_entry(entry)
@@ -64,7 +64,7 @@ def dry_run(settings: OutboxSettings, console: Console) -> Outcome:
             console.out(_("{entry}: already sent by an earlier /FLUSH that could not remove it: it would be removed, not sent again.").format(
                 entry=name))
             continue
-        loaded = _readable(entry, folder, console)
+        loaded = _load_entry(entry, folder, console)
         if loaded is None:
             continue
         message = loaded.message
@@ -116,7 +116,7 @@ def _dry_resends(folder: Path, console: Console) -> list[Receipt]:
             console.out(_("{entry}: in {folder}, already sent: it would not be sent again.").format(
                 entry=name, folder=where))
             continue
-        loaded = _readable(where / name, folder, console)
+        loaded = _load_entry(where / name, folder, console)
         if loaded is None:
             continue
         message = loaded.message

@@ -21,7 +21,7 @@ from smail.batch.columns import classify
 from smail.batch.results import Recorded, ResultsFile, read_results, row_key
 from smail.batch.rows import in_row
 from smail.batch.runner import Batch
-from smail.batch.table import CSVFile, Row, detect_encoding, detect_separator
+from smail.batch.table import CSVFile, Row, detect_separator
 from smail.batch.tally import ProgressBar, Tally, batch_exit_code
 from smail.batch.templates import render_template
 from smail.config import validate
@@ -47,21 +47,6 @@ def table(tmp_path: Path, data: bytes, name: str = "rows.csv") -> list[tuple[int
 
 
 # -- encoding and separator --------------------------------------------------------------------
-
-@pytest.mark.parametrize("data, expected", [
-    (codecs.BOM_UTF8 + "a;é\n".encode(), "utf-8-sig"),
-    (codecs.BOM_UTF16_LE + "a;é\n".encode("utf-16-le"), "utf-16"),
-    (codecs.BOM_UTF16_BE + "a;é\n".encode("utf-16-be"), "utf-16"),
-    ("a;é\n".encode(), "utf-8"),
-    ("a;é €\n".encode("cp1252"), "cp1252"),
-    (b"a;\x81\x8d\n", "cp1252"),  # bytes Windows-1252 leaves undefined
-    (b"", "utf-8"),
-])
-def test_encoding_is_detected_like_body_files(data, expected):
-    stream = io.BytesIO(data)
-    assert detect_encoding(stream)[0] == expected
-    assert stream.tell() == 0
-
 
 def test_invalid_utf8_far_into_a_large_file_falls_back_to_windows_1252(tmp_path):
     data = b"to;name\n" + b"a@test.test;plain\n" * 200_000 + "b@test.test;Zoé\n".encode("cp1252")

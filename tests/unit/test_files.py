@@ -3,6 +3,8 @@ that never block and never remove what SMail did not write."""
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import sys
 import threading
@@ -108,6 +110,21 @@ def test_identity_of_two_names_of_one_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert files.identity(path) == files.identity(Path("a.txt"))
     assert files.identity(tmp_path / "missing") == files.identity(Path("missing"))
+
+
+@pytest.mark.parametrize("data, expected", [
+    (codecs.BOM_UTF8 + "a;é\n".encode(), "utf-8-sig"),
+    (codecs.BOM_UTF16_LE + "a;é\n".encode("utf-16-le"), "utf-16"),
+    (codecs.BOM_UTF16_BE + "a;é\n".encode("utf-16-be"), "utf-16"),
+    ("a;é\n".encode(), "utf-8"),
+    ("a;é €\n".encode("cp1252"), "cp1252"),
+    (b"a;\x81\x8d\n", "cp1252"),  # bytes Windows-1252 leaves undefined
+    (b"", "utf-8"),
+])
+def test_encoding_is_detected_like_body_files(data, expected):  # a /BATCH file's, too
+    stream = io.BytesIO(data)
+    assert files.text_encoding(stream)[0] == expected
+    assert stream.tell() == 0
 
 
 def test_decode_text_utf8_then_ansi():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from smail import redact
-from smail.output import Console, ErrorFile, ErrorFileOnSuccess, printable
+from smail.output import Console, ErrorFile, ErrorFileOnSuccess, encodable
 
 
 class Closed(io.StringIO):
@@ -33,8 +33,8 @@ def test_console_masks_secrets_and_undecodable_bytes():
     redact.forget_all()
 
 
-def test_printable():
-    assert printable("caf\udce9") == "caf\ufffd" and printable("\ud800x") == "?x"
+def test_encodable():
+    assert encodable("caf\udce9") == "caf\ufffd" and encodable("\ud800x") == "?x"
 
 
 def test_error_file_written_in_the_chosen_encoding_and_removed_on_success(tmp_path):
