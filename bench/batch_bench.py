@@ -239,7 +239,7 @@ def graph_table(work: Path, count: int, latency: float = 0.1) -> list[str]:
             raw = reader.parse(argv, environ)
             config = validate(raw)
             started = time.perf_counter()
-            outcome = batch.run(config, raw, Console(io.StringIO(), io.StringIO()), workers=workers)
+            outcome = batch.run(config, Console(io.StringIO(), io.StringIO()), workers=workers)
             times[workers] = time.perf_counter() - started
             if outcome.exit_code != 0:
                 raise SystemExit(f"Graph batch failed: {outcome.text}")

@@ -85,6 +85,15 @@ def invalid_address(text: str) -> ParamError:
     return ParamError(_("Invalid e-mail address: {address}").format(address=shown(text)))
 
 
+def invalid_header(header: str) -> ParamError:
+    """A /HEADER that is not `X-Name: value` (`header`: as an error may show it)."""
+    return ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(header=header))
+
+
+def no_recipient() -> ParamError:
+    return ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+
+
 def idna_domain(domain: str, original: str) -> str:
     """`exämple.fr` -> `xn--exmple-cua.fr` (IDNA 2008, UTS 46); ParamError when not valid."""
     try:
@@ -136,8 +145,7 @@ def parse_header(text: str) -> tuple[str, str]:
     name, value = name.strip(), value.strip()
     if not colon or not _HEADER_NAME.match(name) or len(name) > HEADER_NAME_MAX \
             or any(ch in value for ch in "\r\n\0"):
-        raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
-            header=shown(text[:100])))
+        raise invalid_header(shown(text[:100]))
     if name.lower() in OWNED_HEADERS:
         raise ParamError(_("/HEADER cannot set {name}: SMail writes that header itself.").format(
             name=name))

@@ -71,6 +71,19 @@ def _cause(key: str, app: AppCredentials) -> str:
     return causes[key].format(tenant=app.tenant_id, app_id=app.app_id)
 
 
+def _unavailable(description: str, *, retry_after: float | None = None,
+                 answer: HTTPAnswer | None = None) -> IdentityUnavailableError:
+    """The identity platform failed for now (retried per /RETRY)."""
+    return IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
+        description=description), retry_after=retry_after, answer=answer)
+
+
+def _refused(cause: str, details: str, *, answer: HTTPAnswer | None = None) -> AuthError:
+    """The identity platform refused the application, for a cause SMail can name (exit 4)."""
+    return AuthError(_("The identity platform refused the application: {cause} ({details}).").format(
+        cause=cause, details=details), answer=answer)
+
+
 def _codes(result: dict[str, Any]) -> set[int]:
     codes = {int(c) for c in result.get("error_codes", []) if str(c).isdigit()}
     codes.update(int(c) for c in re.findall(r"AADSTS(\d+)", str(result.get("error_description", ""))))
@@ -86,12 +99,10 @@ def refusal(result: dict[str, Any], app: AppCredentials, *, status: int = 0,
                                 if result.get("error_description") else "")
     answer = HTTPAnswer(status, error)
     if codes & _TRANSIENT_CODES or error == "temporarily_unavailable" or retryable_status(status):
-        return IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=description or error), retry_after=retry_after, answer=answer)
+        return _unavailable(description or error, retry_after=retry_after, answer=answer)
     for known, key in _CAUSES:
         if codes & known:
-            return AuthError(_("The identity platform refused the application: {cause} ({details}).").format(
-                cause=_cause(key, app), details=description or error), answer=answer)
+            return _refused(_cause(key, app), description or error, answer=answer)
     return AuthError(_("The identity platform refused the application: {error}: {description}").format(
         error=error, description=description), answer=answer)
 
@@ -139,15 +150,12 @@ def _application(app: AppCredentials, session: httpclient.Session,
     except OSError as exc:  # msal opens a .pfx itself
         raise FileMissingError.unreadable(app.cert_file, exc) from None
     except msal.exceptions.MsalServiceError as exc:  # discovery answered 5xx
-        raise IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=redact.redact(str(exc)))) from exc
+        raise _unavailable(redact.redact(str(exc))) from exc
     except ValueError as exc:
         text = redact.redact(str(exc))
         if "authority" in text.lower() or "tenant" in text.lower():
-            raise AuthError(_("The identity platform refused the application: {cause} ({details}).").format(
-                cause=_cause("tenant", app), details=text.splitlines()[0])) from exc
-        raise AuthError(_("The certificate {path} could not be used: {reason} (wrong /O365_CERT_PASSWORD?).").format(
-            path=app.cert_file, reason=text.splitlines()[0] if text else type(exc).__name__)) from exc
+            raise _refused(_cause("tenant", app), text.splitlines()[0]) from exc
+        raise certificate.unusable(app.cert_file, text, exc) from exc
 
 
 def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, timeout: float,
@@ -174,8 +182,7 @@ def client_token(app: AppCredentials, scope: str, *, tls_settings: TLSSettings, 
     except requests.RequestException as exc:
         raise httpclient.network_error(exc, where) from exc
     except msal.exceptions.MsalServiceError as exc:  # token endpoint 5xx
-        raise IdentityUnavailableError(_("The identity platform is temporarily unavailable: {description}").format(
-            description=redact.redact(str(exc))), retry_after=session.last_retry_after()) from exc
+        raise _unavailable(redact.redact(str(exc)), retry_after=session.last_retry_after()) from exc
     except ValueError as exc:  # a non-JSON answer, or an unusable certificate
         raise AuthError(_("The identity platform's answer could not be used: {reason}").format(
             reason=redact.redact(str(exc)).splitlines()[0])) from exc

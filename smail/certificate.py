@@ -22,6 +22,12 @@ _KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.*?-----END (?:[A-Z]
 _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
 
 
+def unusable(path: Path | None, text: str, exc: Exception) -> AuthError:
+    """A certificate credential that cannot be used (`text`: what refused it), exit 4."""
+    return AuthError(_("The certificate {path} could not be used: {reason} (wrong /O365_CERT_PASSWORD?).").format(
+        path=path, reason=text.splitlines()[0] if text else type(exc).__name__))
+
+
 def _is_pfx(path: Path) -> bool:
     return path.suffix.lower() in (".pfx", ".p12")
 
@@ -76,8 +82,7 @@ def _open(path: Path, password: Secret | None) -> tuple[dict[str, Any], str | No
             credential = {"private_key": key_pem.group(0).decode("ascii"),
                           "public_certificate": cert_pem.group(0).decode("ascii")}
     except (ValueError, TypeError) as exc:  # the credential cannot be used: exit 4, as Entra would refuse it
-        raise AuthError(_("The certificate {path} could not be used: {reason} (wrong /O365_CERT_PASSWORD?).").format(
-            path=path, reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+        raise unusable(path, str(exc), exc) from None
     warning = check_expiry(cert.not_valid_after_utc, name=path)
     if password:
         credential["passphrase"] = password.reveal()

@@ -101,7 +101,7 @@ def _send_one(config: SingleRun, console: Console) -> Outcome:
         receipt = transports.deliver(session, message, rendered, config.retry)
     finally:
         session.close()
-    if receipt.failure is not None:
+    if receipt.status is not Status.SENT:
         if config.outbox is not None and receipt.status is Status.FAILED:
             from smail import outbox  # transient: kept for a later /FLUSH, exit 10
 
@@ -111,7 +111,7 @@ def _send_one(config: SingleRun, console: Console) -> Outcome:
             shown = kept.with_facts(error=receipt.error, exit_code=receipt.exit_code) \
                 if kept.status is Status.QUEUED else receipt
             return Outcome(kept.exit_code, text, [shown], SMailError(text))
-        return Outcome(receipt.failure.exit_code, receipt.failure.message, [receipt], receipt.failure)
+        return Outcome(receipt.exit_code, receipt.error or "", [receipt], SMailError(receipt.error or ""))
     return Outcome(ExitCode.OK, receipt.summary, [receipt])
 
 
@@ -180,7 +180,7 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console) -> O
         return outbox.flush(config, console)
     if isinstance(config, BatchRun):
         from smail import batch
-        return batch.run(config, raw, console)
+        return batch.run(config, console)
     return _send_one(config, console)
 
 

@@ -4,12 +4,12 @@ that involve several options and the checks each mode needs before anything is s
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from smail import cloud, files, proxy
-from smail.addresses import parse_header
+from smail.addresses import no_recipient, parse_header
 from smail.cloud import AppCredentials, CertStore, Cloud, SignIn
 from smail.converters import is_credential_reference, path_of
 from smail.errors import ParamError, SMailError
@@ -373,35 +373,54 @@ def check_graph_headers(headers: tuple[str, ...]) -> None:
             limit=GRAPH_MAX_HEADERS, count=len(names)))
 
 
-def message_settings(values: Values, mode: Mode) -> MessageSettings:
-    """The message options, with the rules that involve several of them."""
-    from_addr = values.text(Opt.FROM_ADDR)
+def inline_without_html() -> ParamError:
+    return ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
+
+
+def given_message(values: Values) -> MessageSettings:
+    """The message options as given, converted, with the table's defaults, before the rules
+    that involve several of them (settle_message); `from_addr` is empty when not given."""
+    return MessageSettings(
+        subject=values.get(Opt.SUBJECT, str) or "", from_name=values.text(Opt.FROM_NAME),
+        from_addr=values.text(Opt.FROM_ADDR) or "", to=values.items(Opt.TO, str), cc=values.items(Opt.CC, str),
+        bcc=values.items(Opt.BCC, str), reply_to=values.text(Opt.REPLY_TO),
+        body_file=values.get(Opt.BODY_FILE, Path), body_text=values.get(Opt.BODY, str),
+        body_charset=values.text(Opt.BODY_CHARSET), attachments=values.items(Opt.ATTACH, Path),
+        inline=values.items(Opt.INLINE, Path), priority=values.get(Opt.PRIORITY, Priority),
+        read_ack=values.flag(Opt.READ_ACK), reception_ack=values.flag(Opt.RECEPTION_ACK),
+        headers=values.items(Opt.HEADER, str))
+
+
+def default_sender(values: Values, mode: Mode) -> str | None:
+    """What /FROM_ADDR defaults to: the mode's account, when it is an address."""
+    return values.text(Opt.SMTP_USERNAME) if mode is Mode.SMTP else values.text(Opt.GRAPH_SENDER)
+
+
+def settle_message(given: MessageSettings, mode: Mode, *, default_sender: str | None) -> MessageSettings:
+    """The message options with the rules that involve several of them (exit 2 otherwise)."""
+    from_addr = given.from_addr
     if not from_addr:
-        username = values.text(Opt.SMTP_USERNAME) if mode is Mode.SMTP else values.text(Opt.GRAPH_SENDER)
+        username = default_sender
         if username and "@" in username:
             from_addr = username
     if not from_addr:
         raise ParamError(_("Option /FROM_ADDR is required: the sender address (it defaults to /SMTP_USERNAME when that is an address)."))
-    to, cc, bcc = values.items(Opt.TO, str), values.items(Opt.CC, str), values.items(Opt.BCC, str)
-    if not any(item.strip(" ,;") for item in (*to, *cc, *bcc)):
-        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
-    body_file, body_text = values.get(Opt.BODY_FILE, Path), values.get(Opt.BODY, str)
-    if body_file is not None and body_text is not None:
+    if not any(item.strip(" ,;") for item in (*given.to, *given.cc, *given.bcc)):
+        raise no_recipient()
+    if given.body_file is not None and given.body_text is not None:
         raise ParamError(_("Give /BODY_FILE or /BODY, not both."))
-    if body_file is None and body_text is None:
+    if given.body_file is None and given.body_text is None:
         raise ParamError(_("A body is required: /BODY_FILE=path or /BODY=\"text\"."))
-    inline = values.items(Opt.INLINE, Path)
-    if inline and not is_html(body_file):
-        raise ParamError(_("/INLINE needs an HTML body (/BODY_FILE ending in .htm or .html)."))
-    headers = values.items(Opt.HEADER, str)
+    if given.inline and not is_html(given.body_file):
+        raise inline_without_html()
     if mode is Mode.GRAPH:
-        check_graph_headers(headers)
-    return MessageSettings(
-        subject=values.get(Opt.SUBJECT, str) or "", from_name=values.text(Opt.FROM_NAME),
-        from_addr=from_addr, to=to, cc=cc, bcc=bcc, reply_to=values.text(Opt.REPLY_TO),
-        body_file=body_file, body_text=body_text, body_charset=values.text(Opt.BODY_CHARSET),
-        attachments=values.items(Opt.ATTACH, Path), inline=inline, priority=values.get(Opt.PRIORITY, Priority),
-        read_ack=values.flag(Opt.READ_ACK), reception_ack=values.flag(Opt.RECEPTION_ACK), headers=headers)
+        check_graph_headers(given.headers)
+    return replace(given, from_addr=from_addr)
+
+
+def message_settings(values: Values, mode: Mode) -> MessageSettings:
+    """The message options, with the rules that involve several of them."""
+    return settle_message(given_message(values), mode, default_sender=default_sender(values, mode))
 
 
 def reporting(raw: RawOptions) -> Reporting:
@@ -423,7 +442,7 @@ def reporting(raw: RawOptions) -> Reporting:
                      event_log=tolerant(Opt.EVENT_LOG, EventLogLevel))
 
 
-def _batch(values: Values) -> BatchSettings | None:
+def _batch(values: Values, mode: Mode) -> BatchSettings | None:
     rows = values.get(Opt.BATCH, Path)
     results = values.get(Opt.BATCH_RESULT, Path)
     if rows is None:
@@ -433,8 +452,12 @@ def _batch(values: Values) -> BatchSettings | None:
         return None
     if values.flag(Opt.BATCH_RESUME) and results is None:
         raise ParamError(_("/BATCH_RESUME needs /BATCH_RESULT: the file that tells which rows were sent."))
+    written = (path_of(values.raw.get(option)) for option in (Opt.RESULT_FILE, Opt.LOG, Opt.ERROR_FILE))
     return BatchSettings(rows=rows, results=results, resume=values.flag(Opt.BATCH_RESUME),
-                         resend_uncertain=values.flag(Opt.RESEND_UNCERTAIN), per_second=values.get(Opt.RATE, float))
+                         resend_uncertain=values.flag(Opt.RESEND_UNCERTAIN), per_second=values.get(Opt.RATE, float),
+                         message=given_message(values), default_sender=default_sender(values, mode),
+                         receipts=values.raw.given(Opt.RESULT_FILE),
+                         outputs=tuple(path for path in written if path is not None))
 
 
 def _outbox(values: Values) -> OutboxSettings | None:
@@ -448,6 +471,10 @@ def _outbox(values: Values) -> OutboxSettings | None:
     return OutboxSettings(folder=folder, flush=values.flag(Opt.FLUSH),
                           resend_uncertain=values.flag(Opt.RESEND_UNCERTAIN) and values.flag(Opt.FLUSH),
                           max_age=values.require(Opt.OUTBOX_MAX_AGE, float), per_second=values.get(Opt.RATE, float))
+
+
+def _needs_sign_cert(option: Option) -> ParamError:
+    return ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
 
 
 def smime_settings(values: Values) -> SMIMESettings | None:
@@ -465,9 +492,9 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     if sign_cert is None:
         for option in (Opt.SIGN_CERT_PASSWORD, Opt.SIGN_CERT_PASSWORD_FILE):
             if values.given(option):
-                raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
+                raise _needs_sign_cert(option)
     if sign_cert is None and thumbprint is None and values.given(Opt.SIGN_ANY_ADDRESS):
-        raise ParamError(_("/{name} needs /SIGN_CERT.").format(name=Opt.SIGN_ANY_ADDRESS.name))
+        raise _needs_sign_cert(Opt.SIGN_ANY_ADDRESS)
     if not encrypt_to and values.given(Opt.ENCRYPT_NO_SELF) and values.get(Opt.BATCH, Path) is None:
         raise ParamError(_("/{name} needs /ENCRYPT_TO.").format(name=Opt.ENCRYPT_NO_SELF.name))
     if sign_cert is None and thumbprint is None and not encrypt_to and not values.flag(Opt.ENCRYPT_NO_SELF):
@@ -483,7 +510,7 @@ def validate(raw: RawOptions) -> Config:
     mode = values.require(Opt.MODE, Mode)
     _check_sign_in(values)
     transport = _smtp(values) if mode is Mode.SMTP else _graph(values)
-    batch, outbox = _batch(values), _outbox(values)
+    batch, outbox = _batch(values, mode), _outbox(values)
     if values.flag(Opt.RESEND_UNCERTAIN) and raw.sources.get(Opt.RESEND_UNCERTAIN.name, Source.COMMAND_LINE) \
             is not Source.COMMAND_LINE:
         # Kept in SMAIL_* or the INI file that a scheduled flush reads, it would send the same

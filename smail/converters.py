@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from smail import files, hosts, redact
-from smail.errors import FileMissingError, InvalidModeError, ParamError
+from smail.errors import FileMissingError, InvalidModeError, ParamError, one_of
 from smail.i18n import _
 from smail.kinds import Mode
 from smail.network import IPFamily
@@ -27,6 +27,18 @@ class ConversionError(ValueError):
 
 _TRUE = frozenset({"YES", "Y", "1", "TRUE", "ON", "OUI", "O", ""})
 _FALSE = frozenset({"NO", "N", "0", "FALSE", "OFF", "NON"})
+
+
+def _not_a_duration() -> ConversionError:
+    return ConversionError(_("expected a duration such as 72H, 30M or 2D"))
+
+
+def _not_a_host_name() -> ConversionError:
+    return ConversionError(_("expected an ASCII host name"))
+
+
+def _unknown_charset() -> ConversionError:
+    return ConversionError(_("unknown character set"))
 
 
 def yes_no(value: str) -> bool:
@@ -45,8 +57,7 @@ def choice(enum: type[Enum]) -> Callable[[str], Enum]:
         key = value.strip().upper()
         if key in enum.__members__:
             return enum[key]
-        raise ConversionError(_("expected one of {values}").format(
-            values=", ".join(enum.__members__)))
+        raise ConversionError(one_of(", ".join(enum.__members__)))
     convert.__name__ = enum.__name__
     return convert
 
@@ -92,10 +103,10 @@ def duration(value: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-z]*)\s*", value)
     unit = match.group(2).upper() if match else ""
     if not match or unit not in {*_UNITS, ""}:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
+        raise _not_a_duration()
     number = float(match.group(1).replace(",", ".")) * _UNITS.get(unit, 3600.0)
     if number <= 0:
-        raise ConversionError(_("expected a duration such as 72H, 30M or 2D"))
+        raise _not_a_duration()
     return number
 
 
@@ -152,14 +163,14 @@ def helo(value: str) -> str:
             else:
                 ipaddress.IPv4Address(literal)
         except ValueError:
-            raise ConversionError(_("expected an ASCII host name")) from None
+            raise _not_a_host_name() from None
         return value
     if not value.isascii():
-        raise ConversionError(_("expected an ASCII host name"))
+        raise _not_a_host_name()
     try:
         return hosts.ascii_name(value)
     except ValueError:
-        raise ConversionError(_("expected an ASCII host name")) from None
+        raise _not_a_host_name() from None
 
 
 def code_page(value: str) -> str | None:
@@ -180,11 +191,11 @@ def charset(value: str) -> str:
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError, TypeError):
-        raise ConversionError(_("unknown character set")) from None
+        raise _unknown_charset() from None
     # bytes-to-bytes and str-to-str codecs (base64, zlib, rot13...) are not text encodings,
     # and punycode, idna and undefined do not encode a text body.
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        raise ConversionError(_("unknown character set"))
+        raise _unknown_charset()
     return name
 
 
@@ -207,7 +218,7 @@ def existing_file(value: str) -> Path:
     if not files.is_file(path):
         if files.exists(path):
             raise files.not_regular(path)
-        raise FileMissingError(_("File not found: {path}").format(path=path))
+        raise FileMissingError.not_found(path)
     return path
 
 
@@ -226,12 +237,14 @@ def ca_file(value: str) -> Path:
     """/CA_FILE: a file of PEM certificates, checked here so that /DRY_RUN refuses it too."""
     import ssl
 
+    from smail.tls import no_pem_certificates
+
     path = existing_file(value)
     files.read_bounded(path)  # regular and of a sensible size, before OpenSSL reads it
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
     except (ssl.SSLError, ValueError, TypeError, OSError):
-        raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(path=path)) from None
+        raise no_pem_certificates(path) from None
     return path
 
 
@@ -239,7 +252,7 @@ def error_file_charset(value: str) -> str:
     """/ERROR_FILE_CHARSET: UTF-8, ANSI or OEM (what `set /p ERR=<error.txt` reads in cmd)."""
     name = code_page(value)
     if name is None and value.strip().upper().replace("_", "-") not in ("UTF-8", "UTF8"):
-        raise ConversionError(_("expected one of {values}").format(values="UTF-8, ANSI, OEM"))
+        raise ConversionError(one_of("UTF-8, ANSI, OEM"))
     return name or "utf-8"
 
 
@@ -333,8 +346,7 @@ def proxy_value(value: str) -> object:
         return proxy.parse(value)
     except ValueError as exc:
         # Raised as ParamError, not ConversionError: convert() would echo the whole value.
-        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-            value=redact.shown(proxy_shown(value)[:120]), name="PROXY", reason=exc)) from None
+        raise ParamError.invalid_value("PROXY", redact.shown(proxy_shown(value)[:120]), exc) from None
 
 
 def ip_family(value: str) -> IPFamily:
@@ -343,7 +355,7 @@ def ip_family(value: str) -> IPFamily:
     for family in IPFamily:
         if word == family.value:
             return family
-    raise ConversionError(_("expected one of {values}").format(values="4, 6, ANY"))
+    raise ConversionError(one_of("4, 6, ANY"))
 
 
 def scope(value: str) -> str:
@@ -392,6 +404,6 @@ def file_list(value: str, base: Path | None = None) -> tuple[Path, ...]:
             if not files.is_file(path):
                 if files.exists(path):
                     raise files.not_regular(path)
-                raise FileMissingError(_("File not found: {path}").format(path=path))
+                raise FileMissingError.not_found(path)
             paths.append(path)
     return tuple(paths)

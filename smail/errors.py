@@ -91,6 +91,21 @@ def reason(exc: BaseException) -> object:
 class ParamError(SMailError):
     exit_code = ExitCode.PARAM
 
+    @classmethod
+    def invalid_value(cls, name: str, value: str, reason: object) -> ParamError:
+        """`value` (as it may be shown: masked, one line) refused for the option /`name`."""
+        from smail.i18n import _
+
+        return cls(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
+            value=value, name=name, reason=reason))
+
+
+def one_of(values: str) -> str:
+    """Why a value is refused when only the listed ones are accepted."""
+    from smail.i18n import _
+
+    return _("expected one of {values}").format(values=values)
+
 
 class InvalidModeError(SMailError):
     exit_code = ExitCode.INVALID_MODE
@@ -102,12 +117,19 @@ class FileMissingError(SMailError):
     exit_code = ExitCode.FILE_NOT_FOUND
 
     @classmethod
+    def not_found(cls, path: object) -> FileMissingError:
+        """A named input file that does not exist (exit 8)."""
+        from smail.i18n import _
+
+        return cls(_("File not found: {path}").format(path=path))
+
+    @classmethod
     def unreadable(cls, path: object, exc: OSError) -> FileMissingError:
         """A named input file that is missing or cannot be read (exit 8)."""
         from smail.i18n import _
 
         if isinstance(exc, FileNotFoundError):
-            return cls(_("File not found: {path}").format(path=path))
+            return cls.not_found(path)
         return cls(_("Cannot read {path}: {reason}").format(path=path, reason=reason(exc)))
 
 

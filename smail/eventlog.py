@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Final
 
 from smail import redact
-from smail.errors import ExitCode, ParamError, SMailError
+from smail.errors import ExitCode, ParamError, SMailError, one_of
 from smail.i18n import _
 
 log = logging.getLogger("smail")
@@ -77,9 +77,7 @@ def level(value: str, *, platform: str = sys.platform) -> EventLogLevel:
     """/EVENT_LOG: NONE, ERRORS or ALL; anything but NONE off Windows is exit 2."""
     key = value.strip().upper()
     if key not in EventLogLevel.__members__:
-        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-            value=redact.shown(value[:40]), name="EVENT_LOG", reason=_("expected one of {values}").format(
-                values="NONE, ERRORS, ALL")))
+        raise ParamError.invalid_value("EVENT_LOG", redact.shown(value[:40]), one_of("NONE, ERRORS, ALL"))
     chosen = EventLogLevel[key]
     if chosen is not EventLogLevel.NONE and platform != "win32":
         raise ParamError(_("/EVENT_LOG={value} writes to the Windows Event Log, which exists only on Windows.").format(

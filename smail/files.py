@@ -63,7 +63,7 @@ def open_input(path: Path) -> BinaryIO:
     try:
         fd = os.open(path, _READ_FLAGS)
     except ValueError:  # a NUL character in the name
-        raise FileMissingError(_("File not found: {path}").format(path=path)) from None
+        raise FileMissingError.not_found(path) from None
     except OSError as exc:
         if is_dir(path):
             raise not_regular(path) from None

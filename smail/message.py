@@ -19,6 +19,8 @@ from smail.addresses import (
     Mailbox,
     has_control,
     invalid_address,
+    invalid_header,
+    no_recipient,
     normalize_name,
     parse_header,
     parse_mailbox,
@@ -289,7 +291,7 @@ def draft_message(settings: MessageSettings) -> Draft:
         sender = Mailbox(address=sender.address, name=normalize_name(settings.from_name))
     to, cc, bcc = (parse_mailboxes(v) for v in (settings.to, settings.cc, settings.bcc))
     if not (to or cc or bcc):
-        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+        raise no_recipient()
     reply_to = parse_mailboxes([settings.reply_to]) if settings.reply_to else ()
     headers = tuple(parse_header(h) for h in settings.headers)
     html = False
@@ -370,7 +372,7 @@ def _check_mailbox(box: Mailbox) -> None:
     except (UnicodeEncodeError, ParamError):
         same = False
     if not same or (box.name is not None and (has_control(box.name) or normalize_name(box.name) != box.name)):
-        raise ParamError(_("Invalid e-mail address: {address}").format(address=_seen(text)))
+        raise invalid_address(_seen(text))
 
 
 def _a_date(text: str) -> bool:
@@ -388,12 +390,11 @@ def check_message(message: Message) -> None:
     for box in (message.sender, *message.to, *message.cc, *message.bcc, *message.reply_to):
         _check_mailbox(box)
     if not message.recipients:
-        raise ParamError(_("At least one recipient is required: /TO, /CC or /BCC."))
+        raise no_recipient()
     for name, value in message.headers:
         _check_text(name + value, "/HEADER")
         if parse_header(f"{name}: {value}") != (name, value):
-            raise ParamError(_("Invalid /HEADER \"{header}\": expected \"X-Name: value\".").format(
-                header=_seen(f"{name}: {value}")))
+            raise invalid_header(_seen(f"{name}: {value}"))
     for text, what in ((message.subject, "/SUBJECT"), (message.body, "/BODY"),
                        (message.text_alternative or "", "/BODY")):
         _check_text(text, what)

@@ -126,6 +126,10 @@ class Option:
 _GENERAL, _MESSAGE, _MANY, _SMTP, _GRAPH = Group.GENERAL, Group.MESSAGE, Group.MANY, Group.SMTP, Group.GRAPH
 _SMIME = Group.SMIME
 SMTP_ONLY, GRAPH_ONLY = frozenset({Mode.SMTP}), frozenset({Mode.GRAPH})
+# Words the table uses more than once: placeholders of the help screen, one default.
+_PATH, _PASSWORD, _TEXT, _NAME = N_("path"), N_("password"), N_("text"), N_("name")
+_ADDRESS, _ADDRESSES, _FILES = N_("address"), N_("addresses"), N_("files")
+_EITHER_STORE = N_("the user's, then the computer's")
 
 
 class Opt:
@@ -144,12 +148,12 @@ class Opt:
         help=N_("Seconds before the second attempt, doubled each time."))
     TIMEOUT = Option(group=_GENERAL, metavar="S", convert=seconds, default=60.0,
         help=N_("Network timeout in seconds for each operation."))
-    LOG = Option(group=_GENERAL, metavar=N_("path"), convert=output_path, aliases=("LOG_FILE",),
+    LOG = Option(group=_GENERAL, metavar=_PATH, convert=output_path, aliases=("LOG_FILE",),
         output_file=True, help=N_("Append a timestamped log to this file (UTF-8)."))
     LOG_LEVEL = Option(group=_GENERAL, metavar="ERROR|INFO|DEBUG", convert=choice(LogLevel),
         default=LogLevel.INFO,
         help=N_("Log detail; DEBUG shows the protocol dialogue, secrets masked."))
-    ERROR_FILE = Option(group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
+    ERROR_FILE = Option(group=_GENERAL, metavar=_PATH, convert=output_path, output_file=True,
         help=N_("On failure, write the final error message to this file."))
     ERROR_FILE_CHARSET = Option(group=_GENERAL, metavar="UTF-8|ANSI|OEM", convert=error_file_charset,
         default="utf-8", default_text=N_("UTF-8"),
@@ -161,16 +165,16 @@ class Opt:
         help=N_("Print nothing on success."))
     DRY_RUN = Option(group=_GENERAL, switch=True, convert=yes_no,
         help=N_("Check the options and build the message, but connect to nothing."))
-    SAVE_EML = Option(group=_GENERAL, metavar=N_("path"), convert=folder, output_file=True,
+    SAVE_EML = Option(group=_GENERAL, metavar=_PATH, convert=folder, output_file=True,
         help=N_("Also save the exact message sent (or that would be sent) to this file; with /BATCH, a folder."))
-    CONFIG = Option(group=_GENERAL, metavar=N_("path"), convert=existing_file, input_file=True,
+    CONFIG = Option(group=_GENERAL, metavar=_PATH, convert=existing_file, input_file=True,
         help=N_("Read default options from this INI file (section [smail])."))
     PROXY = Option(group=_GENERAL, metavar="http://...|socks5://...|NONE", convert=proxy_value,
         default_text=N_("HTTPS_PROXY or ALL_PROXY unless NO_PROXY names the server"),
         help=N_("Proxy for SMTP and Graph: HTTP CONNECT (http://[user@]host:port) or SOCKS5 (socks5://[user@]host:port); NONE ignores the environment."))
-    PROXY_PASSWORD = Option(group=_GENERAL, metavar=N_("password"), convert=secret, secret=True,
+    PROXY_PASSWORD = Option(group=_GENERAL, metavar=_PASSWORD, convert=secret, secret=True,
         help=N_("Password of the proxy user (prefer SMAIL_PROXY_PASSWORD or /PROXY_PASSWORD_FILE)."))
-    PROXY_PASSWORD_FILE = Option(group=_GENERAL, metavar=N_("path"), convert=secret_file, input_file=True,
+    PROXY_PASSWORD_FILE = Option(group=_GENERAL, metavar=_PATH, convert=secret_file, input_file=True,
         secret_file_of=PROXY_PASSWORD, help=N_("Read the proxy password from this file."))
     HELP = Option(group=_GENERAL, switch=True, convert=yes_no, aliases=("?", "H"),
         help=N_("Show this help."))
@@ -183,36 +187,36 @@ class Opt:
         help=N_("Windows: register the event source SMail once (needs administrator rights)."))
     PROTECT_SECRET = Option(group=_GENERAL, switch=True, convert=yes_no,
         help=N_("Windows: read a secret (console without echo, or standard input) and write it to /OUT encrypted for this user (DPAPI)."))
-    OUT = Option(group=_GENERAL, metavar=N_("path"), convert=output_path, output_file=True,
+    OUT = Option(group=_GENERAL, metavar=_PATH, convert=output_path, output_file=True,
         help=N_("The file /PROTECT_SECRET writes."))
     SCOPE = Option(group=_GENERAL, metavar="USER|MACHINE", convert=choice(SecretScope),
         default=SecretScope.USER,
         help=N_("/PROTECT_SECRET: who can decrypt: this user, or every account of this computer."))
 
-    SUBJECT = Option(group=_MESSAGE, metavar=N_("text"), convert=header_text, per_row=True,
+    SUBJECT = Option(group=_MESSAGE, metavar=_TEXT, convert=header_text, per_row=True,
         help=N_("Subject of the message."))
-    FROM_NAME = Option(group=_MESSAGE, metavar=N_("name"), convert=header_text, per_row=True,
+    FROM_NAME = Option(group=_MESSAGE, metavar=_NAME, convert=header_text, per_row=True,
         help=N_("Display name of the sender."))
-    FROM_ADDR = Option(group=_MESSAGE, metavar=N_("address"), convert=header_text, per_row=True,
+    FROM_ADDR = Option(group=_MESSAGE, metavar=_ADDRESS, convert=header_text, per_row=True,
         default_text=N_("/SMTP_USERNAME, or /GRAPH_SENDER"),
         help=N_("Sender address."))
-    TO = Option(group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
+    TO = Option(group=_MESSAGE, metavar=_ADDRESSES, repeat=True, convert=header_text, per_row=True,
         help=N_("Recipients, separated by , or ; as addr or Name <addr>."))
-    CC = Option(group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
+    CC = Option(group=_MESSAGE, metavar=_ADDRESSES, repeat=True, convert=header_text, per_row=True,
         help=N_("Copy recipients."))
-    BCC = Option(group=_MESSAGE, metavar=N_("addresses"), repeat=True, convert=header_text, per_row=True,
+    BCC = Option(group=_MESSAGE, metavar=_ADDRESSES, repeat=True, convert=header_text, per_row=True,
         help=N_("Blind copy recipients (never shown in the headers)."))
-    REPLY_TO = Option(group=_MESSAGE, metavar=N_("addresses"), convert=header_text, per_row=True,
+    REPLY_TO = Option(group=_MESSAGE, metavar=_ADDRESSES, convert=header_text, per_row=True,
         help=N_("Reply-to address(es)."))
-    BODY_FILE = Option(group=_MESSAGE, metavar=N_("path"), convert=existing_file, input_file=True,
+    BODY_FILE = Option(group=_MESSAGE, metavar=_PATH, convert=existing_file, input_file=True,
         per_row=True, help=N_("Body file: .htm/.html is sent as HTML, anything else as plain text."))
-    BODY = Option(group=_MESSAGE, metavar=N_("text"), per_row=True,
+    BODY = Option(group=_MESSAGE, metavar=_TEXT, per_row=True,
         help=N_("Body text given on the command line (plain text)."))
     BODY_CHARSET = Option(group=_MESSAGE, metavar=N_("charset"), convert=charset, per_row=True,
         default_text=N_("detected"), help=N_("Encoding of the body file."))
-    ATTACH = Option(group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+    ATTACH = Option(group=_MESSAGE, metavar=_FILES, repeat=True, convert=file_list, input_file=True,
         per_row=True, help=N_("Attachments, separated by , or ; (wildcards * and ? allowed)."))
-    INLINE = Option(group=_MESSAGE, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+    INLINE = Option(group=_MESSAGE, metavar=_FILES, repeat=True, convert=file_list, input_file=True,
         per_row=True, help=N_("Images for an HTML body, referenced as cid:<file name>."))
     PRIORITY = Option(group=_MESSAGE, metavar="HIGHEST|HIGH|NORMAL|LOW|LOWEST",
         convert=choice(Priority), per_row=True, help=N_("Priority of the message."))
@@ -223,20 +227,20 @@ class Opt:
     HEADER = Option(group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
         per_row=True, help=N_("Extra header, repeatable."))
 
-    SIGN_CERT = Option(group=_SMIME, metavar=N_("path"), convert=existing_file, input_file=True,
+    SIGN_CERT = Option(group=_SMIME, metavar=_PATH, convert=existing_file, input_file=True,
         help=N_("Sign the message (S/MIME) with this certificate and its private key: .pfx/.p12, or PEM. It must name /FROM_ADDR and be valid for e-mail protection."))
-    SIGN_CERT_PASSWORD = Option(group=_SMIME, metavar=N_("password"), convert=secret, secret=True,
+    SIGN_CERT_PASSWORD = Option(group=_SMIME, metavar=_PASSWORD, convert=secret, secret=True,
         help=N_("Password of the signing certificate file."))
-    SIGN_CERT_PASSWORD_FILE = Option(group=_SMIME, metavar=N_("path"), convert=secret_file, input_file=True,
+    SIGN_CERT_PASSWORD_FILE = Option(group=_SMIME, metavar=_PATH, convert=secret_file, input_file=True,
         secret_file_of=SIGN_CERT_PASSWORD, help=N_("Read the signing certificate's password from this file."))
     SIGN_CERT_THUMBPRINT = Option(group=_SMIME, metavar="SHA-1", convert=thumbprint,
         help=N_("Windows: sign with this certificate of the certificate store (My), whose key stays there (non-exportable keys work)."))
     SIGN_CERT_STORE = Option(group=_SMIME, metavar="USER|MACHINE", convert=choice(CertStore),
-        default_text=N_("the user's, then the computer's"),
+        default_text=_EITHER_STORE,
         help=N_("Store of /SIGN_CERT_THUMBPRINT: My of the current user, or of the computer."))
     SIGN_ANY_ADDRESS = Option(group=_SMIME, switch=True, convert=yes_no,
         help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn)."))
-    ENCRYPT_TO = Option(group=_SMIME, metavar=N_("files"), repeat=True, convert=file_list, input_file=True,
+    ENCRYPT_TO = Option(group=_SMIME, metavar=_FILES, repeat=True, convert=file_list, input_file=True,
         per_row=True,
         help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC."))
     ENCRYPT_NO_SELF = Option(group=_SMIME, switch=True, convert=yes_no,
@@ -268,11 +272,11 @@ class Opt:
         default_text=N_("25; 587 with STARTTLS; 465 with implicit TLS"), help=N_("Port."))
     SMTP_USERNAME = Option(group=_SMTP, metavar=N_("login"),
         help=N_("User name for authentication."))
-    SMTP_PASSWORD = Option(group=_SMTP, metavar=N_("password"), convert=secret, secret=True,
+    SMTP_PASSWORD = Option(group=_SMTP, metavar=_PASSWORD, convert=secret, secret=True,
         help=N_("Password (prefer SMAIL_SMTP_PASSWORD or /SMTP_PASSWORD_FILE)."))
-    SMTP_PASSWORD_FILE = Option(group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
+    SMTP_PASSWORD_FILE = Option(group=_SMTP, metavar=_PATH, convert=secret_file, input_file=True,
         secret_file_of=SMTP_PASSWORD, help=N_("Read the password from this file."))
-    SMTP_TOKEN_FILE = Option(group=_SMTP, metavar=N_("path"), convert=secret_file, input_file=True,
+    SMTP_TOKEN_FILE = Option(group=_SMTP, metavar=_PATH, convert=secret_file, input_file=True,
         help=N_("File holding an OAuth2 access token for XOAUTH2."))
     AUTH_TYPE = Option(group=_SMTP, metavar="DEFAULT|NONE|SASL|XOAUTH2", convert=choice(AuthType),
         default=AuthType.DEFAULT,
@@ -282,13 +286,13 @@ class Opt:
     SSL_MODE = Option(group=_SMTP, metavar="AUTO|STARTTLS|IMPLICIT|NONE", convert=choice(TLSMode),
         default=TLSMode.AUTO,
         help=N_("TLS mode (AUTO: implicit on port 465, STARTTLS when /SSL_VERSION is given)."))
-    CA_FILE = Option(group=_SMTP, metavar=N_("path"), convert=ca_file, input_file=True,
+    CA_FILE = Option(group=_SMTP, metavar=_PATH, convert=ca_file, input_file=True,
         help=N_("Extra trusted CA certificates (PEM), for SMTP and HTTPS."))
     SSL_NO_VERIFY = Option(group=_SMTP, switch=True, convert=yes_no,
         help=N_("Accept any server certificate (unsafe; logged as a warning)."))
     IP = Option(group=_SMTP, metavar="4|6|ANY", convert=ip_family, default=IPFamily.ANY,
         help=N_("Connect over IPv4 only (4) or IPv6 only (6); by default every address of the server in turn."))
-    HELO = Option(group=_SMTP, metavar=N_("name"), convert=helo,
+    HELO = Option(group=_SMTP, metavar=_NAME, convert=helo,
         default_text=N_("this computer's full name"), help=N_("Name sent in EHLO."))
 
     O365_AUTH = Option(group=_GRAPH, metavar="APP|MANAGED_IDENTITY", convert=choice(SignIn),
@@ -303,20 +307,20 @@ class Opt:
         help=N_("Application (client) ID (required, except with a managed identity)."))
     O365_SECRET = Option(group=_GRAPH, metavar=N_("secret"), convert=secret, secret=True,
         help=N_("Client secret (prefer SMAIL_O365_SECRET or /O365_SECRET_FILE)."))
-    O365_SECRET_FILE = Option(group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
+    O365_SECRET_FILE = Option(group=_GRAPH, metavar=_PATH, convert=secret_file, input_file=True,
         secret_file_of=O365_SECRET, help=N_("Read the client secret from this file."))
-    O365_CERT_FILE = Option(group=_GRAPH, metavar=N_("path"), convert=existing_file, input_file=True,
+    O365_CERT_FILE = Option(group=_GRAPH, metavar=_PATH, convert=existing_file, input_file=True,
         help=N_("Certificate credential: .pfx/.p12, or PEM with its private key."))
     O365_CERT_THUMBPRINT = Option(group=_GRAPH, metavar="SHA-1", convert=thumbprint,
         help=N_("Windows: certificate credential from the certificate store, by its SHA-1 thumbprint (spaces ignored); its private key stays in the store, even when it is not exportable."))
     O365_CERT_STORE = Option(group=_GRAPH, metavar="USER|MACHINE", convert=choice(CertStore),
-        default_text=N_("the user's, then the computer's"),
+        default_text=_EITHER_STORE,
         help=N_("Store of /O365_CERT_THUMBPRINT: My of the current user, or of the computer."))
-    O365_CERT_PASSWORD = Option(group=_GRAPH, metavar=N_("password"), convert=secret, secret=True,
+    O365_CERT_PASSWORD = Option(group=_GRAPH, metavar=_PASSWORD, convert=secret, secret=True,
         help=N_("Password of the certificate file."))
-    O365_CERT_PASSWORD_FILE = Option(group=_GRAPH, metavar=N_("path"), convert=secret_file, input_file=True,
+    O365_CERT_PASSWORD_FILE = Option(group=_GRAPH, metavar=_PATH, convert=secret_file, input_file=True,
         secret_file_of=O365_CERT_PASSWORD, help=N_("Read the certificate password from this file."))
-    GRAPH_SENDER = Option(group=_GRAPH, metavar=N_("address"), required_in=GRAPH_ONLY,
+    GRAPH_SENDER = Option(group=_GRAPH, metavar=_ADDRESS, required_in=GRAPH_ONLY,
         help=N_("Mailbox that sends (required in Graph mode)."))
     O365_CLOUD = Option(group=_GRAPH, metavar="GLOBAL|USGOV|USGOV_DOD|CHINA", convert=choice(Cloud),
         default=Cloud.GLOBAL, help=N_("National cloud; sets the two endpoints below."))
@@ -357,8 +361,7 @@ def convert(option: Option, value: str) -> object:
         return option.convert(value)
     except ConversionError as exc:
         shown = "****" if option.secret else redact.shown(value[:80])
-        raise ParamError(_("Invalid value \"{value}\" for /{name}: {reason}.").format(
-            value=shown, name=option.name, reason=exc)) from None
+        raise ParamError.invalid_value(option.name, shown, exc) from None
 
 
 def echoed(token: str) -> str:

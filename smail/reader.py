@@ -49,6 +49,10 @@ RESPONSE_LINES_LIMIT: Final = 20_000
 CONFIG_LINES_LIMIT: Final = 10_000
 
 
+def _no_response_file(path: Path) -> FileMissingError:
+    return FileMissingError(_("Response file not found: {path}").format(path=path))
+
+
 class _Reader:
     """One pass over argv, SMAIL_* and /CONFIG. Tolerant, it skips what it cannot read, so
     that /LANG, /?, /LOG and /ERROR_FILE work wherever they are written, even when the rest
@@ -96,14 +100,14 @@ class _Reader:
             self.files_left -= 1
             try:
                 if not files.exists(path):
-                    raise FileMissingError(_("Response file not found: {path}").format(path=path))
+                    raise _no_response_file(path)
                 data = files.read_bounded(path, self.bytes_left)
             except (SMailError, ValueError, OSError) as exc:
                 if isinstance(exc, files.TooLargeError) and self.bytes_left < files.TEXT_LIMIT:
                     self._too_much(path)  # larger than what the other files left
                     break
                 self._fail(exc if isinstance(exc, SMailError) else
-                           FileMissingError(_("Response file not found: {path}").format(path=path)))
+                           _no_response_file(path))
                 continue
             self.bytes_left -= len(data)
             self.read_files.append(path)

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from smail import files, redact
 from smail.errors import (
+    AuthError,
     ConnectError,
+    DroppedError,
     ExitCode,
+    InterruptedAfterCommitError,
     MaybeSentError,
     RecipientsRefusedError,
     RetryExceededError,
@@ -50,7 +53,12 @@ class Receipt:
     summary: str = ""                             # the translated success line
     source: dict[str, Any] = field(default_factory=dict)  # batch row or outbox entry
     resend: bool = False                          # /RESEND_UNCERTAIN: sent again after "may have been sent"
-    failure: SMailError | None = field(default=None, compare=False, repr=False)
+    # A failure of the session itself (the server unreachable, the login or the TLS handshake
+    # refused, Ctrl+C after the end went out): the next messages would fail the same way.
+    ends_session: bool = False
+    # The server closed the connection during this message, before its end: the next message
+    # may go through a new connection.
+    dropped: bool = False
 
     @classmethod
     def from_error(cls, err: SMailError, **facts: Any) -> Receipt:
@@ -69,14 +77,14 @@ class Receipt:
         return cls(status=status, exit_code=err.exit_code, error=err.message, refused=refused,
                    reply=str(reply) if reply else None,
                    request_id=answer.request_id or None if answer else None,
-                   failure=err, **facts)
+                   ends_session=isinstance(cause, (ConnectError, AuthError, InterruptedAfterCommitError)),
+                   dropped=isinstance(cause, DroppedError), **facts)
 
     def with_facts(self, **facts: Any) -> Receipt:
         return replace(self, **facts)
 
     def as_json(self) -> dict[str, Any]:
-        # Field by field: asdict() would deep-copy `failure`, an exception that need not copy.
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("failure", "summary")}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_JSON}
         data["source"] = dict(self.source)
         data["status"] = self.status.value
         data["exit_code"] = int(self.exit_code)
@@ -88,6 +96,9 @@ class Receipt:
             data["would_be_sent_to"] = list(self.accepted)
         data["duration"] = round(self.duration, 3)
         return data
+
+
+_NOT_IN_JSON: Final = frozenset({"summary", "ends_session", "dropped"})  # the console's, the run's own
 
 
 def run_result(exit_code: ExitCode, text: str, receipts: Sequence[Receipt]) -> dict[str, Any]:

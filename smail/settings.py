@@ -121,6 +121,12 @@ class BatchSettings:
     resume: bool = False            # /BATCH_RESUME
     resend_uncertain: bool = False  # /RESEND_UNCERTAIN with /BATCH_RESUME
     per_second: float | None = None  # /RATE
+    # The command line's message options as given, before the rules that involve several of
+    # them (config.settle_message): each row's cells go over them.
+    message: MessageSettings = MessageSettings(from_addr="")
+    default_sender: str | None = None  # /SMTP_USERNAME or /GRAPH_SENDER, by mode
+    receipts: bool = False          # /RESULT_FILE: every row's receipt kept for it
+    outputs: tuple[Path, ...] = ()  # /RESULT_FILE, /LOG, /ERROR_FILE: never a /SAVE_EML file
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,11 @@ class TLSVersion(Enum):
     TLSV1_3 = "TLSV1_3"
 
 
+def no_pem_certificates(path: Path) -> ParamError:
+    """/CA_FILE names a file without a certificate that can be trusted (exit 2)."""
+    return ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(path=path))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TLSSettings:
     min_version: TLSVersion | None = None
@@ -90,6 +95,5 @@ def create_context(settings: TLSSettings) -> ssl.SSLContext:
         try:
             context.load_verify_locations(cafile=str(settings.ca_file))
         except (ssl.SSLError, ValueError, OSError):
-            raise ParamError(_("/CA_FILE {path} does not contain PEM certificates.").format(
-                path=settings.ca_file)) from None
+            raise no_pem_certificates(settings.ca_file) from None
     return context

@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from smail.config import BatchRun
-    from smail.options import RawOptions
     from smail.output import Console
     from smail.receipt import Outcome
 
 __all__ = ["run"]
 
 
-def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
     # The run is imported here, so that reading the CSV (table) does not load the transports.
     from smail.batch.runner import run as run_batch
 
-    return run_batch(config, raw, console, workers=workers)
+    return run_batch(config, console, workers=workers)

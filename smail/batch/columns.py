@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from smail.errors import ParamError
 from smail.i18n import _
-from smail.options import BY_NAME, OPTIONS, Opt, Option
+from smail.options import BY_NAME, Opt, Option
+
+
+def in_row_text(text: str, row: int, column: str | None = None) -> str:
+    """`text` prefixed with the row (and the column) it is about."""
+    if column is None:
+        return _("Row {row}: {error}").format(row=row, error=text)
+    return _("Row {row}, column {column}: {error}").format(row=row, column=column, error=text)
 
 
 def nul_in(*, row: int, column: str) -> ParamError:
     """A cell (or a header name) holding a NUL: the file is most likely not text (exit 2)."""
-    return ParamError(_("Row {row}, column {column}: {error}").format(
-        row=row, column=column, error=_("a NUL character is not allowed; is this a text file?")))
+    return ParamError(in_row_text(_("a NUL character is not allowed; is this a text file?"), row, column))
 
 
-# Options a row may set, and those message_settings() reads besides them (default sender).
-ROW_OPTIONS: Final = tuple(o for o in OPTIONS if o.per_row or o in (Opt.SMTP_USERNAME, Opt.GRAPH_SENDER))
+# The field of MessageSettings each option a row may set gives (/ENCRYPT_TO is the signing's).
+FIELD_OF: Final[Mapping[Option, str]] = {
+    Opt.SUBJECT: "subject", Opt.FROM_NAME: "from_name", Opt.FROM_ADDR: "from_addr", Opt.TO: "to", Opt.CC: "cc",
+    Opt.BCC: "bcc", Opt.REPLY_TO: "reply_to", Opt.BODY_FILE: "body_file", Opt.BODY: "body_text",
+    Opt.BODY_CHARSET: "body_charset", Opt.ATTACH: "attachments", Opt.INLINE: "inline", Opt.PRIORITY: "priority",
+    Opt.READ_ACK: "read_ack", Opt.RECEPTION_ACK: "reception_ack", Opt.HEADER: "headers",
+}
+# Options whose value is trimmed (what the command line's validation does).
+TRIMMED: Final = frozenset({Opt.FROM_NAME, Opt.FROM_ADDR, Opt.REPLY_TO, Opt.BODY_CHARSET})
 FILE_COLUMNS: Final = frozenset(o.name for o in (Opt.ATTACH, Opt.INLINE, Opt.ENCRYPT_TO))
 ADDRESS_COLUMNS: Final = frozenset(o.name for o in (Opt.TO, Opt.CC, Opt.BCC, Opt.REPLY_TO))
 

@@ -50,6 +50,10 @@ class Recorded:
     message_id: str = ""
 
 
+def _unreadable(path: Path, reason: object) -> ParamError:
+    return ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(path=path, reason=reason))
+
+
 def _ends_cut(binary: BinaryIO) -> bool:
     """Whether a non-empty file's last line lacks its line end (a short write, a power cut)."""
     end = binary.seek(0, os.SEEK_END)
@@ -96,8 +100,7 @@ def read_results(path: Path) -> dict[int, Recorded]:
                 # A status retyped by hand or by a spreadsheet ("Sent", "SENT") still says sent.
                 recorded[row] = Recorded(fields[1].strip().lower(), fields[5].strip(), fields[3].strip())
         except csv.Error as exc:
-            raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
-                path=path, reason=exc)) from None
+            raise _unreadable(path, exc) from None
         except OSError as exc:
             raise FileMissingError.unreadable(path, exc) from None
     if cut and last is not None:
@@ -115,8 +118,7 @@ def read_results(path: Path) -> dict[int, Recorded]:
             raise ParamError(_("{path} records row {row} as \"{status}\", which SMail never writes: correct the line (sent, refused, failed…) or remove it, so that the row is neither sent twice nor lost.").format(
                 path=path, row=row, status=redact.shown(line.status[:40])))
     if lines > 1 and not recorded:
-        raise ParamError(_("{path} cannot be read as a /BATCH_RESULT file: {reason}").format(
-            path=path, reason=_("none of its lines is a row SMail recorded")))
+        raise _unreadable(path, _("none of its lines is a row SMail recorded"))
     return recorded
 
 

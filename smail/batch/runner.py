@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from smail import files, mime
-from smail.batch.columns import Column
+from smail.batch.columns import Column, in_row_text
 from smail.batch.results import (
     NOT_SENT,
     RESENT,
@@ -26,12 +26,11 @@ from smail.batch.results import (
 from smail.batch.rows import RowBuilder
 from smail.batch.table import CSVFile, Row
 from smail.batch.tally import ACCEPTED, ProgressBar, Tally, summary, terminal_of
-from smail.converters import path_of
 from smail.errors import ExitCode, FileChangedError, ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
 from smail.message import Message
-from smail.options import OPTIONS, Opt, RawOptions
+from smail.options import OPTIONS, Opt
 from smail.receipt import Outcome, Receipt, Status
 from smail.settings import SMIMESettings
 from smail.transports import Job, Session, ends_session, open_session, send_many
@@ -55,20 +54,24 @@ class _Pending:
     key: str
     committed: bool = False
     resend: bool = False  # /RESEND_UNCERTAIN: an earlier run left it may-have-been-sent
+    failure: SMailError | None = None  # why it was not sent: the batch's reason if it stops there
+
+    def failed(self, err: SMailError) -> None:
+        self.failure = err
 
 
 class Batch:
     """One /BATCH run: validate every row, then send them over one session."""
 
-    def __init__(self, config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None,
+    def __init__(self, config: BatchRun, console: Console, *, workers: int | None = None,
                  open_session: Callable[[TransportSettings], Session] = open_session) -> None:
-        self.config, self.raw, self.console = config, raw, console
+        self.config, self.console = config, console
         self.open_session = open_session
         self.settings = config.batch
         self.workers = workers or (GRAPH_WORKERS if config.mode is Mode.GRAPH else 1)
         self.dry_run = config.output.dry_run
         self.save_folder = config.output.save_eml
-        self.keep_receipts = raw.given(Opt.RESULT_FILE)
+        self.keep_receipts = self.settings.receipts
         self.receipts: list[Receipt] = []
         self.tally = Tally()
         self.recorded: dict[int, Recorded] = {}
@@ -145,7 +148,8 @@ class Batch:
             from smail import smime  # cryptography: only for signed or encrypted rows
 
             self.protection = smime.prepare(self.config.smime or SMIMESettings())
-        return RowBuilder(self.raw, self.config.mode, path, columns, protection=self.protection)
+        return RowBuilder(self.settings.message, self.config.mode, path, columns,
+                          default_sender=self.settings.default_sender, protection=self.protection)
 
     def _validate(self, path: Path) -> tuple[int, int, int, int]:
         """Build and render every row's message; the first bad row stops the run (exit 2 or 8)."""
@@ -158,8 +162,9 @@ class Batch:
                 last = row.number
                 if self._earlier(row, row_key(self.columns, row)) is not None:
                     continue  # handled by an earlier run: its files may be gone since
-                message = builder.message(row)
-                builder.check(row, message)
+                values = builder.values(row)
+                message = builder.message(values)
+                builder.check(values, message)
                 mime.render(message)
                 self._note_inputs(message, builder.body_file)
             self._check_saved(last, path)
@@ -198,7 +203,7 @@ class Batch:
         (what a row attaches, its body, the CSV) or writes (results, receipt, log)."""
         if self.save_folder is None:
             return
-        others = [rows, *(path_of(self.raw.get(option)) for option in (Opt.BATCH_RESULT, Opt.RESULT_FILE, Opt.LOG, Opt.ERROR_FILE))]
+        others = [rows, self.settings.results, *self.settings.outputs]
         for other in others:
             if other is not None and files.exists(other):
                 self.inputs.setdefault(files.identity(other), other)
@@ -264,8 +269,9 @@ class Batch:
         key = row_key(self.columns, row)
         if self._handled_earlier(row, key):
             return
-        message = builder.message(row)
-        rendered = builder.render(row, message)
+        values = builder.values(row)
+        message = builder.message(values)
+        rendered = builder.render(values, message)
         self._save(row, rendered)
         self._finish(row, key, Receipt(status=Status.DRY_RUN, message_id=message.message_id,
                                        accepted=tuple(b.address for b in message.recipients)))
@@ -287,8 +293,9 @@ class Batch:
                 if self._handled_earlier(row, key):
                     continue
                 try:
-                    message = builder.message(row)
-                    rendered = builder.render(row, message)
+                    values = builder.values(row)
+                    message = builder.message(values)
+                    rendered = builder.render(values, message)
                     self._save(row, rendered)
                 except SMailError as err:  # a file that changed or vanished since the check
                     self._finish(row, key, _local(Receipt.from_error(err)), resend=row.number in self.resending)
@@ -297,7 +304,8 @@ class Batch:
                     continue
                 self.pending[row.number] = pending = _Pending(row, key, resend=row.number in self.resending)
                 yield Job(key=pending, message=message, rendered=rendered,
-                          on_commit=functools.partial(self._commit, pending, message.message_id))
+                          on_commit=functools.partial(self._commit, pending, message.message_id),
+                          on_failure=pending.failed)
             except SMailError as err:
                 self._stop(err)
                 return
@@ -323,14 +331,14 @@ class Batch:
         assert isinstance(pending, _Pending)
         self.pending.pop(pending.row.number, None)
         try:
-            local = receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR
+            local = receipt.exit_code is ExitCode.ERROR
             receipt = _local(receipt)
             recorded = False
             if receipt.status is Status.FAILED and self.config.outbox is not None and not local:
                 receipt, recorded = self._keep(job, receipt, pending.row, pending.key)
             self._finish(pending.row, pending.key, receipt, write=not recorded, resend=pending.resend)
             if ends_session(receipt):
-                self._stop(receipt.failure or SMailError(receipt.error or ""))
+                self._stop(pending.failure or SMailError(receipt.error or ""))
         except Exception as exc:
             self._crash(exc)
 
@@ -397,9 +405,10 @@ class Batch:
         if self.config.outbox is not None and Receipt.from_error(self.stop_error).status is Status.FAILED:
             # The server is down for every row, not only the one that found out: with /OUTBOX,
             # the rest of the batch waits there for /FLUSH instead of being lost.
-            message = builder.message(row)
-            rendered = builder.render(row, message)
-            failed = failed.with_facts(message_id=message.message_id, failure=self.stop_error)
+            values = builder.values(row)
+            message = builder.message(values)
+            rendered = builder.render(values, message)
+            failed = failed.with_facts(message_id=message.message_id)
             receipt, recorded = self._keep(Job(key=None, message=message, rendered=rendered), failed, row, key)
             self._finish(row, key, receipt, write=not recorded)
             return
@@ -433,7 +442,7 @@ class Batch:
         elif receipt.status in ACCEPTED:
             log.info(_("Row {row}: {summary}").format(row=row.number, summary=receipt.summary))
         else:
-            log.warning(_("Row {row}: {error}").format(row=row.number, error=receipt.error))
+            log.warning(in_row_text(str(receipt.error), row.number))
         if write and self.results is not None:
             status = NOT_SENT if not_sent else RESENT if resent else receipt.status.value
             text = receipt.reply if receipt.status is Status.SENT else receipt.error
@@ -443,7 +452,7 @@ class Batch:
             except OSError as exc:
                 self._stop(files.write_failure(self.results.path, exc))
         if self.keep_receipts:
-            self.receipts.append(receipt.with_facts(failure=None))
+            self.receipts.append(receipt)
         if self.progress is not None:
             self.progress.update(self.tally.done)
 
@@ -477,11 +486,11 @@ class Batch:
 def _local(receipt: Receipt) -> Receipt:
     """A row stopped by SMail's own side (a full disk, an output it cannot write) was not
     refused by the server: it failed, and says why."""
-    if receipt.status is Status.REFUSED and receipt.failure is not None and receipt.failure.exit_code is ExitCode.ERROR:
+    if receipt.status is Status.REFUSED and receipt.exit_code is ExitCode.ERROR:
         return replace(receipt, status=Status.FAILED)
     return receipt
 
 
-def run(config: BatchRun, raw: RawOptions, console: Console, *, workers: int | None = None) -> Outcome:
+def run(config: BatchRun, console: Console, *, workers: int | None = None) -> Outcome:
     """Send one message per row of /BATCH; `workers` overrides the mode's messages in flight."""
-    return Batch(config, raw, console, workers=workers).run()
+    return Batch(config, console, workers=workers).run()

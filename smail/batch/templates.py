@@ -38,6 +38,10 @@ class TemplateLimitError(Exception):
     """What a template asked for exceeds a bound; the message says which."""
 
 
+def _too_many_digits() -> TemplateLimitError:
+    return TemplateLimitError(_("a number would have more than {digits} digits").format(digits=INTEGER_BITS * 3 // 10))
+
+
 class _TimeUp(BaseException):
     """Raised in the main thread when a rendering outlived RENDER_SECONDS. A BaseException, so
     that no `except Exception` of Jinja2 or of a filter can swallow it."""
@@ -102,11 +106,11 @@ def _checked_binop(operator: str, left: Any, right: Any) -> None:
                 _too_big(size * max(count, 0))
         if isinstance(left, int) and isinstance(right, int):
             if left.bit_length() + right.bit_length() > INTEGER_BITS:
-                raise TemplateLimitError(_("a number would have more than {digits} digits").format(digits=INTEGER_BITS * 3 // 10))
+                raise _too_many_digits()
     elif operator == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             if right > INTEGER_BITS or left.bit_length() * right > INTEGER_BITS:
-                raise TemplateLimitError(_("a number would have more than {digits} digits").format(digits=INTEGER_BITS * 3 // 10))
+                raise _too_many_digits()
     elif operator == "+":
         sizes = (_length(left), _length(right))
         if sizes[0] is not None and sizes[1] is not None:
@@ -422,6 +426,11 @@ def _render(compiled: Compiled, context: Mapping[str, str], limit: int) -> str:
     return "".join(chunks)
 
 
+def _unrenderable(row: int, template: str, reason: str) -> ParamError:
+    return ParamError(_("Row {row}: {template} cannot be rendered: {reason}").format(
+        row=row, template=template, reason=reason))
+
+
 def _reason(exc: BaseException) -> str:
     """The cause in words, never empty (a MemoryError has no message of its own)."""
     if isinstance(exc, MemoryError):
@@ -471,8 +480,6 @@ def render_template(text: str, *, html: bool, variables: Mapping[str, str], row:
         line = getattr(exc, "lineno", None)
         why = " ".join(str(exc.message or exc).split())
         why = f"{why} (line {line})" if line else why
-        raise ParamError(_("Row {row}: {template} cannot be rendered: {reason}").format(
-            row=row, template=template, reason=why or type(exc).__name__)) from None
+        raise _unrenderable(row, template, why or type(exc).__name__) from None
     except Exception as exc:  # whatever the Python beneath raises: bad input, never a bug of SMail
-        raise ParamError(_("Row {row}: {template} cannot be rendered: {reason}").format(
-            row=row, template=template, reason=_reason(exc))) from None
+        raise _unrenderable(row, template, _reason(exc)) from None

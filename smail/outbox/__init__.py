@@ -61,8 +61,7 @@ def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt
     A batch row gives its `origin` and `record(entry, text)`, which records it as kept before
     the entry appears (outbox.handoff).
     """
-    failure = receipt.failure
-    error = receipt.error or (failure.message if failure else "")
+    error = receipt.error or ""
     if receipt.status is not Status.FAILED:
         return receipt
 

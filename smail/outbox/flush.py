@@ -118,6 +118,7 @@ class _Flush:
         self.receipts: dict[str, Receipt] = {}
         self.stop: SMailError | None = None
         self.resends: set[str] = set()  # /RESEND_UNCERTAIN: entries brought back from uncertain/
+        self.failure: SMailError | None = None  # the error of the entry being sent (one at a time)
         self.in_flight = InFlight(self.folder, now=now)
         self.signing = Signing(config.smime)
 
@@ -203,14 +204,17 @@ class _Flush:
             self.receipts[name] = ready
             return None
         return Job(key=name, message=ready.message, rendered=ready.rendered,
-                   on_commit=(lambda: self.in_flight.mark(name)) if send else None)
+                   on_commit=(lambda: self.in_flight.mark(name)) if send else None, on_failure=self._failed)
+
+    def _failed(self, err: SMailError) -> None:
+        self.failure = err
 
     def _done(self, job: Job, receipt: Receipt) -> None:
         name = str(job.key)
         resend = name in self.resends or read_status(self.folder / name).get("resend") is True
         receipt = receipt.with_facts(source={"entry": name}, resend=resend)
-        failure = receipt.failure
+        failure, self.failure = self.failure, None
         if receipt.status not in (Status.SENT, Status.MAYBE_SENT) and (
                 isinstance(failure, MarkError) or _session_failed(receipt)):
             self.stop = self.stop or failure
-        self.receipts[name] = record_answer(self.folder, name, receipt, now=self.now())
+        self.receipts[name] = record_answer(self.folder, name, receipt, failure, now=self.now())

@@ -100,7 +100,8 @@ def remove_sent(folder: Path, name: str, *, recorded: bool) -> OSError | None:
     return None
 
 
-def record_answer(folder: Path, name: str, receipt: Receipt, *, now: float) -> Receipt:
+def record_answer(folder: Path, name: str, receipt: Receipt, failure: SMailError | None, *,
+                  now: float) -> Receipt:
     """What the send's receipt does to the entry, and the entry's receipt: sent, marked as sent
     then removed; may have been sent, to uncertain/; not now, unmarked and waiting; refused for
     good, unmarked and to failed/."""
@@ -116,14 +117,14 @@ def record_answer(folder: Path, name: str, receipt: Receipt, *, now: float) -> R
     if receipt.status is Status.MAYBE_SENT:
         return move(folder, name, UNCERTAIN, receipt.error or "", receipt, now=now)
     unmark(entry)
-    if _stays_waiting(receipt):
-        return waiting(entry, receipt, receipt.failure, now=now)
+    if _stays_waiting(receipt, failure):
+        return waiting(entry, receipt, failure, now=now)
     return move(folder, name, FAILED, receipt.error or "", receipt, now=now)  # sending again cannot help
 
 
-def _stays_waiting(receipt: Receipt) -> bool:
+def _stays_waiting(receipt: Receipt, failure: SMailError | None) -> bool:
     """Whether a failed send leaves the entry for the next flush: not sent now, an outbox that
     failed, or a session that failed (the server down, the login refused)."""
     from smail.transports import ends_session
 
-    return receipt.status is Status.FAILED or isinstance(receipt.failure, MarkError) or ends_session(receipt)
+    return receipt.status is Status.FAILED or isinstance(failure, MarkError) or ends_session(receipt)

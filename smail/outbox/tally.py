@@ -15,9 +15,7 @@ from smail.receipt import Outcome, Receipt, Status
 def outcome(folder: Path, receipts: Iterable[Receipt], stop: SMailError | None) -> Outcome:
     """The flush's outcome: 0 when every entry was sent (now or by an earlier flush), 11 when
     some were, else the code of the failure that stopped it, or of the first entry's."""
-    # The receipts leave the flush as plain values: the live error stays here (its text is
-    # already in each receipt and in the outcome).
-    plain = [r.with_facts(failure=None) for r in receipts]
+    plain = list(receipts)
     if not plain:
         return empty(folder)
     sent = sum(r.status is Status.SENT for r in plain)

@@ -14,14 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from smail import retry
-from smail.errors import (
-    AuthError,
-    ConnectError,
-    DroppedError,
-    InterruptedAfterCommitError,
-    RetryExceededError,
-    SMailError,
-)
+from smail.errors import SMailError
 from smail.receipt import Receipt
 from smail.settings import GraphSettings, SMTPSettings, TransportSettings
 
@@ -34,6 +27,9 @@ Progress = Callable[[str, int, int], None]
 # Called just before the end of a message goes out (SMTP's final dot, Graph's send request):
 # after it returns, a failure means "may have been sent". Raising aborts the message.
 Commit = Callable[[], None]
+# Called with the error of a message that failed, before its receipt is made: the receipt holds
+# plain facts; a run of many that stops on a failure keeps the error itself as its reason.
+Failure = Callable[[SMailError], None]
 
 
 class Session(Protocol):
@@ -75,8 +71,9 @@ def open_session(settings: TransportSettings, progress: Progress | None = None) 
 
 
 def deliver(session: Session, message: Message, rendered: Rendered, policy: retry.RetryPolicy, *,
-            on_commit: Commit | None = None, sleep: Callable[[float], None] = time.sleep) -> Receipt:
-    """Send one message with retries; a failure is a Receipt too (its `failure` is the error)."""
+            on_commit: Commit | None = None, on_failure: Failure | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> Receipt:
+    """Send one message with retries; a failure is a Receipt too, with its facts."""
     attempts = 0
     started = time.monotonic()
 
@@ -87,6 +84,8 @@ def deliver(session: Session, message: Message, rendered: Rendered, policy: retr
     try:
         receipt = retry.run(attempt, policy, sleep=sleep)
     except SMailError as err:
+        if on_failure is not None:
+            on_failure(err)
         return Receipt.from_error(err, message_id=message.message_id, attempts=attempts,
                                   duration=time.monotonic() - started, server=session.where)
     return receipt.with_facts(message_id=message.message_id, attempts=attempts,
@@ -101,24 +100,19 @@ class Job:
     message: Message
     rendered: Rendered
     on_commit: Commit | None = None
+    on_failure: Failure | None = None
 
 
-# A failure of the session itself (the server is unreachable, refuses the login or the TLS
-# handshake): the next messages would fail the same way, so sending many stops there.
 def ends_session(receipt: Receipt) -> bool:
-    err = receipt.failure
-    if isinstance(err, RetryExceededError):
-        err = err.last
-    return isinstance(err, (ConnectError, AuthError, InterruptedAfterCommitError))
+    """Whether the failure was the session's own (the server unreachable, the login or the TLS
+    handshake refused): the next messages would fail the same way, so sending many stops there."""
+    return receipt.ends_session
 
 
 def dropped_on(receipt: Receipt) -> bool:
     """Whether the server closed the connection during this message, before its end: the next
     message may go through a new connection."""
-    err = receipt.failure
-    if isinstance(err, RetryExceededError):
-        err = err.last
-    return isinstance(err, DroppedError)
+    return receipt.dropped
 
 
 class Pacer:
@@ -164,7 +158,7 @@ def send_many(session: Session, jobs: Iterable[Job], policy: retry.RetryPolicy, 
                     return
                 pacer.wait()
                 receipt = deliver(session, job.message, job.rendered, policy, on_commit=job.on_commit,
-                                  sleep=sleep)
+                                  on_failure=job.on_failure, sleep=sleep)
                 if ends(receipt):
                     stopped.set()
                 with lock:

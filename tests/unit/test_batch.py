@@ -441,9 +441,42 @@ def test_the_first_reason_to_stop_stands_when_a_worker_fails_to_record_its_row_l
             raise OSError(28, "No space left on device")
         real_record(self, row, status, **facts)
     monkeypatch.setattr(ResultsFile, "record", record)
-    batch = Batch(config, raw, Console(io.StringIO(), io.StringIO()), workers=2,
+    batch = Batch(config, Console(io.StringIO(), io.StringIO()), workers=2,
                   open_session=lambda settings: Session())
     outcome = batch.run()
     assert isinstance(batch.stop_error, ConnectError)
     assert outcome.text.startswith("Batch stopped: the server is gone")
     assert outcome.exit_code == ExitCode.CONNECT
+
+
+def test_every_option_a_row_may_set_names_a_field_of_the_message_settings():
+    from dataclasses import fields
+
+    from smail.batch.columns import FIELD_OF
+    from smail.options import OPTIONS
+    from smail.settings import MessageSettings
+
+    names = {f.name for f in fields(MessageSettings)}
+    assert sorted(o.name for o in OPTIONS if o.per_row and o not in FIELD_OF) == ["ENCRYPT_TO"]
+    assert all(o.per_row for o in FIELD_OF)
+    assert set(FIELD_OF.values()) <= names
+
+
+def test_a_row_sets_its_cells_over_the_command_line_and_keeps_it_where_a_cell_is_empty(tmp_path):
+    from smail.batch.rows import read_row
+
+    (tmp_path / "a.html").write_text("<p>x</p>", encoding="utf-8")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("TO;FROM_NAME;BODY_FILE;CC\n a@t.test ;  Ann  ;a.html;\n", encoding="utf-8")
+    raw = reader.parse(["/SMTP_SERVER=s.test", "/FROM_ADDR=me@t.test", "/TO=cli@t.test", "/CC=c@t.test",
+                        "/BODY=command line", f"/BATCH={rows}"], {})
+    plan = validate(raw).batch
+    assert plan is not None and plan.message.to == ("cli@t.test",) and plan.message.body_text == "command line"
+    with CSVFile(rows) as table:
+        row = next(table.rows())
+        values = read_row(row, table.columns, plan.message, tmp_path)
+    assert values.number == 2
+    assert values.message.to == (" a@t.test ",) and values.message.from_name == "Ann"
+    assert values.message.cc == ("c@t.test",) and values.message.from_addr == "me@t.test"
+    assert (values.message.body_file, values.message.body_text) == (tmp_path / "a.html", None)
+    assert values.variables["from_name"] == "  Ann  "
