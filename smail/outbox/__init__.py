@@ -20,7 +20,12 @@ Nothing secret is stored: /FLUSH brings its own credentials.
     disk      durable writes and the lock
     entry     an entry's message, written whole or not at all, and read back
     handoff   entries a batch hands over to the outbox
-    flush     /FLUSH
+    flush     /FLUSH: the run under the lock, one session for every entry
+    choose    which entries a flush may send, each read back and rendered
+    marks     an entry marked in flight before its end goes out, then sent, or unmarked
+    moves     entries to failed/ and uncertain/, and back (/RESEND_UNCERTAIN)
+    status    the counters an entry keeps while it waits
+    tally     a flush's exit code and line
     preview   /FLUSH /DRY_RUN
 """
 
