@@ -266,8 +266,8 @@ on_windows = pytest.mark.skipif(sys.platform != "win32", reason="needs Windows (
 
 @on_windows
 def test_the_real_dlls_take_the_prototypes():
-    windows._crypt32_store()
-    windows._ncrypt()
+    windows.certificates._crypt32_store()
+    windows.certificates._ncrypt()
 
 
 @on_windows
@@ -345,9 +345,9 @@ def fake_cng(monkeypatch):
     def install(**kwargs) -> FakeCNG:
         key, der = make_certificate()
         fake = FakeCNG(der, key, **kwargs)
-        monkeypatch.setattr(windows, "_require_windows", lambda feature: None)
-        monkeypatch.setattr(windows, "_crypt32_store", lambda: fake)
-        monkeypatch.setattr(windows, "_ncrypt", lambda: fake)
+        monkeypatch.setattr(windows.certificates, "_require_windows", lambda feature: None)
+        monkeypatch.setattr(windows.certificates, "_crypt32_store", lambda: fake)
+        monkeypatch.setattr(windows.certificates, "_ncrypt", lambda: fake)
         monkeypatch.setattr(ctypes, "get_last_error", lambda: fake.acquire_status or windows.CRYPT_E_NOT_FOUND,
                             raising=False)
         monkeypatch.setattr(ctypes, "FormatError", lambda code: f"Windows says {code:#x}.", raising=False)

@@ -29,7 +29,8 @@ SUPPORT_MODULES = frozenset({
     "smail.cloud", "smail.errors", "smail.files",
     "smail.eventlog", "smail.hosts", "smail.htmltext", "smail.httpclient", "smail.i18n", "smail.kinds", "smail.log", "smail.network",
     "smail.output", "smail.proxy", "smail.receipt", "smail.redact", "smail.retry", "smail.sasl", "smail.settings",
-    "smail.tls", "smail.windows",
+    "smail.tls", "smail.windows", "smail.windows.native", "smail.windows.codepages", "smail.windows.dpapi",
+    "smail.windows.credentials", "smail.windows.events", "smail.windows.locks", "smail.windows.certificates",
 })
 
 

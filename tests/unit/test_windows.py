@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import codecs
 import ctypes
+import importlib
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -18,6 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smail import windows
+
+# smail.windows holds one concern a module, each loading its own DLLs: the fakes replace them in
+# every module, and the prototype check reads every module.
+WINDOWS_MODULES = [importlib.import_module(f"smail.windows.{info.name}") for info in pkgutil.iter_modules(windows.__path__)]
 
 on_windows = pytest.mark.skipif(sys.platform != "win32", reason="needs Windows (DPAPI, Credential Manager)")
 off_windows = pytest.mark.skipif(sys.platform == "win32", reason="checks the fallback used off Windows")
@@ -216,9 +222,11 @@ class FakeDLLs:
 def fake_windows(monkeypatch):
     def install(**kwargs) -> FakeDLLs:
         fake = FakeDLLs(**kwargs)
-        monkeypatch.setattr(windows, "_require_windows", lambda feature: None)
-        for name in ("_crypt32", "_kernel32", "_advapi32"):
-            monkeypatch.setattr(windows, name, lambda: fake)
+        for module in WINDOWS_MODULES:
+            for name in ("_require_windows", "_crypt32", "_kernel32", "_advapi32"):
+                if hasattr(module, name):
+                    monkeypatch.setattr(module, name, (lambda feature: None) if name == "_require_windows"
+                                        else (lambda: fake))
         monkeypatch.setattr(ctypes, "get_last_error", lambda: fake.fail_with, raising=False)
         monkeypatch.setattr(ctypes, "FormatError", lambda code: f"Windows says {code}.\r\n", raising=False)
         return fake
@@ -344,9 +352,10 @@ def test_a_missing_credential_raises_with_the_windows_reason(credential_store):
     assert caught.value.winerror == windows.ERROR_NOT_FOUND and caught.value.strerror
 
 
-# Every ctypes prototype smail/windows.py declares (found in its source, so that a new one is
+# Every ctypes prototype smail/windows/ declares (found in its sources, so that a new one is
 # covered without editing this test), resolved in the real DLLs with its declared types.
-PROTOTYPES = re.findall(r"_prototype\((\w+)\.(\w+),", (Path(windows.__file__)).read_text(encoding="utf-8"))
+PROTOTYPES = re.findall(r"_prototype\((\w+)\.(\w+),", "".join(
+    Path(module.__file__).read_text(encoding="utf-8") for module in WINDOWS_MODULES))
 
 
 def test_the_prototypes_are_found():
@@ -354,8 +363,8 @@ def test_the_prototypes_are_found():
     assert ("kernel32", "LockFileEx") in PROTOTYPES and len(PROTOTYPES) >= 11
 
 
-LOADERS = [getattr(windows, name) for name in dir(windows)
-           if name.startswith("_") and hasattr(getattr(windows, name), "cache_info")]  # the cached DLL loaders
+LOADERS = [getattr(module, name) for module in WINDOWS_MODULES for name in dir(module)
+           if name.startswith("_") and hasattr(getattr(module, name), "cache_info")]  # the cached DLL loaders
 
 
 def under_wine() -> bool:
