@@ -245,6 +245,14 @@ def _given_proxy(values: Values) -> Proxy | ProxyOff | None:
 
 def _smtp_proxy(values: Values, server: str, port: int) -> Proxy | None:
     """The proxy for server:port: /PROXY, or HTTPS_PROXY/ALL_PROXY unless NO_PROXY names it."""
+    chosen = _smtp_proxy_of(values, server, port)
+    try:
+        return proxy.check_credentials(chosen) if chosen is not None else None
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
+
+
+def _smtp_proxy_of(values: Values, server: str, port: int) -> Proxy | None:
     given = _given_proxy(values)
     if isinstance(given, Proxy):
         return given
@@ -477,12 +485,20 @@ def _needs_sign_cert(option: Option) -> ParamError:
     return ParamError(_("/{name} needs /SIGN_CERT.").format(name=option.name))
 
 
+def no_certificate_to_encrypt_to() -> ParamError:
+    """/ENCRYPT_TO (or a row's cell) that lists no file, `,` or `;` alone: the message would go
+    out unencrypted although encryption was asked for."""
+    return ParamError(_("/ENCRYPT_TO names no certificate: give the recipients' certificate files, or leave it out to send the message unencrypted."))
+
+
 def smime_settings(values: Values) -> SMIMESettings | None:
     """/SIGN_CERT and /ENCRYPT_TO with their companions; None when neither is given."""
     sign_cert = values.get(Opt.SIGN_CERT, Path)
     password = values.secret(Opt.SIGN_CERT_PASSWORD)
     thumbprint = values.get(Opt.SIGN_CERT_THUMBPRINT, str)
     encrypt_to = values.items(Opt.ENCRYPT_TO, Path)
+    if not encrypt_to and any(item.strip() for item in values.raw.get_list(Opt.ENCRYPT_TO)):
+        raise no_certificate_to_encrypt_to()
     if sign_cert is not None and thumbprint is not None:
         raise ParamError(_("Give /SIGN_CERT or /SIGN_CERT_THUMBPRINT, not both."))
     if thumbprint is None and values.given(Opt.SIGN_CERT_STORE):

@@ -332,8 +332,14 @@ def client_id(value: str) -> str:
 
 
 def proxy_shown(value: str) -> str:
-    """A proxy URL as an error may show it: never what stands before its @."""
-    return re.sub(r"//[^/@]*@", "//****@", value.strip())
+    """A proxy URL as an error may show it: never what stands before its last @ (a password
+    may hold `/`, `@` or `#`, and the scheme may be left out)."""
+    text = value.strip()
+    userinfo, at, rest = text.rpartition("@")
+    if not at:
+        return text
+    scheme, separator, _credentials = userinfo.partition("://")
+    return f"{scheme}://****@{rest}" if separator else f"****@{rest}"
 
 
 def proxy_value(value: str) -> object:

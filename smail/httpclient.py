@@ -80,12 +80,54 @@ class Session(requests.Session):
             redact.remember(credential.split(" ", 1)[1])
         started = time.monotonic()
         method = method if isinstance(method, str) else method.decode("ascii")
-        response = super().request(method, url, *args, **kwargs)
+        streamed = kwargs.pop("stream", False)
+        response = super().request(method, url, *args, stream=True, **kwargs)
+        if not streamed:
+            _read_answer(response, self.timeout)
         self.last_response = response
         log.debug("%s %s -> %s in %.2f s (request-id %s, client-request-id %s)", method, _safe_url(str(url)),
                   response.status_code, time.monotonic() - started,
                   response.headers.get("request-id", "-"), response.headers.get("client-request-id", "-"))
         return response
+
+
+# The longest answer SMail reads (a draft's answer echoes its body, at most Graph's 4 MB).
+MAX_ANSWER = 64 * 1024 * 1024
+
+
+def _read_answer(response: requests.Response, seconds: float) -> None:
+    """The answer's body read whole within `seconds` of its head, and at most MAX_ANSWER bytes:
+    requests times each read only, so an endpoint trickling its answer (a byte now and then)
+    or sending one without end would hold the run beyond /TIMEOUT, or fill the memory."""
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+    from urllib3.exceptions import SSLError as Urllib3SSLError
+
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := response.raw.read1(65536, decode_content=True):
+            size += len(chunk)
+            if size > MAX_ANSWER:
+                raise requests.exceptions.ConnectionError(_("the answer is longer than {size} MB").format(
+                    size=MAX_ANSWER // (1024 * 1024)))
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout(_("the answer did not end within {seconds:g} s").format(
+                    seconds=seconds))
+            chunks.append(chunk)
+    except ProtocolError as exc:  # as requests translates them when it reads the body itself
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    except BaseException:
+        response.close()
+        raise
+    response._content = b"".join(chunks)
+    response._content_consumed = True
 
 
 def _safe_url(url: str) -> str:

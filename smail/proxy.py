@@ -77,8 +77,9 @@ class Proxy:
 
 def password_in(value: str) -> str | None:
     """The password of a proxy URL as given, to be registered as a secret before anything fails."""
+    text = value.strip()
     try:
-        password = urlsplit(value.strip()).password
+        password = urlsplit(text if "://" in text else f"http://{text}").password
     except ValueError:
         return None
     return unquote(password) if password else None
@@ -112,6 +113,17 @@ def parse(value: str) -> Proxy:
     password = unquote(parts.password) if parts.password else None
     return Proxy(kind=kind, host=host, port=port or _DEFAULT_PORTS[kind], username=username,
                  password=Secret(password) if password else None)
+
+
+def check_credentials(found: Proxy) -> Proxy:
+    """`found`, or ValueError when it is a SOCKS5 proxy whose user name or password cannot be
+    sent: RFC 1929 gives each at most 255 bytes, and python-socks writes them in ASCII."""
+    if found.kind is ProxyKind.SOCKS5:
+        for value in (found.username, found.password.reveal() if found.password else None):
+            if value is not None and (not value.isascii() or len(value) > 255):
+                raise ValueError(_("The user name and the password of the SOCKS5 proxy {proxy} must be ASCII characters, at most 255 each.").format(
+                    proxy=found))
+    return found
 
 
 def environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -253,7 +265,7 @@ def _http_tunnel(proxy: Proxy, host: str, port: int, *, timeout: float, connect:
                 proxy=proxy, where=where, answer=answer), temporary=False)
         if status == 407:
             hint = (_("the proxy's user name or password is wrong") if proxy.username is not None
-                    else _("the proxy asks for a user name and a password: /PROXY=http://user@host:port with /PROXY_PASSWORD"))
+                    else _("the proxy asks for a user name and a password; give them with /PROXY=http://user@host:port and /PROXY_PASSWORD"))
             raise ProxyError(_("The proxy {proxy} refused the connection to {where}: {answer} ({hint}).").format(
                 proxy=proxy, where=where, answer=answer, hint=hint), temporary=False)
         # 502, 503, 504: the proxy could not reach the mail server now; 403 and the other
@@ -353,13 +365,16 @@ def _socks5_tunnel(proxy: Proxy, host: str, port: int, *, timeout: float) -> soc
             answer, temporary = text, False
         if "authentication" in text.lower():
             if proxy.username is None:
-                hint = _("the proxy asks for a user name and a password: /PROXY=socks5://user@host:port with /PROXY_PASSWORD")
+                hint = _("the proxy asks for a user name and a password; give them with /PROXY=socks5://user@host:port and /PROXY_PASSWORD")
             else:
                 hint = _("the proxy's user name or password is wrong")
             raise ProxyError(_("The proxy {proxy} refused the connection to {where}: {answer} ({hint}).").format(
                 proxy=proxy, where=where, answer=text, hint=hint), temporary=False) from None
         raise ProxyError(_("The proxy {proxy} refused the connection to {where}: {answer}").format(
             proxy=proxy, where=where, answer=answer), temporary=temporary) from None
+    if isinstance(outcome, ValueError):  # a reply python-socks cannot read (a bound name not in UTF-8)
+        raise ProxyError(_("The proxy {proxy} answered the request for {where} with something other than SOCKS5.").format(
+            proxy=proxy, where=where), temporary=False) from None
     if isinstance(outcome, OSError):
         raise ProxyError(_("The connection to the proxy {proxy} was lost: {reason}").format(
             proxy=proxy, reason=outcome.strerror or outcome), temporary=True) from None

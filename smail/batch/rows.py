@@ -12,7 +12,7 @@ from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
 from smail.batch.columns import ADDRESS_COLUMNS, FIELD_OF, FILE_COLUMNS, TRIMMED, Column, in_row_text
 from smail.batch.table import Row
 from smail.batch.templates import render_template
-from smail.config import inline_without_html, settle_message
+from smail.config import inline_without_html, no_certificate_to_encrypt_to, settle_message
 from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
@@ -134,10 +134,13 @@ class RowBuilder:
 
         try:
             if values.encrypt_to is not None:
+                if not values.encrypt_to:  # `;` alone: not a reason to send this row unencrypted
+                    raise no_certificate_to_encrypt_to()
                 protection = with_recipients(protection, values.encrypt_to)
             return plan(protection, message)
         except SMailError as err:
-            raise in_row(err, values.number, column.name if column is not None and protection.encrypts else None) from None
+            raise in_row(err, values.number, column.name if column is not None and (
+                protection.encrypts or values.encrypt_to is not None) else None) from None
 
     def check(self, values: RowValues, message: Message) -> None:
         """The row's message checked against the certificates (exit 2 naming the row)."""
