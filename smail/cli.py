@@ -1,8 +1,11 @@
 """main(): argv -> options -> Config -> Message -> session -> exit code.
 
-Its catch-all turns an exception no stage translated into exit 7 (a bug); the one other
-broad handler is tls.create_context, where any failure of the system's certificate store is
-exit 3, since the store and the TLS library fail in ways no list can hold.
+Its catch-all turns an exception no stage translated into exit 7 (a bug). Two other broad
+handlers give an exit code of their own, where the code beneath fails in ways no list can
+hold: tls.create_context (the system's certificate store, exit 3) and the batch's
+templates.render_template (whatever a template makes Python raise is bad input, exit 2).
+The others only keep a report from changing the outcome (the log file, the Event Log,
+closing a broken SMTP connection) or pass the exception on.
 """
 
 from __future__ import annotations

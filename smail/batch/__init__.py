@@ -1,9 +1,11 @@
 """/BATCH: one message per row of a CSV file, over one session, each row sent at most once.
 
-The CSV is streamed, never held, and read three times: the output check of the configuration
-collects the files the rows name (`table.files_named`); a first pass builds and renders every
-row's message (addresses, files, templates) so that one bad row stops the run before anything
-leaves; the second pass sends, producing each message only when the session asks for the next one.
+The CSV is streamed, never held, and its rows are read three times: the output check of the
+configuration collects the files the rows name (`table.files_named`); a first pass builds and
+renders every row's message (addresses, files, templates) so that one bad row stops the run
+before anything leaves; the second pass sends, producing each message only when the session
+asks for the next one. Each of the three openings first reads the file through once more, to
+tell UTF-8 from ANSI (`files.text_encoding`).
 
 Never twice, per row: /BATCH_RESULT gets a `sending` line just before the end of a message
 goes out and the row's final line after its outcome, each with one write on a file opened
