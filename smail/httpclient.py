@@ -81,7 +81,7 @@ class Session(requests.Session):
         started = time.monotonic()
         method = method if isinstance(method, str) else method.decode("ascii")
         streamed = kwargs.pop("stream", False)
-        response = super().request(method, url, *args, stream=True, **kwargs)
+        response = super().request(method, url, *args, **{**kwargs, "stream": True})
         if not streamed:
             _read_answer(response, self.timeout)
         self.last_response = response
