@@ -51,6 +51,15 @@ class _TextExtractor(HTMLParser):
                 target = href[7:] if href.lower().startswith("mailto:") else href
                 self.out.append(f" <{target}>")
 
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        """`<![` not followed by a name (`<![ x [`) is text: html.parser raises AssertionError
+        on it, and an odd HTML body must still give its plain-text part, not a crash."""
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            self.handle_data(self.rawdata[i:i + 3])
+            return i + 3
+
     def handle_data(self, data: str) -> None:
         if self.skip:
             return

@@ -4,6 +4,8 @@ clear when encryption was asked for."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import socket
 import threading
@@ -209,3 +211,24 @@ def test_encrypt_to_left_empty_still_means_not_encrypted(run_smail, smtpd, pki):
                        "/ENCRYPT_TO=")
     assert result.exit_code == ExitCode.OK, result.output
     assert len(server.handler.received) == 1
+
+
+# -- HTML bodies ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("html", ["<p>Bonjour<![ x [ y</p>", "<![ ", "<![if !mso]>a<![endif]><![ z"])
+def test_an_html_body_with_a_broken_marked_section_is_sent_with_its_text_part(run_smail, smtpd, tmp_path, html):
+    """`<![` followed by no name made html.parser raise while SMail wrote the plain-text
+    alternative: exit 7, nothing sent. The odd markup is kept as text."""
+    handler = RecordingHandler()
+    server = smtpd(handler)
+    body = tmp_path / "Msg.html"
+    body.write_text(html, encoding="utf-8")
+    result = run_smail(*server.options, "/FROM_ADDR=a@t.test", "/TO=b@t.test", f"/BODY_FILE={body}")
+    assert result.exit_code == ExitCode.OK, result.output
+    _no_crash(result.output)
+    [received] = handler.received
+
+
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert message.get_body(("html",)).get_content().rstrip("\r\n") == html
+    assert message.get_body(("plain",)) is not None

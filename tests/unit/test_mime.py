@@ -192,6 +192,14 @@ def test_html_to_text_keeps_paragraphs_breaks_and_links():
     assert text == "Titre\n\nUn\ndeux\n\n- a\n- b\n\nVoir le site <https://x.test/y>.\n"
 
 
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["<", ">", "!", "[", "]", "-", "/", "?", "&", "#", ";", "a", "p", " ",
+                                 "x", "CDATA", "if", "'", '"', "=", "\n", "é"]), max_size=40).map("".join))
+@example("<![ x [ y")
+def test_html_to_text_never_raises_on_odd_markup(html):
+    assert html_to_text(html).endswith("\n")
+
+
 def test_dot_stuffing_across_chunk_boundaries():
     chunks = [b"a\r\n", b".b\r", b"\n.c\r\n..d\r\n", b"."]
     assert b"".join(mime.dot_stuff(iter(chunks))) == b"a\r\n..b\r\n..c\r\n...d\r\n.."
