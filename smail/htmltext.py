@@ -51,7 +51,7 @@ class _TextExtractor(HTMLParser):
                 target = href[7:] if href.lower().startswith("mailto:") else href
                 self.out.append(f" <{target}>")
 
-    def parse_marked_section(self, i: int, report: int = 1) -> int:
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
         """`<![` not followed by a name (`<![ x [`) is text: html.parser raises AssertionError
         on it, and an odd HTML body must still give its plain-text part, not a crash."""
         try:
