@@ -124,7 +124,7 @@ def _protect_secret(raw: RawOptions, console: Console) -> Outcome:
     import getpass
 
     from smail import windows
-    from smail.config import Values
+    from smail.config.values import Values
     from smail.options import SecretScope
 
     values = Values(raw)

@@ -12,7 +12,7 @@ from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
 from smail.batch.columns import ADDRESS_COLUMNS, FIELD_OF, FILE_COLUMNS, TRIMMED, Column, in_row_text
 from smail.batch.table import Row
 from smail.batch.templates import render_template
-from smail.config import inline_without_html, no_certificate_to_encrypt_to, settle_message
+from smail.config.message import inline_without_html, no_certificate_to_encrypt_to, settle_message
 from smail.converters import file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _

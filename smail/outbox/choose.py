@@ -133,7 +133,7 @@ def prepare(entry: Path, signing: Signing, *, mode: Mode, max_age: float, now: f
 
 def _check_for_graph(message: Message) -> None:
     """An entry kept in SMTP mode may carry headers Microsoft Graph refuses: Unreadable then."""
-    from smail.config import check_graph_headers
+    from smail.config.transport import check_graph_headers
 
     try:
         check_graph_headers(tuple(f"{name}: {value}" for name, value in message.headers))
