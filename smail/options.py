@@ -132,10 +132,8 @@ _ADDRESS, _ADDRESSES, _FILES = N_("address"), N_("addresses"), N_("files")
 _EITHER_STORE = N_("the user's, then the computer's")
 
 
-class Opt:
-    """The table: one attribute per option, in help order, named as the option is
-    (`Opt.SMTP_SERVER.name == "SMTP_SERVER"`). Code names an option by its attribute, so
-    that a misspelt name is an error for mypy and when it runs, never an option not given."""
+class _General:
+    """General options: the transport, retries, logs, languages, proxies."""
 
     MODE = Option(group=_GENERAL, metavar="SMTP|GRAPH", convert=mode, default=Mode.SMTP,
         help=N_("Transport: SMTP or GRAPH."))
@@ -193,6 +191,10 @@ class Opt:
         default=SecretScope.USER,
         help=N_("/PROTECT_SECRET: who can decrypt: this user, or every account of this computer."))
 
+
+class _Message:
+    """The message: sender, recipients, subject, body, attachments, headers."""
+
     SUBJECT = Option(group=_MESSAGE, metavar=_TEXT, convert=header_text, per_row=True,
         help=N_("Subject of the message."))
     FROM_NAME = Option(group=_MESSAGE, metavar=_NAME, convert=header_text, per_row=True,
@@ -227,6 +229,10 @@ class Opt:
     HEADER = Option(group=_MESSAGE, metavar=N_("\"X-Name: value\""), repeat=True, convert=header_text,
         per_row=True, help=N_("Extra header, repeatable."))
 
+
+class _Smime:
+    """S/MIME: signing and encryption certificates."""
+
     SIGN_CERT = Option(group=_SMIME, metavar=_PATH, convert=existing_file, input_file=True,
         help=N_("Sign the message (S/MIME) with this certificate and its private key: .pfx/.p12, or PEM. It must name /FROM_ADDR and be valid for e-mail protection."))
     SIGN_CERT_PASSWORD = Option(group=_SMIME, metavar=_PASSWORD, convert=secret, secret=True,
@@ -245,6 +251,10 @@ class Opt:
         help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC."))
     ENCRYPT_NO_SELF = Option(group=_SMIME, switch=True, convert=yes_no,
         help=N_("Do not encrypt to the sender's own certificate as well (the copy in Sent Items then cannot be read)."))
+
+
+class _Many:
+    """Many messages: the batch, the outbox, the result file."""
 
     RESULT_FILE = Option(group=_MANY, metavar=N_("path.json"), convert=output_path, output_file=True,
         help=N_("Write a receipt of the run as JSON (every message, on success and on failure)."))
@@ -265,6 +275,10 @@ class Opt:
     OUTBOX_MAX_AGE = Option(group=_MANY, metavar="72H", convert=duration, default=72 * 3600.0,
         default_text=N_("72H"),
         help=N_("A message older than this in the outbox is moved to its failed folder."))
+
+
+class _Smtp:
+    """/MODE=SMTP: the server, TLS, authentication."""
 
     SMTP_SERVER = Option(group=_SMTP, metavar=N_("host"), convert=server, required_in=SMTP_ONLY,
         help=N_("SMTP server (required in SMTP mode)."))
@@ -294,6 +308,10 @@ class Opt:
         help=N_("Connect over IPv4 only (4) or IPv6 only (6); by default every address of the server in turn."))
     HELO = Option(group=_SMTP, metavar=_NAME, convert=helo,
         default_text=N_("this computer's full name"), help=N_("Name sent in EHLO."))
+
+
+class _Graph:
+    """/MODE=GRAPH: the application, its credential, the cloud, the mailbox."""
 
     O365_AUTH = Option(group=_GRAPH, metavar="APP|MANAGED_IDENTITY", convert=choice(SignIn),
         default=SignIn.APP,
@@ -335,7 +353,17 @@ class Opt:
     SAVE_TO_SENT = Option(group=_GRAPH, metavar="YES|NO", convert=yes_no, default=True,
         help=N_("Keep a copy in Sent Items."))
 
-OPTIONS: Final[tuple[Option, ...]] = tuple(v for v in vars(Opt).values() if isinstance(v, Option))
+
+class Opt(_General, _Message, _Smime, _Many, _Smtp, _Graph):
+    """The table: one attribute per option, in help order (one base class per section of the
+    help screen), named as the option is (`Opt.SMTP_SERVER.name == "SMTP_SERVER"`). Code names
+    an option by its attribute, so that a misspelt name is an error for mypy and when it runs,
+    never an option not given."""
+
+
+OPTIONS: Final[tuple[Option, ...]] = tuple(
+    option for section in (_General, _Message, _Smime, _Many, _Smtp, _Graph)
+    for option in vars(section).values() if isinstance(option, Option))
 
 BY_NAME: Final[Mapping[str, Option]] = {
     key: option for option in OPTIONS for key in (option.name, *option.aliases)}
