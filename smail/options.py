@@ -267,7 +267,7 @@ class _Many:
     RATE = Option(group=_MANY, metavar="N/MIN", convert=rate,
         help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H)."))
     OUTBOX = Option(group=_MANY, metavar=N_("folder"), convert=folder,
-        help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH."))
+        help=N_("Keep a message that cannot be delivered now (not refused: the server unreachable or failing) in this folder, for /FLUSH."))
     FLUSH = Option(group=_MANY, switch=True, convert=yes_no,
         help=N_("Send the messages waiting in /OUTBOX, oldest first."))
     RESEND_UNCERTAIN = Option(group=_MANY, switch=True, convert=yes_no,
