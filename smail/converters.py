@@ -425,12 +425,13 @@ def certificate_list(value: str, base: Path | None = None) -> tuple[Path | Store
     thumbprint is given with its folder (.\\name)."""
     found: list[Path | StoreThumbprint] = []
     for item in file_items(value, base):
-        digits = _INVISIBLE.sub("", item).upper()
-        if re.fullmatch(r"[0-9A-F]{40}", digits):
-            if sys.platform != "win32":
-                raise ParamError(_("/ENCRYPT_TO names the certificate {thumbprint} of the Windows certificate store, which exists only on Windows: give its file (.cer, .pem) here.").format(
-                    thumbprint=digits))
-            found.append(StoreThumbprint(digits))
-        else:
+        try:
+            digits = thumbprint(item)
+        except ConversionError:
             found += _files_of(item, base)
+            continue
+        if sys.platform != "win32":
+            raise ParamError(_("/ENCRYPT_TO names the certificate {thumbprint} of the Windows certificate store, which exists only on Windows: give its file (.cer, .pem) here.").format(
+                thumbprint=digits))
+        found.append(StoreThumbprint(digits))
     return tuple(found)
