@@ -453,3 +453,77 @@ def test_the_real_stores_of_correspondents_open_and_a_thumbprint_none_holds_is_e
     assert caught.value.exit_code == ExitCode.PARAM
     assert "No certificate with the thumbprint" in caught.value.message, caught.value.message
     assert "Cert:\\CurrentUser\\AddressBook" in caught.value.message
+
+
+def _smime_certificate(address: str) -> bytes:
+    """A self-signed e-mail certificate (DER) for `address`."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"SMail test {uuid.uuid4()}")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=60))
+                   .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="needs Windows (the certificate store)")
+def test_a_certificate_added_to_the_users_other_people_is_found_by_its_thumbprint():
+    """The whole lookup on the real crypt32: a correspondent's certificate put in the user's
+    "AddressBook" (as certmgr.msc's import does) is what /ENCRYPT_TO=<thumbprint> encrypts to."""
+    import hashlib
+    from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, c_wchar_p
+
+    from smail import certstore, smime
+    from smail.cloud import StoreThumbprint
+
+    crypt32 = ctypes.WinDLL("crypt32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+    ulong_ptr, dword = ctypes.c_size_t, ctypes.c_uint32
+    crypt32.CertOpenStore.restype = c_void_p
+    crypt32.CertOpenStore.argtypes = [c_void_p, dword, ulong_ptr, dword, c_wchar_p]
+    crypt32.CertAddEncodedCertificateToStore.restype = c_int
+    crypt32.CertAddEncodedCertificateToStore.argtypes = [c_void_p, dword, c_char_p, dword, dword, POINTER(c_void_p)]
+    crypt32.CertFindCertificateInStore.restype = c_void_p
+    crypt32.CertFindCertificateInStore.argtypes = [c_void_p, dword, dword, dword, POINTER(windows.DATA_BLOB), c_void_p]
+    crypt32.CertDeleteCertificateFromStore.restype = c_int
+    crypt32.CertDeleteCertificateFromStore.argtypes = [c_void_p]
+    crypt32.CertCloseStore.restype = c_int
+    crypt32.CertCloseStore.argtypes = [c_void_p, dword]
+
+    def open_writable() -> int:
+        store = crypt32.CertOpenStore(windows.CERT_STORE_PROV_SYSTEM_W, 0, 0, windows.CERT_SYSTEM_STORE_CURRENT_USER,
+                                      "AddressBook")
+        assert store, ctypes.WinError(ctypes.get_last_error())  # type: ignore[attr-defined,unused-ignore]
+        return int(store)
+
+    der = _smime_certificate("zoe.lefevre@test.test")
+    sha1 = hashlib.sha1(der).digest()  # noqa: S324
+    thumbprint = sha1.hex().upper()
+    store = open_writable()
+    replace_existing = 3  # CERT_STORE_ADD_REPLACE_EXISTING
+    added = crypt32.CertAddEncodedCertificateToStore(store, windows.X509_ASN_ENCODING, der, len(der),
+                                                     replace_existing, None)
+    crypt32.CertCloseStore(store, 0)  # written through to the user's store, as certmgr.msc's import
+    assert added, ctypes.WinError(ctypes.get_last_error())  # type: ignore[attr-defined,unused-ignore]
+    try:
+        assert certstore.find_public(thumbprint) == (der, "Cert:\\CurrentUser\\AddressBook")
+        [recipient] = smime.recipients((StoreThumbprint(thumbprint),))
+        assert recipient.addresses == {"zoe.lefevre@test.test"}
+    finally:
+        store = open_writable()
+        digest = ctypes.create_string_buffer(sha1, len(sha1))
+        blob = windows.DATA_BLOB(len(sha1), ctypes.cast(digest, POINTER(ctypes.c_char)))
+        context = crypt32.CertFindCertificateInStore(store, windows.X509_ASN_ENCODING, 0, windows.CERT_FIND_SHA1_HASH,
+                                                     byref(blob), None)
+        if context:
+            crypt32.CertDeleteCertificateFromStore(context)  # frees the context too
+        crypt32.CertCloseStore(store, 0)
