@@ -10,6 +10,7 @@ import pytest
 
 from smail.errors import ExitCode
 from tests.cli.test_hostile_input import smail_process
+from tests.contract.test_graph import graph, microsoft  # noqa: F401 (fixtures)
 from tests.smtpd import RecordingHandler
 
 
@@ -37,3 +38,66 @@ def test_an_html_body_of_many_unended_tags_is_sent_at_once(smtpd, tmp_path, unen
     message = email.message_from_bytes(received.data, policy=email.policy.default)
     assert message.get_body(("plain",)).get_content().strip() == "Bonjour"
     assert message.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == html.rstrip("\n")
+
+
+# -- an environment proxy the HTTPS requests cannot use ------------------------------------------
+
+def _environment(monkeypatch, variables: dict[str, str]) -> dict[str, str]:
+    """The proxy variables, for SMail and for requests (which reads the process's own)."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return {"LANG": "C", "NO_PROXY": "", **variables}
+
+
+@pytest.mark.parametrize("variables", [{"HTTPS_PROXY": "socks5://127.0.0.1:1080"},
+                                       {"ALL_PROXY": "socks5h://svc:Pr0xy-S3cret@127.0.0.1:1080"}])
+def test_graph_behind_a_socks5_environment_proxy_is_exit_2_not_an_unknown_tenant(graph, microsoft,  # noqa: F811
+                                                                                   monkeypatch, variables):
+    """requests cannot speak SOCKS5 here: the sign-in failed as "the tenant contoso-tenant-id
+    does not exist (check /O365_TENANT_ID)", exit 4, sending the administrator after the
+    wrong setting."""
+    result = graph(env=_environment(monkeypatch, variables))
+    assert result.exit_code == ExitCode.PARAM, result.output
+    _no_crash(result.output)
+    assert "SOCKS5" in result.stderr and "HTTPS_PROXY or ALL_PROXY" in result.stderr
+    assert "tenant" not in result.stderr and "Pr0xy-S3cret" not in result.output
+    assert microsoft.sent == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:port", "ftp://127.0.0.1:21",
+                                 'http://svc:S3\\"cret@[::1'])
+def test_graph_behind_a_malformed_environment_proxy_is_exit_2_naming_the_variable(graph, microsoft,  # noqa: F811
+                                                                                   monkeypatch, url):
+    result = graph(env=_environment(monkeypatch, {"HTTPS_PROXY": url}))
+    assert result.exit_code == ExitCode.PARAM, result.output
+    _no_crash(result.output)
+    assert "HTTPS_PROXY or ALL_PROXY" in result.stderr and "tenant" not in result.stderr
+    assert 'S3\\"cret' not in result.output
+    assert microsoft.sent == []
+
+
+def test_graph_with_the_environment_proxy_bypassed_or_overridden_still_sends(graph, microsoft, monkeypatch):  # noqa: F811
+    env = _environment(monkeypatch, {"HTTPS_PROXY": "socks5://127.0.0.1:1080", "NO_PROXY": "127.0.0.1"})
+    assert graph(env=env).exit_code == ExitCode.OK
+    env = _environment(monkeypatch, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+    assert graph("/PROXY=NONE", env=env).exit_code == ExitCode.OK
+    assert len(microsoft.sent) == 2
+
+
+def test_smtp_xoauth2_token_behind_a_socks5_environment_proxy_is_exit_2(run_smail, microsoft, tls_ca,  # noqa: F811
+                                                                        monkeypatch):
+    env = _environment(monkeypatch, {"ALL_PROXY": "socks5://127.0.0.1:1080"})
+    result = run_smail("/SMTP_SERVER=127.0.0.1", "/SMTP_PORT=1", "/AUTH_TYPE=XOAUTH2", "/SMTP_USERNAME=u@t.test",
+                       f"/O365_TENANT_ID={microsoft.tenant}", "/O365_APP_ID=app-id-1", "/O365_SECRET=s3cret",
+                       f"/O365_AUTHORITY_HOST={microsoft.authority}", f"/CA_FILE={tls_ca.pem}",
+                       "/FROM_ADDR=u@t.test", "/TO=b@t.test", "/BODY=hi", env=env)
+    assert result.exit_code == ExitCode.PARAM, result.output
+    assert "SOCKS5" in result.stderr and "tenant" not in result.stderr
+
+
+def test_the_environment_proxy_refusal_in_french(graph, monkeypatch):  # noqa: F811
+    result = graph("/LANG=FR", env=_environment(monkeypatch, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"}))
+    assert result.exit_code == ExitCode.PARAM
+    assert "Le proxy de l'environnement" in result.stderr
