@@ -10,7 +10,9 @@ import pytest
 
 from smail.errors import ExitCode
 from tests.cli.test_hostile_input import smail_process
+from tests.cli.test_smime import decrypt, needs_openssl
 from tests.contract.test_graph import graph, microsoft  # noqa: F401 (fixtures)
+from tests.smime_certs import PASSWORD
 from tests.smtpd import RecordingHandler
 
 
@@ -101,3 +103,31 @@ def test_the_environment_proxy_refusal_in_french(graph, monkeypatch):  # noqa: F
     result = graph("/LANG=FR", env=_environment(monkeypatch, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"}))
     assert result.exit_code == ExitCode.PARAM
     assert "Le proxy de l'environnement" in result.stderr
+
+
+# -- S/MIME: the sender among the recipients ------------------------------------------------------
+
+@needs_openssl
+def test_an_encrypted_message_copied_to_its_signing_sender_is_sent_readable_by_both(run_smail, smtpd, pki, tmp_path):
+    """The sender in Cc (a copy to the ERP's mailbox) with /SIGN_CERT was refused: "/ENCRYPT_TO
+    has no certificate for alice@demo.test", although the sender's certificate is the one the
+    message is encrypted to for Sent Items."""
+    server = smtpd(RecordingHandler())
+    result = run_smail(*server.options, f"/FROM_ADDR={pki.alice.address}", f"/TO={pki.bob.address}",
+                       f"/CC={pki.alice.address.upper()}", "/BODY=Bulletin", f"/SIGN_CERT={pki.alice.pfx}",
+                       f"/SIGN_CERT_PASSWORD={PASSWORD}", f"/ENCRYPT_TO={pki.bob.pem}")
+    assert result.exit_code == ExitCode.OK, result.output
+    [received] = server.handler.received
+    assert sorted(received.rcpt_tos) == sorted([pki.bob.address, pki.alice.address.upper()])
+    for who in (pki.alice, pki.bob):
+        assert decrypt(received.data, who, tmp_path).returncode == 0
+
+
+def test_the_sender_among_the_recipients_without_its_certificate_is_still_refused(run_smail, smtpd, pki):
+    server = smtpd(RecordingHandler())
+    result = run_smail(*server.options, f"/FROM_ADDR={pki.alice.address}", f"/TO={pki.bob.address}",
+                       f"/CC={pki.alice.address}", "/BODY=Bulletin", f"/SIGN_CERT={pki.alice.pfx}",
+                       f"/SIGN_CERT_PASSWORD={PASSWORD}", f"/ENCRYPT_TO={pki.bob.pem}", "/ENCRYPT_NO_SELF")
+    assert result.exit_code == ExitCode.PARAM, result.output
+    assert f"/ENCRYPT_TO has no certificate for {pki.alice.address}" in result.stderr
+    assert server.handler.received == []
