@@ -18,7 +18,7 @@ from typing import Any
 from smail import certificate, windows
 from smail.assertion import Sign
 from smail.cloud import CertStore
-from smail.errors import AuthError
+from smail.errors import AuthError, ParamError
 from smail.i18n import _
 
 _WHERE = {CertStore.USER: "Cert:\\CurrentUser\\My", CertStore.MACHINE: "Cert:\\LocalMachine\\My"}
@@ -53,9 +53,10 @@ def _account() -> str:
 
 
 @contextmanager
-def _context(api: Any, store: CertStore, thumbprint: str) -> Iterator[Any]:
-    """The certificate context in `store` (None when absent), freed and closed afterwards."""
-    handle = api.open_store(machine=store is CertStore.MACHINE)
+def _context(api: Any, store: CertStore, thumbprint: str, name: str = "MY") -> Iterator[Any]:
+    """The certificate context in the store `name` of `store` (None when absent), freed and
+    closed afterwards."""
+    handle = api.open_store(machine=store is CertStore.MACHINE, name=name)
     try:
         context = api.find_certificate(handle, bytes.fromhex(thumbprint))
         try:
@@ -148,3 +149,32 @@ def check(found: StoreCertificate) -> str | None:
 def inspect(thumbprint: str, store: CertStore | None, *, api: Any = windows) -> str | None:
     """The checks of a run before any request (missing, expired, unusable key): the expiry warning."""
     return check(open_signer(thumbprint, store, api=api))
+
+
+# Where /ENCRYPT_TO's thumbprints are looked for, in this order: the correspondents' certificates
+# (Other People, where Outlook and certmgr.msc put them), then the Personal stores, which hold
+# the sender's own.
+_PUBLIC_STORES: tuple[tuple[str, CertStore], ...] = (
+    ("AddressBook", CertStore.USER), ("AddressBook", CertStore.MACHINE), ("MY", CertStore.USER),
+    ("MY", CertStore.MACHINE))
+
+
+def _public_where(name: str, store: CertStore) -> str:
+    return f"Cert:\\{'LocalMachine' if store is CertStore.MACHINE else 'CurrentUser'}\\{'My' if name == 'MY' else name}"
+
+
+def find_public(thumbprint: str, *, api: Any = windows) -> tuple[bytes, str]:
+    """The DER bytes of the certificate with this SHA-1 thumbprint, and the store it was found
+    in, for encrypting to it (no key needed); ParamError (exit 2) when no store holds it."""
+    for name, store in _PUBLIC_STORES:
+        try:
+            with _context(api, store, thumbprint, name) as context:
+                if context:
+                    return api.certificate_der(context), _public_where(name, store)
+        except OSError as exc:
+            if windows_code(exc) == windows.ERROR_FILE_NOT_FOUND:
+                continue  # a store never created holds no certificate
+            raise ParamError(_("The certificate store {where} could not be opened: {reason}").format(
+                where=_public_where(name, store), reason=exc.strerror or exc)) from None
+    raise ParamError(_("No certificate with the thumbprint {thumbprint} is in {stores}: check /ENCRYPT_TO (certmgr.msc > Other People shows the user's correspondents).").format(
+        thumbprint=thumbprint, stores=" / ".join(_public_where(name, store) for name, store in _PUBLIC_STORES)))

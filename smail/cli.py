@@ -106,7 +106,7 @@ def _send_one(config: SingleRun, console: Console) -> Outcome:
         session.close()
     if receipt.status is not Status.SENT:
         if config.outbox is not None and receipt.status is Status.FAILED:
-            from smail import outbox  # transient: kept for a later /FLUSH, exit 10
+            from smail import outbox  # not refused, may work later: kept for /FLUSH, exit 10
 
             kept = outbox.keep(config.outbox, message, rendered, receipt)
             text = kept.error or ""

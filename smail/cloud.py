@@ -29,6 +29,17 @@ class CertStore(Enum):
     MACHINE = "MACHINE"
 
 
+@dataclass(frozen=True)
+class StoreThumbprint:
+    """An /ENCRYPT_TO item naming a certificate of the Windows store by its SHA-1 thumbprint
+    (40 upper-case hex digits) instead of a file."""
+
+    hex: str
+
+    def __str__(self) -> str:
+        return self.hex
+
+
 class Cloud(Enum):
     GLOBAL = "GLOBAL"
     USGOV = "USGOV"

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Final
 
 from smail import files, hosts, redact
+from smail.cloud import StoreThumbprint
 from smail.errors import FileMissingError, InvalidModeError, ParamError, one_of
 from smail.i18n import _
 from smail.kinds import Mode
@@ -403,13 +405,33 @@ def file_items(value: str, base: Path | None = None) -> list[str]:
 
 def file_list(value: str, base: Path | None = None) -> tuple[Path, ...]:
     """/ATTACH, /INLINE: existing regular files; wildcards expanded, relative to `base`."""
-    paths: list[Path] = []
+    return tuple(path for item in file_items(value, base) for path in _files_of(item, base))
+
+
+def _files_of(item: str, base: Path | None) -> list[Path]:
+    pattern = item if base is None or Path(item).is_absolute() else str(base / item)
+    paths = files.expand_wildcards(pattern)
+    for path in paths:
+        if not files.is_file(path):
+            if files.exists(path):
+                raise files.not_regular(path)
+            raise FileMissingError.not_found(path)
+    return list(paths)
+
+
+def certificate_list(value: str, base: Path | None = None) -> tuple[Path | StoreThumbprint, ...]:
+    """/ENCRYPT_TO: certificate files as file_list(), or thumbprints (40 hex digits, as
+    certmgr.msc copies them) of certificates in the Windows store. A file named like a
+    thumbprint is given with its folder (.\\name)."""
+    found: list[Path | StoreThumbprint] = []
     for item in file_items(value, base):
-        pattern = item if base is None or Path(item).is_absolute() else str(base / item)
-        for path in files.expand_wildcards(pattern):
-            if not files.is_file(path):
-                if files.exists(path):
-                    raise files.not_regular(path)
-                raise FileMissingError.not_found(path)
-            paths.append(path)
-    return tuple(paths)
+        try:
+            digits = thumbprint(item)
+        except ConversionError:
+            found += _files_of(item, base)
+            continue
+        if sys.platform != "win32":
+            raise ParamError(_("/ENCRYPT_TO names the certificate {thumbprint} of the Windows certificate store, which exists only on Windows: give its file (.cer, .pem) here.").format(
+                thumbprint=digits))
+        found.append(StoreThumbprint(digits))
+    return tuple(found)

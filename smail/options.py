@@ -19,6 +19,7 @@ from smail.cloud import CertStore, Cloud, SignIn
 from smail.converters import (
     ConversionError,
     ca_file,
+    certificate_list,
     charset,
     choice,
     client_id,
@@ -246,9 +247,9 @@ class _Smime:
         help=N_("Store of /SIGN_CERT_THUMBPRINT: My of the current user, or of the computer."))
     SIGN_ANY_ADDRESS = Option(group=_SMIME, switch=True, convert=yes_no,
         help=N_("Sign even when the certificate does not name /FROM_ADDR (recipients' mail programs will warn)."))
-    ENCRYPT_TO = Option(group=_SMIME, metavar=_FILES, repeat=True, convert=file_list, input_file=True,
+    ENCRYPT_TO = Option(group=_SMIME, metavar=_FILES, repeat=True, convert=certificate_list, input_file=True,
         per_row=True,
-        help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem), separated by , or ;: one for every recipient of /TO, /CC and /BCC."))
+        help=N_("Encrypt the message (S/MIME, AES-256) to these certificates (.cer, .crt, .pem files, or thumbprints of the Windows store's Other People), separated by , or ;: one for every recipient of /TO, /CC and /BCC."))
     ENCRYPT_NO_SELF = Option(group=_SMIME, switch=True, convert=yes_no,
         help=N_("Do not encrypt to the sender's own certificate as well (the copy in Sent Items then cannot be read)."))
 
@@ -267,7 +268,7 @@ class _Many:
     RATE = Option(group=_MANY, metavar="N/MIN", convert=rate,
         help=N_("Send at most this many messages per minute (N/MIN), second (N/S) or hour (N/H)."))
     OUTBOX = Option(group=_MANY, metavar=N_("folder"), convert=folder,
-        help=N_("Keep a message that cannot be delivered now (transient failure) in this folder, for /FLUSH."))
+        help=N_("Keep a message that cannot be delivered now (not refused: the server unreachable or failing) in this folder, for /FLUSH."))
     FLUSH = Option(group=_MANY, switch=True, convert=yes_no,
         help=N_("Send the messages waiting in /OUTBOX, oldest first."))
     RESEND_UNCERTAIN = Option(group=_MANY, switch=True, convert=yes_no,

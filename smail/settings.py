@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from smail.cloud import AppCredentials, CertStore
+from smail.cloud import AppCredentials, CertStore, StoreThumbprint
 from smail.eventlog import EventLogLevel
 from smail.kinds import Priority
 from smail.log import LogSettings
@@ -61,7 +61,7 @@ class SMIMESettings:
     sign_thumbprint: str | None = None      # /SIGN_CERT_THUMBPRINT: the Windows store's "My"
     sign_store: CertStore | None = None     # /SIGN_CERT_STORE; None: the user's, then the computer's
     sign_any_address: bool = False
-    encrypt_to: tuple[Path, ...] = ()
+    encrypt_to: tuple[Path | StoreThumbprint, ...] = ()  # files, or certificates of the Windows store
     encrypt_self: bool = True
 
 

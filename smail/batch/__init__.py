@@ -22,7 +22,7 @@ for appending, so that a run killed at any point leaves an exact record for /BAT
     saved      /SAVE_EML: row-NNNN.eml, never over a file the batch reads or writes
     check      the first pass: every row built and rendered before anything is sent
     feed       the send pass's jobs, each row recorded as being sent before it goes out
-    keeping    /OUTBOX: a transiently failed row handed over to the outbox
+    keeping    /OUTBOX: a row that failed, not refused, handed over to the outbox
     sending    the send pass over one session (or /DRY_RUN)
     tally      the counts, the exit code, the progress line
     runner     the run itself: the passes in order, the outcome

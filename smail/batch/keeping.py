@@ -1,4 +1,4 @@
-"""/OUTBOX in a batch: a row that failed for a transient reason waits in the outbox for /FLUSH,
+"""/OUTBOX in a batch: a row that failed without being refused (Status.FAILED: it may work later) waits in the outbox for /FLUSH,
 handed over so that a kill at any instant never leaves it sent twice or lost."""
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from smail.addresses import parse_header, parse_mailbox, parse_mailboxes
 from smail.batch.columns import ADDRESS_COLUMNS, FIELD_OF, FILE_COLUMNS, TRIMMED, Column, in_row_text
 from smail.batch.table import Row
 from smail.batch.templates import render_template
+from smail.cloud import StoreThumbprint
 from smail.config.message import inline_without_html, no_certificate_to_encrypt_to, settle_message
-from smail.converters import file_list
+from smail.converters import certificate_list, file_list
 from smail.errors import ParamError, SMailError
 from smail.i18n import _
 from smail.kinds import Mode
@@ -56,12 +57,14 @@ class RowValues:
     number: int
     message: MessageSettings              # as given: the rules are not applied yet
     inline: tuple[Path, ...] | None       # the row's /INLINE, checked against its body
-    encrypt_to: tuple[Path, ...] | None   # the row's /ENCRYPT_TO certificates
+    encrypt_to: tuple[Path | StoreThumbprint, ...] | None  # the row's /ENCRYPT_TO certificates
     variables: Mapping[str, str]          # every cell, by its column's name in lower case
 
 
 def _cell_value(option: Option, cell: str, folder: Path) -> object:
     """A non-empty cell as the field of `option` holds it; ParamError or FileMissingError."""
+    if option is Opt.ENCRYPT_TO:
+        return certificate_list(cell, base=folder)
     if option.name in FILE_COLUMNS:
         return file_list(cell, base=folder)
     if option is Opt.BODY_FILE:

@@ -52,7 +52,7 @@ class Run:
     transport: SMTPSettings | GraphSettings
     retry: RetryPolicy
     output: OutputSettings
-    outbox: OutboxSettings | None = None  # where a transient failure is kept (/OUTBOX)
+    outbox: OutboxSettings | None = None  # where a message that failed, not refused, is kept (/OUTBOX)
     smime: SMIMESettings | None = None  # /SIGN_CERT, /ENCRYPT_TO
     secrets: tuple[Secret, ...] = field(default=())
     warnings: tuple[str, ...] = ()  # said on stderr and in the log before anything is sent

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from smail.addresses import no_recipient
-from smail.cloud import CertStore
+from smail.cloud import CertStore, StoreThumbprint
 from smail.config.transport import check_graph_headers
 from smail.config.values import Values
 from smail.errors import ParamError
@@ -84,7 +84,7 @@ def smime_settings(values: Values) -> SMIMESettings | None:
     sign_cert = values.get(Opt.SIGN_CERT, Path)
     password = values.secret(Opt.SIGN_CERT_PASSWORD)
     thumbprint = values.get(Opt.SIGN_CERT_THUMBPRINT, str)
-    encrypt_to = values.items(Opt.ENCRYPT_TO, Path)
+    encrypt_to = tuple(item for item in values.items(Opt.ENCRYPT_TO, object) if isinstance(item, (Path, StoreThumbprint)))
     if not encrypt_to and any(item.strip() for item in values.raw.get_list(Opt.ENCRYPT_TO)):
         raise no_certificate_to_encrypt_to()
     if sign_cert is not None and thumbprint is not None:

@@ -53,7 +53,7 @@ log = logging.getLogger("smail")
 
 def keep(settings: OutboxSettings, message: Message, rendered: Rendered, receipt: Receipt, *,
          origin: dict[str, Any] | None = None, record: Callable[[str, str], None] | None = None) -> Receipt:
-    """Keep a message that failed for a transient reason, for a later /FLUSH: the receipt
+    """Keep a message that failed without being refused (Status.FAILED), for a later /FLUSH: the receipt
     says QUEUED (exit 10) with the line to show, or, when the outbox cannot be written,
     keeps its status and exit code with a line that says so. A refusal or a "may have been
     sent" is never kept: its receipt comes back as it was.

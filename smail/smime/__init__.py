@@ -24,11 +24,12 @@ from smail.smime.certificates import (
     check_certificate,
     load_certificates,
     load_signer,
+    recipients,
     store_signer,
 )
 from smail.smime.planning import Plan, Protection, plan, prepare, protect, record, replan, with_recipients
 from smail.smime.signing import signature_of_digest
 
 __all__ = ["Plan", "Protection", "RecipientCertificate", "Signer", "addresses_of", "check_certificate",
-           "load_certificates", "load_signer", "plan", "prepare", "protect", "record", "replan", "signature_of_digest",
+           "load_certificates", "load_signer", "plan", "prepare", "protect", "recipients", "record", "replan", "signature_of_digest",
            "store_signer", "with_recipients"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from smail import files
-from smail.cloud import CertStore
+from smail.cloud import CertStore, StoreThumbprint
 from smail.errors import AuthError, ParamError
 from smail.i18n import _
 from smail.redact import Secret
@@ -47,7 +47,7 @@ class Signer:
 
 @dataclass(frozen=True)
 class RecipientCertificate:
-    path: Path
+    path: Path | str            # the file, or the store certificate's thumbprint and store
     certificate: x509.Certificate
     addresses: frozenset[str]
 
@@ -205,7 +205,36 @@ def load_certificates(path: Path) -> tuple[x509.Certificate, ...]:
             path=path, reason=_first_line(exc))) from None
 
 
-def recipient_certificate(path: Path, certificate: x509.Certificate) -> RecipientCertificate:
+def recipients(items: tuple[Path | StoreThumbprint, ...], *, api: Any = None) -> tuple[RecipientCertificate, ...]:
+    """The certificates /ENCRYPT_TO (or a row's cell) names, files or store certificates, each
+    checked as an encryption certificate (ParamError, exit 2, otherwise)."""
+    found: list[RecipientCertificate] = []
+    for item in items:
+        if isinstance(item, StoreThumbprint):
+            where, certificate = store_recipient(item, api=api)
+            found.append(recipient_certificate(where, certificate))
+        else:
+            found += [recipient_certificate(item, certificate) for certificate in load_certificates(item)]
+    return tuple(found)
+
+
+def store_recipient(thumbprint: StoreThumbprint, *, api: Any = None) -> tuple[str, x509.Certificate]:
+    """The certificate with this thumbprint in the Windows store (Other People first, see
+    certstore.find_public), and where it was found."""
+    from cryptography import x509
+
+    from smail import certstore
+
+    der, store = certstore.find_public(thumbprint.hex, **({"api": api} if api is not None else {}))
+    where = f"{thumbprint} ({store})"
+    try:
+        return where, x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ParamError(_("{path} is not a certificate (PEM or DER): {reason}").format(
+            path=where, reason=_first_line(exc))) from None
+
+
+def recipient_certificate(path: Path | str, certificate: x509.Certificate) -> RecipientCertificate:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     check_certificate(certificate, path, signing=False)

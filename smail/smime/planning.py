@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smail.addresses import Mailbox
+from smail.cloud import StoreThumbprint
 from smail.errors import ParamError
 from smail.i18n import _
 from smail.message import Message
@@ -19,9 +20,8 @@ from smail.smime.certificates import (
     Signer,
     addresses_of,
     check_certificate,
-    load_certificates,
     load_signer,
-    recipient_certificate,
+    recipients,
     store_signer,
 )
 from smail.smime.encryption import enveloped
@@ -63,17 +63,13 @@ def prepare(settings: SMIMESettings) -> Protection:
         signer = store_signer(settings.sign_thumbprint, settings.sign_store)
     if signer is not None:
         check_certificate(signer.certificate, signer.path, signing=True)
-    recipients = tuple(recipient_certificate(path, certificate) for path in settings.encrypt_to
-                       for certificate in load_certificates(path))
-    return Protection(signer=signer, recipients=recipients, any_address=settings.sign_any_address,
-                      encrypt_self=settings.encrypt_self)
+    return Protection(signer=signer, recipients=recipients(settings.encrypt_to),
+                      any_address=settings.sign_any_address, encrypt_self=settings.encrypt_self)
 
 
-def with_recipients(protection: Protection, paths: tuple[Path, ...]) -> Protection:
+def with_recipients(protection: Protection, items: tuple[Path | StoreThumbprint, ...]) -> Protection:
     """The run's protection with a batch row's own ENCRYPT_TO certificates instead."""
-    recipients = tuple(recipient_certificate(path, certificate) for path in paths
-                       for certificate in load_certificates(path))
-    return Protection(signer=protection.signer, recipients=recipients, any_address=protection.any_address,
+    return Protection(signer=protection.signer, recipients=recipients(items), any_address=protection.any_address,
                       encrypt_self=protection.encrypt_self)
 
 

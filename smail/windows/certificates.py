@@ -98,14 +98,16 @@ def _status_error(status: int, target: str | None = None) -> OSError:
     return OSError(0, message, target, code)
 
 
-def open_store(*, machine: bool) -> int:
-    """The "My" store of the current user, or of the computer, read-only; close_store() it."""
+def open_store(*, machine: bool, name: str = "MY") -> int:
+    """A system store of the current user, or of the computer, read-only: "MY" (Personal),
+    where certificates with their keys are, or "AddressBook" (Other People), where the
+    certificates of correspondents are; close_store() it."""
     _require_windows("The Windows certificate store")
     flags = (CERT_SYSTEM_STORE_LOCAL_MACHINE if machine else CERT_SYSTEM_STORE_CURRENT_USER) \
         | CERT_STORE_OPEN_EXISTING_FLAG | CERT_STORE_READONLY_FLAG
-    store = _crypt32_store().CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, "MY")
+    store = _crypt32_store().CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, name)
     if not store:
-        raise _last_error("Cert:\\LocalMachine\\My" if machine else "Cert:\\CurrentUser\\My")
+        raise _last_error(f"Cert:\\{'LocalMachine' if machine else 'CurrentUser'}\\{'My' if name == 'MY' else name}")
     return int(store)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from smail.errors import ExitCode
 from tests.smime_certs import PASSWORD
 
 OPENSSL = shutil.which("openssl")
+POWERSHELL = shutil.which("powershell") or shutil.which("pwsh")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command verifies what was received")
 
 
@@ -227,6 +229,53 @@ def test_batch_row_without_a_certificate_for_its_recipient_stops_everything(run_
     assert server.handler.received == []
 
 
+def _der_thumbprint(identity: SimpleNamespace) -> tuple[bytes, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(identity.pem.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return der, hashlib.sha1(der).hexdigest().upper()  # noqa: S324
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store exists there")
+def test_off_windows_an_encrypt_to_thumbprint_exits_2_and_sends_nothing(run_smail, smtpd, pki, tmp_path):
+    server = smtpd()
+    _der, thumbprint = _der_thumbprint(pki.bob)
+    spaced = " ".join(thumbprint[i:i + 2] for i in range(0, 40, 2)).lower()  # as certmgr.msc shows it
+    result = run_smail(*server.options, *SIGN, f"/ENCRYPT_TO={spaced}", "/ENCRYPT_NO_SELF")
+    assert result.exit_code == ExitCode.PARAM, result.stderr
+    assert thumbprint in result.stderr and "exists only on Windows" in result.stderr
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"TO;ENCRYPT_TO\nbob@test.test;{pki.bob.pem}\ncarol@test.test;{thumbprint}\n", encoding="utf-8")
+    result = run_smail(*server.options, "/FROM_ADDR=alice@demo.test", "/BODY=x", f"/BATCH={rows}", "/ENCRYPT_NO_SELF")
+    assert result.exit_code == ExitCode.PARAM, result.stderr
+    assert "Row 3" in result.stderr and "exists only on Windows" in result.stderr
+    assert server.handler.received == []
+
+
+@pytest.mark.skipif(sys.platform != "win32" or POWERSHELL is None or OPENSSL is None,
+                    reason="needs Windows, PowerShell and openssl")
+def test_a_certificate_of_other_people_given_by_thumbprint_encrypts_what_openssl_decrypts(run_smail, smtpd, pki,
+                                                                                           tmp_path):
+    server = smtpd()
+    der, thumbprint = _der_thumbprint(pki.bob)
+    cer = tmp_path / "bob.der.cer"
+    cer.write_bytes(der)
+    subprocess.run([POWERSHELL, "-NoProfile", "-Command", "$ErrorActionPreference = 'Stop'; "
+                    f"Import-Certificate -FilePath '{cer}' -CertStoreLocation Cert:\\CurrentUser\\AddressBook | Out-Null"],
+                   capture_output=True, text=True, timeout=120, check=True)
+    try:
+        result = run_smail(*server.options, *SIGN, f"/ENCRYPT_TO={thumbprint}", "/ENCRYPT_NO_SELF")
+        assert result.exit_code == ExitCode.OK, result.stderr
+        decrypted = decrypt(server.handler.received[0].data, pki.bob, tmp_path)
+        assert decrypted.returncode == 0, decrypted.stderr.decode()
+        assert b"Bonjour" in decrypted.stdout
+    finally:
+        subprocess.run([POWERSHELL, "-NoProfile", "-Command",
+                        f"Remove-Item -Path Cert:\\CurrentUser\\AddressBook\\{thumbprint}"],
+                       capture_output=True, timeout=120)
+
+
 @needs_openssl
 def test_outbox_keeps_the_message_before_signing_and_flush_signs_it(run_smail, smtpd, pki, tmp_path):
     from tests.smtpd import free_port
@@ -256,8 +305,6 @@ def test_off_windows_the_store_options_exit_2(run_smail):
     result = run_smail("/SMTP_SERVER=127.0.0.1", *SIGN, "/SIGN_CERT_THUMBPRINT=" + "3B" * 20, "/DRY_RUN")
     assert result.exit_code == ExitCode.PARAM and "exists only on Windows" in result.stderr
 
-
-POWERSHELL = shutil.which("powershell") or shutil.which("pwsh")
 
 
 @pytest.mark.skipif(sys.platform != "win32" or POWERSHELL is None or OPENSSL is None,

@@ -536,10 +536,11 @@ def test_killed_at_random_moments_and_resumed_never_sends_a_row_twice(smtpd, tmp
         process.wait()
     final = smail_process(*args)
     final.communicate(timeout=300)
-    assert final.returncode in (ExitCode.OK, ExitCode.PARTIAL)
     delivered = subjects(handler.received)
     statuses = last_status(results)
     uncertain = {n for n in range(1, count + 1) if statuses[n + 1] == "may-have-been-sent"}
+    # Where the kills land is chance: exit 11 when one of them left a row may-have-been-sent.
+    assert final.returncode == (ExitCode.PARTIAL if uncertain else ExitCode.OK)
     for n in range(1, count + 1):
         copies = delivered[f"Facture {n:04d} pour Client n°{n}"]
         assert copies == 1 or (n in uncertain and copies == 0), (n, copies, statuses[n + 1])

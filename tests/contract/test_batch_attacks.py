@@ -55,7 +55,8 @@ def test_a_results_line_whose_row_is_an_odd_digit_is_no_crash(smtpd, run_smail, 
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
     assert result.exit_code != ExitCode.INTERNAL, result.log[-2000:]
     assert "Traceback" not in result.output
-    assert result.exit_code in (ExitCode.OK, ExitCode.PARAM)
+    assert result.exit_code == ExitCode.PARAM, result.stderr  # a line SMail did not write: refused
+    assert str(results) in result.stderr and handler.received == []
 
 
 def test_resume_from_a_results_file_saved_by_french_excel_sends_nothing_twice(smtpd, run_smail, tmp_path):
@@ -78,7 +79,7 @@ def test_resume_from_a_results_file_saved_by_french_excel_sends_nothing_twice(sm
     results.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
     again = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
     assert len(handler.received) == 3, f"rows sent twice: exit {again.exit_code}, {again.stdout}"
-    assert again.exit_code in (ExitCode.OK, ExitCode.PARAM)
+    assert again.exit_code == ExitCode.OK, again.stderr  # read back whatever the separator
 
 
 def test_a_truncated_last_line_of_a_sending_row_is_never_resent_blindly(smtpd, run_smail, tmp_path):
@@ -92,7 +93,7 @@ def test_a_truncated_last_line_of_a_sending_row_is_never_resent_blindly(smtpd, r
                        "2,sending,,<x@demo.test>,,0123", encoding="utf-8", newline="")
     result = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
     assert "c1@test.test" not in [r for m in handler.received for r in m.rcpt_tos]
-    assert result.exit_code in (ExitCode.PARAM, ExitCode.PARTIAL), result.stderr
+    assert result.exit_code == ExitCode.PARTIAL, result.stderr  # row 2 reported may-have-been-sent
 
 
 # -- output options naming a file a row reads --------------------------------------------------------
@@ -151,20 +152,25 @@ def test_utf16_cr_only_quoted_newline_and_trailing_empty_columns(smtpd, run_smai
     assert any(b"Multi" in m.data for m in handler.received)
 
 
+HARMLESS = ("{{ self }}", "{% raw %}{{ customer }}{% endraw %}")
+
+
 @pytest.mark.parametrize("template", [
-    "{{ self }}", "{{ self.__class__ }}", "{{ cycler.__init__.__globals__ }}", "{{ joiner.__call__ }}",
+    *HARMLESS, "{{ self.__class__ }}", "{{ cycler.__init__.__globals__ }}", "{{ joiner.__call__ }}",
     "{{ namespace.__init__ }}", "{{ lipsum.__globals__ }}", "{{ customer.__class__.__mro__ }}",
-    "{% raw %}{{ customer }}{% endraw %}", "{{ customer|attr('__class__') }}",
+    "{{ customer|attr('__class__') }}",
 ])
 def test_template_tricks_never_crash_and_never_leak(smtpd, run_smail, tmp_path, template):
-    """A body template reaching for Jinja2 internals: exit 0 (harmless) or 2, never 7, and
-    nothing from Python's internals in what goes out."""
+    """A body template reaching for Jinja2 internals: exit 2 (the sandbox refuses it), never 7;
+    the harmless ones (text, the template's own name) are sent; nothing from Python's internals
+    in what goes out."""
     handler = RecordingHandler()
     server = smtpd(handler)
     rows = three_rows(tmp_path)
     result = run_smail(*server.options, "/FROM_ADDR=f@demo.test", "/SUBJECT=s {{ number }}",
                        f"/BODY={template}", f"/BATCH={rows}")
-    assert result.exit_code in (ExitCode.OK, ExitCode.PARAM), result.output[-1500:]
+    assert result.exit_code == (ExitCode.OK if template in HARMLESS else ExitCode.PARAM), result.output[-1500:]
+    assert len(handler.received) == (3 if template in HARMLESS else 0)
     for message in handler.received:
         assert b"__builtins__" not in message.data and b"<function" not in message.data
 
@@ -511,12 +517,9 @@ def test_a_cut_last_line_is_repaired_before_anything_is_appended(smtpd, run_smai
     results.write_bytes(b"\xef\xbb\xbf" + cut.encode("utf-8"))
     handler.received.clear()
     again = run_smail(*server.options, *COMMON, f"/BATCH={rows}", f"/BATCH_RESULT={results}", "/BATCH_RESUME")
-    assert again.exit_code in (ExitCode.OK, ExitCode.PARTIAL, ExitCode.PARAM), again.stderr
+    assert again.exit_code == ExitCode.OK, again.stderr  # the cut line is repaired, rows 4 and 5 sent
     sent_again = sorted(m.rcpt_tos[0] for m in handler.received)
     assert "c1@test.test" not in sent_again  # row 2 was recorded whole: never again
-    if again.exit_code == ExitCode.PARAM:
-        assert sent_again == [] and str(results) in again.stderr
-        return
     # Repaired: every line SMail appended reads back as its own line.
     last = statuses(results)
     assert last[4][-1] == "sent" and last[5][-1] == "sent"

@@ -53,27 +53,37 @@ def software_sign(key: rsa.RSAPrivateKey):
 class FakeStoreAPI:
     """Stands in for smail.windows: stores holding certificates, keys that sign or refuse."""
 
-    def __init__(self, stores: dict[CertStore, dict[str, tuple[bytes, object]]],
-                 acquire_error: int = 0, open_error: int = 0) -> None:
-        self.stores = stores
+    def __init__(self, stores: dict[CertStore | tuple[str, CertStore], dict[str, tuple[bytes, object]]],
+                 acquire_error: int = 0, open_error: int = 0, missing: frozenset[str] = frozenset()) -> None:
+        self.stores = stores  # keyed by CertStore for "MY", by (name, CertStore) for the others
         self.acquire_error = acquire_error
         self.open_error = open_error
+        self.missing = missing  # names of stores never created (ERROR_FILE_NOT_FOUND)
         self.opened: list[bool] = []
+        self.opened_names: list[tuple[str, CertStore]] = []
+        self.handles: dict[int, tuple[str, CertStore]] = {}
         self.closed = 0
         self.freed_contexts = 0
         self.freed_keys = 0
 
-    def open_store(self, *, machine: bool) -> int:
+    def open_store(self, *, machine: bool, name: str = "MY") -> int:
+        store = CertStore.MACHINE if machine else CertStore.USER
         self.opened.append(machine)
+        self.opened_names.append((name, store))
         if self.open_error:
             raise OSError(0, "Access is denied.", None, self.open_error)
-        return 2 if machine else 1
+        if name in self.missing:
+            raise OSError(0, "The system cannot find the file specified.", None, windows.ERROR_FILE_NOT_FOUND)
+        handle = len(self.handles) + 1
+        self.handles[handle] = (name, store)
+        return handle
 
     def close_store(self, store: int) -> None:
         self.closed += 1
 
-    def find_certificate(self, store: int, sha1: bytes):
-        entries = self.stores.get(CertStore.MACHINE if store == 2 else CertStore.USER, {})
+    def find_certificate(self, handle: int, sha1: bytes):
+        name, store = self.handles[handle]
+        entries = self.stores.get(store if name == "MY" else (name, store), {})
         return entries.get(sha1.hex().upper())
 
     def certificate_der(self, context) -> bytes:

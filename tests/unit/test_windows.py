@@ -439,3 +439,17 @@ def test_overlapped_has_the_windows_layout_of_this_bitness():
     pointer = ctypes.sizeof(ctypes.c_void_p)
     assert ctypes.sizeof(windows.OVERLAPPED) == {4: 20, 8: 32}[pointer]
     assert windows.OVERLAPPED.Offset.offset == 2 * pointer
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="needs Windows (the certificate store)")
+def test_the_real_stores_of_correspondents_open_and_a_thumbprint_none_holds_is_exit_2():
+    """crypt32 opens "AddressBook" (Other People) and "MY" of the user and of the computer, read-only;
+    a store never created is passed over; a thumbprint no store holds is exit 2 naming them."""
+    from smail import certstore
+    from smail.errors import ExitCode, ParamError
+
+    with pytest.raises(ParamError) as caught:
+        certstore.find_public("00" * 20)
+    assert caught.value.exit_code == ExitCode.PARAM
+    assert "No certificate with the thumbprint" in caught.value.message, caught.value.message
+    assert "Cert:\\CurrentUser\\AddressBook" in caught.value.message
