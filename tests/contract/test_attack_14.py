@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import subprocess
 
 import pytest
 
 from smail.errors import ExitCode
 from tests.cli.test_hostile_input import smail_process
-from tests.cli.test_smime import decrypt, needs_openssl
+from tests.cli.test_smime import OPENSSL, decrypt, needs_openssl
 from tests.contract.test_graph import graph, microsoft  # noqa: F401 (fixtures)
 from tests.smime_certs import PASSWORD
 from tests.smtpd import RecordingHandler
@@ -130,4 +131,34 @@ def test_the_sender_among_the_recipients_without_its_certificate_is_still_refuse
                        f"/SIGN_CERT_PASSWORD={PASSWORD}", f"/ENCRYPT_TO={pki.bob.pem}", "/ENCRYPT_NO_SELF")
     assert result.exit_code == ExitCode.PARAM, result.output
     assert f"/ENCRYPT_TO has no certificate for {pki.alice.address}" in result.stderr
+    assert server.handler.received == []
+
+
+@needs_openssl
+@pytest.mark.parametrize("layout", ["certificate, CA, key", "CA first"])
+def test_encrypting_to_a_certificate_file_holding_its_chain_encrypts_to_the_recipient_only(run_smail, smtpd, pki, tmp_path,
+                                                                                          layout):
+    """A certificate exported with its chain (PEM: the recipient's certificate and its CA) was
+    refused: "The certificate ... (CN=SMail Test S/MIME CA) is not valid for e-mail protection"."""
+    chain = tmp_path / "bob-chain.pem"
+    chain.write_bytes(pki.bob.bundle.read_bytes() if layout == "certificate, CA, key"
+                      else pki.ca.pem.read_bytes() + pki.bob.pem.read_bytes())
+    server = smtpd(RecordingHandler())
+    result = run_smail(*server.options, f"/FROM_ADDR={pki.alice.address}", f"/TO={pki.bob.address}", "/BODY=Bulletin",
+                       f"/ENCRYPT_TO={chain}", "/ENCRYPT_NO_SELF")
+    assert result.exit_code == ExitCode.OK, result.output
+    [received] = server.handler.received
+    assert decrypt(received.data, pki.bob, tmp_path).returncode == 0
+    assert OPENSSL is not None
+    printed = subprocess.run([OPENSSL, "cms", "-cmsout", "-print"], input=received.data, capture_output=True,
+                             timeout=60, check=True).stdout.decode()
+    assert printed.count("d.ktri:") == 1  # one recipient: bob, not the CA
+
+
+def test_a_certificate_file_holding_only_cas_is_still_refused(run_smail, smtpd, pki):
+    server = smtpd(RecordingHandler())
+    result = run_smail(*server.options, f"/FROM_ADDR={pki.alice.address}", f"/TO={pki.bob.address}", "/BODY=Bulletin",
+                       f"/ENCRYPT_TO={pki.ca.pem}", "/ENCRYPT_NO_SELF")
+    assert result.exit_code == ExitCode.PARAM, result.output
+    assert "not valid for e-mail protection" in result.stderr
     assert server.handler.received == []
