@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from tests.cli.test_hostile_input import smail_process
 from tests.cli.test_smime import OPENSSL, decrypt, needs_openssl
 from tests.contract.test_graph import graph, microsoft  # noqa: F401 (fixtures)
 from tests.smime_certs import PASSWORD
-from tests.smtpd import RecordingHandler
+from tests.smtpd import RecordingHandler, read_line, read_message
 
 
 def _no_crash(text: str) -> None:
@@ -162,3 +163,59 @@ def test_a_certificate_file_holding_only_cas_is_still_refused(run_smail, smtpd, 
     assert result.exit_code == ExitCode.PARAM, result.output
     assert "not valid for e-mail protection" in result.stderr
     assert server.handler.received == []
+
+
+# -- numbers in odd digits ------------------------------------------------------------------------
+# str.isdigit() accepts "²", "³" and "¹" (bytes B2, B3, B9 read as Latin-1), which int() refuses.
+
+def _server_offering_size(size: bytes):
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"220 ready\r\n")
+        while line := read_line(conn):
+            verb = line.split()[0].upper() if line.split() else b""
+            if verb == b"EHLO":
+                conn.sendall(b"250-smail.test\r\n250 SIZE " + size + b"\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                read_message(conn)
+                conn.sendall(b"250 ok\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    return script
+
+
+@pytest.mark.parametrize("size", [b"\xb2", b"1\xb3", b"\xb9\xb9\xb9"])
+def test_a_size_limit_in_odd_digits_is_no_internal_error(scripted, run_smail, size):
+    """`250 SIZE ²` from the server was exit 7, nothing sent; a limit SMail cannot read is none."""
+    server = scripted(_server_offering_size(size))
+    result = run_smail(*server.options, "/FROM_ADDR=a@t.test", "/TO=b@t.test", "/BODY=hi")
+    assert result.exit_code == ExitCode.OK, result.output
+    _no_crash(result.output)
+
+
+@pytest.mark.parametrize("status", [b"\xb2\xb2\xb2", b"2\xb2\xb2", b"\xb900"])
+def test_a_proxy_answering_a_status_in_odd_digits_is_a_proxy_failure(scripted, run_smail, status):
+    """`HTTP/1.1 ²²² OK` from an HTTP proxy was exit 7."""
+    def script(conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 " + status + b" OK\r\n\r\n220 ready\r\n")
+        conn.recv(64)
+    server = scripted(script)
+    result = run_smail("/SMTP_SERVER=127.0.0.1", "/FROM_ADDR=a@t.test", "/TO=b@t.test", "/BODY=hi",
+                       f"/PROXY=http://127.0.0.1:{server.port}")
+    assert result.exit_code == ExitCode.CONNECT, result.output
+    _no_crash(result.output)
+    assert "proxy" in result.stderr.lower()
+
+
+def test_an_identity_error_code_in_odd_digits_is_the_refusal_it_reports(graph, microsoft):  # noqa: F811
+    """An identity platform (or what stands for it) answering `"error_codes": ["²"]` was exit 7."""
+    microsoft.fail("/token", 401, error={"error": "invalid_client", "error_codes": ["\u00b2", 7000215],
+                                         "error_description": "AADSTS7000215: Invalid client secret provided."})
+    result = graph()
+    assert result.exit_code == ExitCode.AUTH, result.output
+    _no_crash(result.output)
+    assert microsoft.sent == []
