@@ -219,3 +219,23 @@ def test_an_identity_error_code_in_odd_digits_is_the_refusal_it_reports(graph, m
     assert result.exit_code == ExitCode.AUTH, result.output
     _no_crash(result.output)
     assert microsoft.sent == []
+
+
+# -- Graph answers that do not hold what they must ------------------------------------------------
+
+@pytest.mark.parametrize("path, answer", [(r"/messages$", {"value": []}), (r"/messages$", {"id": None}),
+                                          (r"createUploadSession", {"expirationDateTime": "2026-12-07T12:00:00Z"}),
+                                          (r"createUploadSession", {"uploadUrl": 5})])
+def test_a_draft_answer_without_its_id_or_upload_url_is_not_sent_and_no_internal_error(graph, microsoft, tmp_path,  # noqa: F811
+                                                                                     path, answer):
+    """A large message goes through a draft: an answer (a gateway's, one cut short) without the
+    draft's id or the upload session's URL was exit 7."""
+    big = tmp_path / "archive.zip"
+    big.write_bytes(b"\0" * (5 * 1024 * 1024))
+    for lang, expected in (("EN", "The answer of Microsoft Graph while"), ("FR", "La réponse de Microsoft Graph pendant")):
+        microsoft.fail(path, 201, error=answer)
+        result = graph(f"/ATTACH={big}", f"/LANG={lang}")
+        assert result.exit_code == ExitCode.SEND, result.output
+        _no_crash(result.output)
+        assert expected in result.stderr
+    assert microsoft.sent == []
