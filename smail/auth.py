@@ -85,7 +85,7 @@ def _refused(cause: str, details: str, *, answer: HTTPAnswer | None = None) -> A
 
 
 def _codes(result: dict[str, Any]) -> set[int]:
-    codes = {int(c) for c in result.get("error_codes", []) if str(c).isdigit()}
+    codes = {int(c) for c in result.get("error_codes", []) if str(c).isascii() and str(c).isdigit()}
     codes.update(int(c) for c in re.findall(r"AADSTS(\d+)", str(result.get("error_description", ""))))
     return codes
 

@@ -74,5 +74,11 @@ class _TextExtractor(HTMLParser):
 def html_to_text(html: str) -> str:
     parser = _TextExtractor()
     parser.feed(html)
+    if parser.rawdata.startswith("<") and parser.rawdata not in ("<", "</"):
+        # A tag, comment or declaration the body never ends runs to its end: HTML drops it
+        # there (so the recipient's HTML view shows nothing of it either). html.parser's
+        # close() would try every later `<` of it again, one after another: a body of many
+        # unended tags took hours.
+        parser.rawdata = ""
     parser.close()
     return parser.text()

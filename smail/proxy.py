@@ -215,7 +215,8 @@ def parse_answer(head: bytes) -> tuple[int, str]:
     it is not HTTP."""
     line = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1").strip()
     words = line.split(" ", 2)
-    if len(words) >= 2 and words[0].startswith("HTTP/") and words[1].isdigit() and len(words[1]) == 3:
+    if len(words) >= 2 and words[0].startswith("HTTP/") and words[1].isascii() and words[1].isdigit() \
+            and len(words[1]) == 3:
         return int(words[1]), " ".join(words[1:])
     return 0, line[:200]
 

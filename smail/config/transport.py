@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from smail import cloud, proxy
 from smail.addresses import parse_header
@@ -143,6 +144,31 @@ def _smtp_proxy_of(values: Values, server: str, port: int) -> Proxy | None:
     return found
 
 
+def check_https_proxy_of_environment(values: Values, urls: tuple[str, ...]) -> None:
+    """The proxy requests takes from HTTPS_PROXY or ALL_PROXY for these https:// addresses (the
+    identity platform, Graph), checked before anything is sent: one requests cannot use (a
+    malformed URL, a SOCKS5 proxy) made the sign-in fail as if the tenant did not exist (exit 4)."""
+    given = given_proxy(values)
+    if given is ProxyOff.NONE or (isinstance(given, Proxy) and given.kind is proxy.ProxyKind.HTTP):
+        return  # /PROXY=NONE, or /PROXY=http://...: requests does not read the environment's
+    for address in urls:
+        parts = urlsplit(address)
+        url = proxy.from_environment(values.raw.proxy_environment, parts.hostname or "", parts.port or 443)
+        if url is None:
+            continue
+        text = url.strip()
+        if text[:8].lower() == "https://":  # a proxy reached over TLS: requests speaks to it
+            text = "http://" + text[8:]
+        try:
+            found = proxy.parse(text)
+        except ValueError as exc:
+            raise ParamError(_("The proxy of the environment (HTTPS_PROXY or ALL_PROXY) cannot serve the HTTPS requests to {where}: {reason}. Use /PROXY=NONE to connect directly.").format(
+                where=parts.netloc, reason=exc)) from None
+        if found.kind is not proxy.ProxyKind.HTTP:
+            raise ParamError(_("The proxy of the environment (HTTPS_PROXY or ALL_PROXY) is a SOCKS5 proxy, which cannot carry the HTTPS requests to {where}: give /PROXY=http://host:port, name {host} in NO_PROXY, or use /PROXY=NONE to connect directly.").format(
+                where=parts.netloc, host=parts.hostname))
+
+
 def _ip(values: Values, server: str) -> IPFamily:
     """/IP, which an address literal in /SMTP_SERVER must not contradict."""
     import ipaddress
@@ -212,6 +238,8 @@ def smtp_settings(values: Values) -> SMTPSettings:
             if app is None:
                 raise ParamError(_("/AUTH_TYPE=XOAUTH2 needs /SMTP_TOKEN_FILE, or /O365_TENANT_ID, /O365_APP_ID and a credential (/O365_SECRET, /O365_CERT_FILE or /O365_CERT_THUMBPRINT), or /O365_AUTH=MANAGED_IDENTITY."))
             _check_app(app, Mode.SMTP)
+            if app.sign_in is not SignIn.MANAGED_IDENTITY:  # the token is asked for over HTTPS
+                check_https_proxy_of_environment(values, (app.authority_host,))
     return SMTPSettings(
         server=server, port=port, proxy=_smtp_proxy(values, server, port), ip=_ip(values, server),
         proxy_from_environment=given_proxy(values) is not ProxyOff.NONE, tls_mode=tls_mode, tls=_tls(values), auth=auth,
@@ -233,9 +261,13 @@ def _graph_proxy(values: Values) -> str | None:
 def graph_settings(values: Values) -> GraphSettings:
     require_all(values, Mode.GRAPH)
     app = _check_app(_app_credentials(values), Mode.GRAPH)
+    graph_proxy = _graph_proxy(values)
+    # A managed identity's endpoint is never reached through a proxy; Graph is.
+    check_https_proxy_of_environment(values, (app.graph_endpoint,) if app.sign_in is SignIn.MANAGED_IDENTITY
+                                     else (app.authority_host, app.graph_endpoint))
     return GraphSettings(
         app=app, sender=values.text(Opt.GRAPH_SENDER) or "",
-        save_to_sent=values.flag(Opt.SAVE_TO_SENT), proxy=_graph_proxy(values),
+        save_to_sent=values.flag(Opt.SAVE_TO_SENT), proxy=graph_proxy,
         proxy_from_environment=given_proxy(values) is not ProxyOff.NONE, tls=_tls(values),
         timeout=values.require(Opt.TIMEOUT, float))
 

@@ -214,8 +214,24 @@ def recipients(items: tuple[Path | StoreThumbprint, ...], *, api: Any = None) ->
             where, certificate = store_recipient(item, api=api)
             found.append(recipient_certificate(where, certificate))
         else:
-            found += [recipient_certificate(item, certificate) for certificate in load_certificates(item)]
+            found += [recipient_certificate(item, certificate) for certificate in _without_chain(load_certificates(item))]
     return tuple(found)
+
+
+def _is_authority(certificate: x509.Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _without_chain(certificates: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
+    """A recipient's file exported with its chain (its certificate, then the CAs that issued it)
+    names the recipient by its certificates that are no CA's: the CAs are not encrypted to."""
+    own = tuple(certificate for certificate in certificates if not _is_authority(certificate))
+    return own or certificates
 
 
 def store_recipient(thumbprint: StoreThumbprint, *, api: Any = None) -> tuple[str, x509.Certificate]:

@@ -90,7 +90,10 @@ def plan(protection: Protection, message: Message) -> Plan:
     for recipient in protection.recipients:
         for address in recipient.addresses:
             by_address.setdefault(address, recipient)
-    missing = [box for box in message.recipients if box.address.lower() not in by_address]
+    # The sender's own certificate, added for the copy in Sent Items, serves the sender in To or Cc too.
+    own_addresses = addresses_of(signer.certificate) if signer is not None and protection.encrypt_self else frozenset()
+    missing = [box for box in message.recipients
+               if box.address.lower() not in by_address and box.address.lower() not in own_addresses]
     if missing:
         raise ParamError(_("/ENCRYPT_TO has no certificate for {addresses}: each recipient needs one to read the message.").format(
             addresses=", ".join(_shown(box) for box in missing)))

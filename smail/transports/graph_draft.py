@@ -26,6 +26,19 @@ UPLOAD_MAXIMUM: Final = 150 * 1024 * 1024
 CHUNK: Final = 12 * 320 * 1024            # 3,932,160 B: < 4 MiB, and a multiple of 320 KiB
 
 
+def _field(answer: requests.Response, name: str, what: str) -> str:
+    """A text field of a Graph answer (the draft's id, an upload session's URL); SendError when
+    the answer does not hold it: a gateway's or a proxy's page, an answer cut short."""
+    try:
+        value = answer.json().get(name)
+    except (ValueError, AttributeError):
+        value = None
+    if not isinstance(value, str) or not value:
+        raise SendError(_("The answer of Microsoft Graph while {what} holds no {name}: the message was not sent.").format(
+            what=what, name=name))
+    return value
+
+
 def send_through_draft(http: GraphHTTP, user_url: str, resource: dict[str, Any], parts: Parts, *,
                        on_commit: Commit | None, progress: Progress | None) -> requests.Response:
     """Create the draft, add every part, send it; the answer to the send request."""
@@ -38,8 +51,9 @@ def send_through_draft(http: GraphHTTP, user_url: str, resource: dict[str, Any],
         log.warning(_("/SAVE_TO_SENT=NO cannot apply to a message sent through a draft: Graph keeps it in Sent Items."))
     message_url: str | None = None
     try:
-        draft = http.call("POST", f"{user_url}/messages", what=_("creating the draft"), json_body=resource)
-        message_url = f"{user_url}/messages/{quote(str(draft.json()['id']), safe='')}"
+        what = _("creating the draft")
+        draft = http.call("POST", f"{user_url}/messages", what=what, json_body=resource)
+        message_url = f"{user_url}/messages/{quote(_field(draft, 'id', what), safe='')}"
         for part, inline in parts.all():
             if part.size < UPLOAD_MINIMUM:
                 http.call("POST", f"{message_url}/attachments", what=_("adding {name}").format(name=part.filename),
@@ -74,10 +88,10 @@ def _upload(http: GraphHTTP, message_url: str, part: FilePart, inline: bool, pro
                             "contentType": part.content_type}
     if inline:
         item.update(isInline=True, contentId=part.content_id)
-    session = http.call("POST", f"{message_url}/attachments/createUploadSession",
-                        what=_("opening an upload session for {name}").format(name=part.filename),
-                        json_body={"AttachmentItem": item}).json()
-    upload_url = str(session["uploadUrl"])
+    opening = _("opening an upload session for {name}").format(name=part.filename)
+    session = http.call("POST", f"{message_url}/attachments/createUploadSession", what=opening,
+                        json_body={"AttachmentItem": item})
+    upload_url = _field(session, "uploadUrl", opening)
     query = urlsplit(upload_url).query
     redact.remember(upload_url, query)  # the URL is pre-authenticated: a credential
     what = _("uploading {name}").format(name=part.filename)

@@ -65,7 +65,7 @@ def _mail_options(client: smtplib.SMTP, message: Message, rendered: Rendered, se
     rcpt_options: list[str] = []
     if client.has_extn("size"):
         limit = client.esmtp_features.get("size", "").strip()
-        if limit.isdigit() and 0 < int(limit) < rendered.size:
+        if limit.isascii() and limit.isdigit() and 0 < int(limit) < rendered.size:  # not "²", a latin-1 digit int() refuses
             raise SendError(_("The message is {size} bytes but {where} accepts at most {limit} bytes.").format(
                 size=rendered.size, where=where(settings), limit=limit))
         mail_options.append(f"SIZE={rendered.size}")
