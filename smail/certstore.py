@@ -21,7 +21,13 @@ from smail.cloud import CertStore
 from smail.errors import AuthError, ParamError
 from smail.i18n import _
 
-_WHERE = {CertStore.USER: "Cert:\\CurrentUser\\My", CertStore.MACHINE: "Cert:\\LocalMachine\\My"}
+
+def _store_path(name: str, store: CertStore) -> str:
+    """How PowerShell names the system store `name` ("MY", "AddressBook") of `store`."""
+    return f"Cert:\\{'LocalMachine' if store is CertStore.MACHINE else 'CurrentUser'}\\{'My' if name == 'MY' else name}"
+
+
+_WHERE = {store: _store_path("MY", store) for store in CertStore}
 # Failures that mean "this account may not use the key": the advice is the right to grant.
 _DENIED = frozenset({windows.NTE_PERM, windows.E_ACCESSDENIED, windows.ERROR_ACCESS_DENIED,
                      windows.NTE_BAD_KEYSET, windows.NTE_SILENT_CONTEXT})
@@ -159,10 +165,6 @@ _PUBLIC_STORES: tuple[tuple[str, CertStore], ...] = (
     ("MY", CertStore.MACHINE))
 
 
-def _public_where(name: str, store: CertStore) -> str:
-    return f"Cert:\\{'LocalMachine' if store is CertStore.MACHINE else 'CurrentUser'}\\{'My' if name == 'MY' else name}"
-
-
 def find_public(thumbprint: str, *, api: Any = windows) -> tuple[bytes, str]:
     """The DER bytes of the certificate with this SHA-1 thumbprint, and the store it was found
     in, for encrypting to it (no key needed); ParamError (exit 2) when no store holds it."""
@@ -170,11 +172,11 @@ def find_public(thumbprint: str, *, api: Any = windows) -> tuple[bytes, str]:
         try:
             with _context(api, store, thumbprint, name) as context:
                 if context:
-                    return api.certificate_der(context), _public_where(name, store)
+                    return api.certificate_der(context), _store_path(name, store)
         except OSError as exc:
             if windows_code(exc) == windows.ERROR_FILE_NOT_FOUND:
                 continue  # a store never created holds no certificate
             raise ParamError(_("The certificate store {where} could not be opened: {reason}").format(
-                where=_public_where(name, store), reason=exc.strerror or exc)) from None
+                where=_store_path(name, store), reason=exc.strerror or exc)) from None
     raise ParamError(_("No certificate with the thumbprint {thumbprint} is in {stores}: check /ENCRYPT_TO (certmgr.msc > Other People shows the user's correspondents).").format(
-        thumbprint=thumbprint, stores=" / ".join(_public_where(name, store) for name, store in _PUBLIC_STORES)))
+        thumbprint=thumbprint, stores=" / ".join(_store_path(name, store) for name, store in _PUBLIC_STORES)))
